@@ -1,0 +1,23 @@
+# nsgflow: NormalizeScaleGradient-style normalization of light frames.
+# Usage: snakemake --cores 2 --config frames='data/night1/*.fits' reference=data/night1/m31_003.fits
+# Settings and their meaning: config.yaml. Stages: workflow/rules/.
+
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: os.path.join(workflow.basedir, "config.yaml")
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/detect.smk"
+include: "workflow/rules/photometry.smk"
+include: "workflow/rules/scale.smk"
+include: "workflow/rules/gradient.smk"
+include: "workflow/rules/normalize.smk"
+
+
+rule all:
+    input:
+        expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),

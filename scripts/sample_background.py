@@ -1,0 +1,15 @@
+"""Snakemake script of rule sample_background: nsgflow.pipeline.run_samples."""
+
+from nsgflow.pipeline import run_samples, run_step
+
+run_step(
+    snakemake.log[0],
+    run_samples,
+    snakemake.input.frame,
+    snakemake.input.reference,
+    snakemake.input.scale,
+    snakemake.input.catalog,
+    snakemake.input.ref_catalog,
+    snakemake.output.samples,
+    snakemake.params.settings,
+)

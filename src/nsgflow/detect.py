@@ -1,0 +1,165 @@
+"""Star detection: a catalog of stars per frame, with saturation and border flags."""
+
+from __future__ import annotations
+
+from enum import IntFlag
+
+import numpy as np
+import pandas as pd
+import sep
+
+from nsgflow.errors import FrameError
+
+__all__ = ["StarFlag", "detect_stars", "estimate_saturation", "nodata_counts"]
+
+#: Catalog columns, in order.
+CATALOG_COLUMNS = ["id", "x", "y", "flux", "peak", "sky", "a", "b", "theta", "hlr_px", "flags"]
+
+
+class StarFlag(IntFlag):
+    """Per-star problems, as bit flags in the catalog's ``flags`` column."""
+
+    #: Peak at or above the linear range of the frame's saturation level.
+    SATURATED = 1
+    #: No-data pixels (exact zeros) or the frame edge within the border margin.
+    NEAR_BORDER = 2
+    #: Deblended from a neighbour by sep.
+    BLENDED = 4
+
+
+def estimate_saturation(data: np.ndarray, min_pixels: int = 5, tolerance: float = 0.02) -> float:
+    """Return the frame's saturation level, found from the data; ``inf`` if none.
+
+    A frame is taken as saturated when at least ``min_pixels`` pixels lie within
+    ``tolerance`` (relative) of its maximum: clipped star cores form such a
+    plateau, even after flat-fielding spreads it a little, while the peak of an
+    unsaturated star is a single pixel.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (ny, nx)
+        Frame, 0 for no data.
+    min_pixels : int, default 5
+        Pixels needed near the maximum to call it a plateau.
+    tolerance : float, default 0.02
+        Relative width of the plateau.
+    """
+    top = float(np.max(data))
+    if top <= 0:
+        return float("inf")
+    count = int(np.count_nonzero(data >= top * (1 - tolerance)))
+    return top if count >= min_pixels else float("inf")
+
+
+def nodata_counts(nodata: np.ndarray, x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
+    """Count no-data pixels in boxes around positions; area outside the frame counts too.
+
+    Parameters
+    ----------
+    nodata : numpy.ndarray of bool, shape (ny, nx)
+        True where the frame has no data.
+    x, y : numpy.ndarray, shape (n,)
+        Box centres, 0-based pixels.
+    half : numpy.ndarray or int
+        Box half-size in pixels (box side ``2*half+1``).
+    """
+    ny, nx = nodata.shape
+    integral = np.zeros((ny + 1, nx + 1), dtype=np.int64)
+    np.cumsum(np.cumsum(nodata, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
+    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    half = np.broadcast_to(np.asarray(half, dtype=np.int64), ix.shape)
+    x1, x2 = ix - half, ix + half + 1
+    y1, y2 = iy - half, iy + half + 1
+    cx1, cx2, cy1, cy2 = (np.clip(v, 0, n) for v, n in ((x1, nx), (x2, nx), (y1, ny), (y2, ny)))
+    inside = integral[cy2, cx2] - integral[cy1, cx2] - integral[cy2, cx1] + integral[cy1, cx1]
+    outside = (x2 - x1) * (y2 - y1) - (cx2 - cx1).clip(0) * (cy2 - cy1).clip(0)
+    return inside + outside
+
+
+def detect_stars(
+    data: np.ndarray,
+    *,
+    threshold_sigma: float = 5.0,
+    min_area_px: int = 5,
+    background_box_px: int = 64,
+    linear_range: float = 0.9,
+    border_margin_hlr: float = 6.0,
+    max_stars: int = 20000,
+) -> pd.DataFrame:
+    """Detect stars in a frame after subtracting its local background.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (ny, nx), float32
+        Frame; exact zeros are no data and are masked.
+    threshold_sigma : float, default 5.0
+        Detection threshold in units of the background noise.
+    min_area_px : int, default 5
+        Minimum connected pixels above threshold.
+    background_box_px : int, default 64
+        Mesh size of sep's background model.
+    linear_range : float, default 0.9
+        Stars whose raw peak reaches this fraction of the saturation level
+        (:func:`estimate_saturation`) are flagged ``SATURATED``.
+    border_margin_hlr : float, default 6.0
+        Stars with no-data pixels or the frame edge closer than this many
+        median half-light radii are flagged ``NEAR_BORDER``.
+    max_stars : int, default 20000
+        Keep at most this many stars, brightest first.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per star, brightest first, columns ``id, x, y`` (0-based px),
+        ``flux`` (background-subtracted isophotal sum), ``peak`` (raw value of
+        the brightest pixel), ``sky`` (local background there), ``a, b, theta`` (sep's shape), ``hlr_px``
+        (half-light radius) and ``flags`` (:class:`StarFlag`).
+
+    Raises
+    ------
+    FrameError
+        The frame holds no data or no detectable star.
+    """
+    nodata = data == 0
+    if nodata.all():
+        raise FrameError("frame holds no data (all pixels are 0, NaN or inf)")
+    sep.set_extract_pixstack(max(300_000, data.size // 4))
+    sep.set_sub_object_limit(4096)
+    bkg = sep.Background(data, mask=nodata, bw=background_box_px, bh=background_box_px)
+    rms = bkg.globalrms
+    if not np.isfinite(rms) or rms <= 0:
+        raise FrameError("frame has no background noise (constant frame?)")
+    back = bkg.back()
+    subtracted = data - back
+    subtracted[nodata] = 0.0
+    objects = sep.extract(subtracted, threshold_sigma, err=rms, mask=nodata, minarea=min_area_px)
+    objects = objects[(objects["flux"] > 0) & (objects["a"] > 0)]
+    if len(objects) == 0:
+        raise FrameError(f"no stars found above {threshold_sigma} sigma")
+    objects = objects[np.argsort(-objects["flux"], kind="stable")][:max_stars]
+    x, y = objects["x"].astype(np.float64), objects["y"].astype(np.float64)
+    hlr, _ = sep.flux_radius(subtracted, x, y, 6.0 * objects["a"], 0.5, mask=nodata)
+    peak = data[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
+    sky = back[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
+
+    flags = np.zeros(len(objects), dtype=np.int64)
+    flags[peak >= linear_range * estimate_saturation(data)] |= StarFlag.SATURATED
+    half = int(np.ceil(border_margin_hlr * np.median(hlr)))
+    flags[nodata_counts(nodata, x, y, half) > 0] |= StarFlag.NEAR_BORDER
+    flags[(objects["flag"] & sep.OBJ_MERGED) != 0] |= StarFlag.BLENDED
+    return pd.DataFrame(
+        {
+            "id": np.arange(len(objects)),
+            "x": x,
+            "y": y,
+            "flux": objects["flux"].astype(np.float64),
+            "peak": peak,
+            "sky": sky,
+            "a": objects["a"].astype(np.float64),
+            "b": objects["b"].astype(np.float64),
+            "theta": objects["theta"].astype(np.float64),
+            "hlr_px": hlr,
+            "flags": flags,
+        },
+        columns=CATALOG_COLUMNS,
+    )

@@ -1,0 +1,15 @@
+"""The project's own exceptions: every error a user can cause is one of these."""
+
+__all__ = ["ConfigError", "FrameError", "NsgflowError"]
+
+
+class NsgflowError(Exception):
+    """Base class of all errors nsgflow raises on purpose; the message says what to fix."""
+
+
+class FrameError(NsgflowError):
+    """A frame cannot be read or used (unreadable file, wrong shape, no stars, ...)."""
+
+
+class ConfigError(NsgflowError):
+    """A setting or a command-line argument is invalid."""

@@ -1,0 +1,170 @@
+"""Reading frames and writing every output atomically.
+
+All file access of the package lives here. Outputs are written to a temporary
+file in the destination folder and renamed into place, so an interrupted job
+never leaves a half-written file that looks finished.
+
+Pixel convention: arrays are indexed ``[y, x]``; catalog positions are 0-based
+with (0, 0) at the centre of the first pixel (FITS is 1-based).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+from nsgflow.errors import FrameError
+
+__all__ = [
+    "FRAME_SUFFIXES",
+    "atomic_path",
+    "frame_name",
+    "read_frame",
+    "read_header",
+    "read_json",
+    "write_csv",
+    "write_fits",
+    "write_json",
+]
+
+#: File name endings recognised as FITS frames, longest first.
+FRAME_SUFFIXES = (".fits.fz", ".fit.fz", ".fts.fz", ".fits", ".fit", ".fts")
+
+
+def frame_name(path: str | os.PathLike) -> str:
+    """Return the frame's name: its file name without the FITS extension.
+
+    Examples
+    --------
+    >>> frame_name("data/night1/m31_003.fits")
+    'm31_003'
+    >>> frame_name("m31.v2.fits.fz")
+    'm31.v2'
+    """
+    name = Path(path).name
+    for suffix in FRAME_SUFFIXES:
+        if name.lower().endswith(suffix):
+            return name[: -len(suffix)]
+    return Path(name).stem
+
+
+def _image_hdu(hdul: fits.HDUList, path: str | os.PathLike) -> fits.hdu.base.ExtensionHDU:
+    for hdu in hdul:
+        if hdu.is_image and hdu.header.get("NAXIS", 0) >= 2:
+            return hdu
+    raise FrameError(f"{path}: no image data found in any HDU; is this a light frame?")
+
+
+def read_header(path: str | os.PathLike) -> fits.Header:
+    """Read the header of a frame's image HDU without reading its pixels."""
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            return _image_hdu(hdul, path).header.copy()
+    except FrameError:
+        raise
+    except Exception as exc:  # astropy raises many types for damaged files
+        raise FrameError(f"{path}: cannot read FITS header ({exc}); is the file complete?") from exc
+
+
+def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
+    """Read a mono frame as float32, with non-finite pixels set to 0 (no data).
+
+    Parameters
+    ----------
+    path : path-like
+        FITS file (``.fits``, ``.fit``, ``.fts``, tile-compressed ``.fz``);
+        integer data are scaled by BZERO/BSCALE.
+
+    Returns
+    -------
+    data : numpy.ndarray, shape (ny, nx), float32
+        Pixel values; 0 marks "no data" (registration borders, NaN, inf).
+    header : astropy.io.fits.Header
+        The image HDU's header.
+
+    Raises
+    ------
+    FrameError
+        The file cannot be read, holds no image, or is not a 2-D image.
+    """
+    try:
+        with fits.open(path, memmap=False) as hdul:
+            hdu = _image_hdu(hdul, path)
+            data = np.asarray(hdu.data)
+            header = hdu.header.copy()
+    except FrameError:
+        raise
+    except Exception as exc:
+        raise FrameError(f"{path}: cannot read FITS data ({exc}); is the file complete?") from exc
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise FrameError(
+            f"{path}: image has shape {data.shape}; only mono (2-D) frames are supported "
+            "so far. Split colour frames into one file per channel."
+        )
+    data = data.astype(np.float32)  # native byte order, a copy we own
+    data[~np.isfinite(data)] = 0.0
+    return data, header
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
+
+    The temporary file is removed if the block raises, so ``path`` either holds
+    a complete file or does not exist.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | None = None) -> None:
+    """Write ``data`` as a float32 primary HDU with checksums, atomically."""
+    hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
+    for key in ("BZERO", "BSCALE", "BLANK"):
+        hdu.header.remove(key, ignore_missing=True)
+    with atomic_path(path) as tmp:
+        hdu.writeto(tmp, overwrite=True, checksum=True)
+
+
+def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
+    """Write a table as CSV (fixed float format, no index), atomically."""
+    with atomic_path(path) as tmp:
+        table.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def _json_default(value: Any) -> Any:
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    raise TypeError(f"cannot write {type(value).__name__} to JSON")
+
+
+def write_json(path: str | os.PathLike, obj: Any) -> None:
+    """Write ``obj`` as indented, key-sorted JSON, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+
+
+def read_json(path: str | os.PathLike) -> Any:
+    """Read a JSON file written by :func:`write_json`."""
+    return json.loads(Path(path).read_text())

@@ -1,0 +1,96 @@
+"""Gradient model: a smoothing thin-plate spline through the gradient samples."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.interpolate import RBFInterpolator, RectBivariateSpline
+
+__all__ = ["fit_gradient", "merge_samples"]
+
+
+def merge_samples(
+    x: np.ndarray, y: np.ndarray, value: np.ndarray, weight: np.ndarray, max_points: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Merge samples into at most ``max_points`` weighted super-samples.
+
+    Samples are binned on a square grid just coarse enough; each occupied cell
+    becomes one sample at the weighted mean position and value, carrying the
+    summed weight. Returns the inputs unchanged when they are few enough.
+    """
+    if len(x) <= max_points:
+        return x, y, value, weight
+    span = max(np.ptp(x), np.ptp(y), 1.0)
+    cells = int(np.sqrt(max_points))
+    while True:
+        size = span / cells * (1 + 1e-9)
+        key_x = ((x - x.min()) // size).astype(np.int64)
+        key_y = ((y - y.min()) // size).astype(np.int64)
+        keys, inverse = np.unique(key_y * (cells + 2) + key_x, return_inverse=True)
+        if len(keys) <= max_points:
+            break
+        cells -= 1
+    total = np.bincount(inverse, weight)
+
+    def mean(v: np.ndarray) -> np.ndarray:
+        return np.bincount(inverse, weight * v) / total
+
+    return mean(x), mean(y), mean(value), total
+
+
+def fit_gradient(
+    x: np.ndarray,
+    y: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    smoothness: float = -1.0,
+    max_points: int = 2000,
+    grid_px: int = 16,
+) -> np.ndarray:
+    """Fit a smoothing thin-plate spline to samples and evaluate it on the full frame.
+
+    Parameters
+    ----------
+    x, y, value, weight : numpy.ndarray, shape (n,)
+        Sample positions (0-based px), values and relative weights (> 0).
+    shape : tuple of int
+        ``(ny, nx)`` of the frame.
+    smoothness : float, default -1.0
+        log10 of the spline's smoothing, with positions in units of the frame's
+        larger side and weights normalized to a mean of 1: larger is smoother;
+        around 4 the model is a plane.
+    max_points : int, default 2000
+        Samples are merged into at most this many super-samples
+        (:func:`merge_samples`), which bounds the cost of the fit.
+    grid_px : int, default 16
+        The spline is evaluated on a grid with this spacing, including the
+        frame's first and last rows and columns, and interpolated bicubically
+        at the grid's known coordinates.
+
+    Returns
+    -------
+    numpy.ndarray, shape ``shape``, float32
+        The gradient model G.
+
+    Raises
+    ------
+    ValueError
+        Fewer than 3 samples.
+    """
+    if len(x) < 3:
+        raise ValueError(f"{len(x)} gradient sample(s); need at least 3")
+    x, y, value, weight = merge_samples(x, y, value, weight, max_points)
+    ny, nx = shape
+    unit = float(max(ny, nx))
+    points = np.column_stack([y, x]) / unit
+    weight = weight / weight.mean()
+    spline = RBFInterpolator(
+        points, value, kernel="thin_plate_spline", degree=1, smoothing=10.0**smoothness / weight
+    )
+    gy = np.linspace(0, ny - 1, max(int(np.ceil((ny - 1) / grid_px)) + 1, 2))
+    gx = np.linspace(0, nx - 1, max(int(np.ceil((nx - 1) / grid_px)) + 1, 2))
+    grid = np.stack(np.meshgrid(gy, gx, indexing="ij"), axis=-1).reshape(-1, 2) / unit
+    coarse = spline(grid).reshape(len(gy), len(gx))
+    surface = RectBivariateSpline(gy, gx, coarse, kx=min(3, len(gy) - 1), ky=min(3, len(gx) - 1), s=0)
+    return surface(np.arange(ny), np.arange(nx)).astype(np.float32)

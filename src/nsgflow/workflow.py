@@ -1,0 +1,115 @@
+"""Shared by the workflow and the CLI: where the workflow is, config validation, frame discovery."""
+
+from __future__ import annotations
+
+import glob
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+from jsonschema import Draft202012Validator, validators
+
+from nsgflow.errors import ConfigError
+from nsgflow.io import FRAME_SUFFIXES, frame_name
+
+__all__ = ["find_frames", "load_config", "validate_config", "workflow_dir"]
+
+
+def workflow_dir() -> Path:
+    """The folder holding ``Snakefile``, ``config.yaml`` and ``workflow/``.
+
+    The package is installed from its repository (``pip install -e .``), so
+    that is two levels above ``src/nsgflow``; ``NSGFLOW_WORKFLOW`` overrides it.
+    """
+    path = Path(os.environ.get("NSGFLOW_WORKFLOW", Path(__file__).resolve().parents[2]))
+    if not (path / "Snakefile").is_file():
+        raise ConfigError(
+            f"no Snakefile in {path}; install nsgflow from its repository with 'pip install -e .' "
+            "or set NSGFLOW_WORKFLOW to the repository folder"
+        )
+    return path
+
+
+def _with_defaults(cls: type) -> type:
+    """A jsonschema validator class that also fills in the schema's defaults."""
+    check_properties = cls.VALIDATORS["properties"]
+
+    def properties(validator: Any, props: dict, instance: Any, schema: dict) -> Any:
+        if isinstance(instance, dict):
+            for key, sub in props.items():
+                if "default" in sub and key not in instance:
+                    instance[key] = sub["default"] if not isinstance(sub["default"], dict) else {}
+        yield from check_properties(validator, props, instance, schema)
+
+    return validators.extend(cls, {"properties": properties})
+
+
+_Validator = _with_defaults(Draft202012Validator)
+
+
+def validate_config(config: dict, schema_path: str | os.PathLike | None = None) -> dict:
+    """Check ``config`` against the schema and fill in defaults, in place.
+
+    Raises
+    ------
+    ConfigError
+        Naming the key, the value given and what is allowed.
+    """
+    schema_path = schema_path or workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
+    schema = yaml.safe_load(Path(schema_path).read_text())
+    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
+    if errors:
+        lines = []
+        for error in errors:
+            key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+            sub = error.schema if isinstance(error.schema, dict) else {}
+            allowed = {
+                k: sub[k] for k in ("type", "minimum", "maximum", "exclusiveMinimum", "enum") if k in sub
+            }
+            if error.validator == "additionalProperties":
+                allowed = {"keys": sorted(error.schema.get("properties", {}))}
+            lines.append(
+                f"config key '{key}': {error.message}" + (f"; allowed: {allowed}" if allowed else "")
+            )
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    return config
+
+
+def load_config(path: str | os.PathLike) -> dict:
+    """Read a YAML configuration file (no validation)."""
+    return yaml.safe_load(Path(path).read_text()) or {}
+
+
+def find_frames(pattern: str, reference: str) -> dict[str, str]:
+    """Map frame names to paths for the FITS files matching ``pattern``, and check the reference.
+
+    Raises
+    ------
+    ConfigError
+        No frames match; two frames share a name; the reference is missing or
+        not among the frames.
+    """
+    paths = sorted(
+        p
+        for p in glob.glob(pattern, recursive=True)
+        if p.lower().endswith(FRAME_SUFFIXES) and os.path.isfile(p)
+    )
+    if not paths:
+        raise ConfigError(f"no FITS frames match frames='{pattern}' (working directory {os.getcwd()})")
+    frames: dict[str, str] = {}
+    for path in paths:
+        name = frame_name(path)
+        if name in frames:
+            raise ConfigError(
+                f"two frames have the name '{name}': {frames[name]} and {path}; outputs are named after "
+                "the file, so rename one of them"
+            )
+        frames[name] = path
+    if not os.path.isfile(reference):
+        raise ConfigError(f"reference='{reference}' does not exist; give the path of one of the frames")
+    if not any(os.path.samefile(reference, p) for p in paths):
+        raise ConfigError(
+            f"reference='{reference}' is not among the {len(paths)} frames matching '{pattern}'"
+        )
+    return frames

@@ -1,0 +1,20 @@
+rule detect_stars:
+    input:
+        frame=frame_path,
+    output:
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+    params:
+        settings=config["detect"],
+        algo=ALGO["detect"],
+    log:
+        f"{RESULTS}/logs/detect_stars/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/detect_stars/{{frame}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=frame_mb,
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/detect_stars.py"

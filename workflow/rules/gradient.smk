@@ -1,0 +1,47 @@
+rule sample_background:
+    input:
+        frame=frame_path,
+        reference=REFERENCE,
+        scale=f"{RESULTS}/scale/{{frame}}.json",
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
+    output:
+        samples=f"{RESULTS}/samples/{{frame}}.csv",
+    params:
+        settings=config["samples"],
+        algo=ALGO["samples"],
+    log:
+        f"{RESULTS}/logs/sample_background/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sample_background/{{frame}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=frame_mb,
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/sample_background.py"
+
+
+rule fit_gradient:
+    input:
+        frame=frame_path,
+        samples=f"{RESULTS}/samples/{{frame}}.csv",
+    output:
+        gradient=f"{RESULTS}/gradient/{{frame}}.fits",
+    params:
+        settings=config["gradient"],
+        algo=ALGO["gradient"],
+    log:
+        f"{RESULTS}/logs/fit_gradient/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_gradient/{{frame}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=frame_mb,
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/fit_gradient.py"

@@ -1,0 +1,25 @@
+rule measure_photometry:
+    input:
+        frame=frame_path,
+        reference=REFERENCE,
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
+    output:
+        table=f"{RESULTS}/photometry/{{frame}}.csv",
+        info=f"{RESULTS}/photometry/{{frame}}.json",
+    params:
+        match=config["match"],
+        settings=config["photometry"],
+        algo=ALGO["photometry"],
+    log:
+        f"{RESULTS}/logs/measure_photometry/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/measure_photometry/{{frame}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=frame_mb,
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/measure_photometry.py"

@@ -1,0 +1,22 @@
+rule fit_scale:
+    input:
+        table=f"{RESULTS}/photometry/{{frame}}.csv",
+        info=f"{RESULTS}/photometry/{{frame}}.json",
+    output:
+        scale=f"{RESULTS}/scale/{{frame}}.json",
+    params:
+        reference=REFERENCE_NAME,
+        settings=config["scale"],
+        algo=ALGO["scale"],
+    log:
+        f"{RESULTS}/logs/fit_scale/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_scale/{{frame}}.tsv"
+    threads: 1
+    resources:
+        mem_mb=500,
+        runtime=5,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/fit_scale.py"
