@@ -79,14 +79,15 @@ def sample_background(
         Side of the square sample boxes; boxes tile the frame from (0, 0),
         the last row and column may be smaller.
     min_valid_fraction : float, default 0.4
-        Boxes with a smaller fraction of valid pixels are rejected.
+        Boxes with fewer valid pixels than this fraction of a full box are
+        rejected (so are slivers at the frame's edges).
 
     Returns
     -------
     pandas.DataFrame
         One row per box: ``x, y`` (centre of its valid pixels' box, 0-based px),
         ``box_px``, ``value`` (median, NaN if rejected), ``weight`` (valid
-        pixels / box area), ``valid_fraction`` and ``status`` (``used``,
+        pixels / full box area, 0 if rejected), ``valid_fraction`` and ``status`` (``used``,
         ``no_data`` or ``too_few_pixels``).
     """
     ny, nx = difference.shape
@@ -98,7 +99,7 @@ def sample_background(
     iy, ix = np.divmod(np.arange(nby * nbx), nbx)
     width = np.minimum((ix + 1) * box_px, nx) - ix * box_px
     height = np.minimum((iy + 1) * box_px, ny) - iy * box_px
-    fraction = count / (width * height)
+    fraction = count / box_px**2
     status = np.where(
         count == 0, "no_data", np.where(fraction < min_valid_fraction, "too_few_pixels", "used")
     )

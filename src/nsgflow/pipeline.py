@@ -20,7 +20,7 @@ import pandas as pd
 from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
-from nsgflow.detect import detect_stars
+from nsgflow.detect import StarFlag, detect_stars
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.gradient import background_noise, sample_background, star_mask, star_radius
 from nsgflow.io import frame_name, read_frame, read_header, read_json, write_csv, write_fits, write_json
@@ -183,7 +183,7 @@ def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict) -> np.ndarra
         mask_sigma=settings["star_mask_sigma"],
         growth=settings["star_growth"],
     )
-    saturated = (stars["flags"] & 1) != 0
+    saturated = (stars["flags"].to_numpy() & StarFlag.SATURATED) != 0
     return np.where(saturated, radius * settings["saturated_growth"], radius)
 
 

@@ -44,7 +44,7 @@ def fit_gradient(
     weight: np.ndarray,
     shape: tuple[int, int],
     *,
-    smoothness: float = -1.0,
+    smoothness: float = -2.0,
     max_points: int = 2000,
     grid_px: int = 16,
 ) -> np.ndarray:
@@ -56,7 +56,7 @@ def fit_gradient(
         Sample positions (0-based px), values and relative weights (> 0).
     shape : tuple of int
         ``(ny, nx)`` of the frame.
-    smoothness : float, default -1.0
+    smoothness : float, default -2.0
         log10 of the spline's smoothing, with positions in units of the frame's
         larger side and weights normalized to a mean of 1: larger is smoother;
         around 4 the model is a plane.

@@ -1,0 +1,72 @@
+import copy
+from pathlib import Path
+
+import pytest
+
+from nsgflow.errors import ConfigError
+from nsgflow.workflow import find_frames, load_config, validate_config, workflow_dir
+
+DEFAULTS = load_config(workflow_dir() / "config.yaml")
+
+
+def test_shipped_config_is_valid_and_complete():
+    config = copy.deepcopy(DEFAULTS) | {"reference": "x.fits"}
+    filled = validate_config(copy.deepcopy(config))
+    assert filled == config  # every default in the schema is written in config.yaml
+
+
+def test_defaults_fill_missing_sections():
+    config = validate_config({"frames": "*.fits", "reference": "a.fits"})
+    assert config["results"] == "results"
+    assert config["gradient"] == DEFAULTS["gradient"]
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"gradient": {"smoothnes": 1.0}}, r"config key 'gradient'.*'smoothnes' was unexpected.*smoothness"),
+        (
+            {"gradient": {"smoothness": 9.0}},
+            r"config key 'gradient.smoothness': 9.0 is greater than.*'maximum': 6",
+        ),
+        ({"samples": {"box_px": "big"}}, r"config key 'samples.box_px': 'big' is not of type 'integer'"),
+        ({"colour": True}, r"config key '\(top level\)'.*'colour' was unexpected"),
+    ],
+)
+def test_bad_values_name_key_value_and_range(change, message):
+    config = {"frames": "*.fits", "reference": "a.fits", **change}
+    with pytest.raises(ConfigError, match=message):
+        validate_config(config)
+
+
+def test_find_frames(tmp_path):
+    for name in ("a.fits", "b.fit", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "night2").mkdir()
+    (tmp_path / "night2" / "c.fits.fz").write_bytes(b"")
+    frames = find_frames(str(tmp_path / "**" / "*"), str(tmp_path / "a.fits"))
+    assert frames == {
+        "a": str(tmp_path / "a.fits"),
+        "b": str(tmp_path / "b.fit"),
+        "c": str(tmp_path / "night2" / "c.fits.fz"),
+    }
+
+
+def test_same_name_in_two_folders_is_an_error(tmp_path):
+    for night in ("n1", "n2"):
+        (tmp_path / night).mkdir()
+        (tmp_path / night / "m31_001.fits").write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"two frames have the name 'm31_001'.*n1.*n2"):
+        find_frames(str(tmp_path / "*" / "*.fits"), str(tmp_path / "n1" / "m31_001.fits"))
+
+
+def test_reference_must_be_a_frame(tmp_path):
+    (tmp_path / "a.fits").write_bytes(b"")
+    (tmp_path / "other").mkdir()
+    (tmp_path / "other" / "r.fits").write_bytes(b"")
+    with pytest.raises(ConfigError, match="is not among the 1 frames"):
+        find_frames(str(tmp_path / "*.fits"), str(tmp_path / "other" / "r.fits"))
+    with pytest.raises(ConfigError, match="does not exist"):
+        find_frames(str(tmp_path / "*.fits"), str(Path(tmp_path) / "missing.fits"))
+    with pytest.raises(ConfigError, match="no FITS frames match"):
+        find_frames(str(tmp_path / "*.fts"), str(tmp_path / "a.fits"))

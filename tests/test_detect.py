@@ -1,0 +1,78 @@
+import numpy as np
+import pandas as pd
+import pytest
+
+from nsgflow.detect import StarFlag, detect_stars, estimate_saturation, nodata_counts
+from nsgflow.errors import FrameError
+
+from .conftest import moffat_star
+
+
+def _field(rng: np.random.Generator, shape=(200, 300), n=12):
+    x = rng.uniform(20, shape[1] - 20, n)
+    y = rng.uniform(20, shape[0] - 20, n)
+    image = 100.0 + rng.normal(0, 5, shape)
+    for xi, yi in zip(x, y, strict=True):
+        image += moffat_star(shape, xi, yi, 2e4, 3.0)
+    return image.astype(np.float32), x, y
+
+
+def test_positions_match_injected_stars():
+    rng = np.random.default_rng(0)
+    image, x, y = _field(rng)
+    cat = detect_stars(image)
+    assert len(cat) == len(x)
+    nearest = [np.min(np.hypot(cat["x"] - xi, cat["y"] - yi)) for xi, yi in zip(x, y, strict=True)]
+    assert max(nearest) < 0.1
+    assert (cat["flags"] == 0).all()
+    # half-light radius of a Moffat(beta=3) star with FWHM 3: alpha*sqrt(2**0.5-1), alpha = FWHM/1.0197
+    np.testing.assert_allclose(cat["hlr_px"].median(), 3.0 / 1.0197 * np.sqrt(np.sqrt(2) - 1), rtol=0.05)
+
+
+def test_saturated_star_is_flagged():
+    rng = np.random.default_rng(1)
+    image, _, _ = _field(rng)
+    image += moffat_star(image.shape, 150.3, 100.6, 5e6, 3.0)
+    image = np.minimum(image, 30000.0).astype(np.float32)
+    assert estimate_saturation(image) == pytest.approx(30000.0)
+    cat = detect_stars(image)
+    saturated = cat[(cat["flags"] & int(StarFlag.SATURATED)) != 0]
+    assert len(saturated) == 1
+    assert saturated.iloc[0][["x", "y"]].to_numpy() == pytest.approx([150.3, 100.6], abs=0.5)
+
+
+def test_unsaturated_frame_has_no_saturation_level():
+    image, _, _ = _field(np.random.default_rng(2))
+    assert estimate_saturation(image) == float("inf")
+
+
+def test_star_near_no_data_border_is_flagged():
+    rng = np.random.default_rng(3)
+    image, _, _ = _field(rng, n=0)
+    image += moffat_star(image.shape, 40.0, 100.0, 2e4, 3.0) + moffat_star(
+        image.shape, 150.0, 100.0, 2e4, 3.0
+    )
+    image[:, :32] = 0.0
+    cat = detect_stars(image.astype(np.float32))
+    by_x = cat.sort_values("x")
+    assert by_x["flags"].tolist() == [StarFlag.NEAR_BORDER, 0]
+
+
+def test_nodata_counts_includes_outside_of_frame():
+    nodata = np.zeros((10, 10), bool)
+    nodata[5, 5] = True
+    counts = nodata_counts(nodata, np.array([5.0, 0.0, 8.0]), np.array([5.0, 0.0, 2.0]), 1)
+    assert counts.tolist() == [1, 5, 0]
+
+
+@pytest.mark.parametrize("value", [0.0, 7.0])
+def test_empty_or_constant_frame_is_a_clear_error(value):
+    with pytest.raises(FrameError, match=r"no data|no background noise|no stars"):
+        detect_stars(np.full((64, 64), value, np.float32))
+
+
+def test_catalog_columns():
+    cat = detect_stars(_field(np.random.default_rng(4))[0])
+    assert isinstance(cat, pd.DataFrame)
+    assert list(cat.columns) == ["id", "x", "y", "flux", "peak", "sky", "a", "b", "theta", "hlr_px", "flags"]
+    assert cat["flux"].is_monotonic_decreasing

@@ -1,0 +1,129 @@
+"""The whole workflow through Snakemake on a small synthetic set with known truth."""
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from nsgflow import synthetic
+from nsgflow.cli import main
+
+STAGES = {
+    "catalogs": "{}.csv",
+    "photometry": "{}.csv",
+    "scale": "{}.json",
+    "samples": "{}.csv",
+    "gradient": "{}.fits",
+    "normalized": "{}_nsg.fits",
+}
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def run(frame_set, tmp_path_factory):
+    inputs = {name: Path(f["path"]) for name, f in frame_set["frames"].items()}
+    before = {name: _digest(p) for name, p in inputs.items()}
+    workdir = tmp_path_factory.mktemp("run")
+    results = workdir / "results"
+    folder = next(iter(inputs.values())).parent
+    cwd = os.getcwd()
+    os.chdir(workdir)  # Snakemake keeps its metadata (.snakemake/) in the working directory
+    try:
+        args = ["run", str(folder / "*.fits"), "--reference", str(inputs["frame_01"])]
+        assert main([*args, "--results", str(results), "--cores", "2", "--quiet"]) == 0
+        yield {"results": results, "inputs": inputs, "before": before, "truth": frame_set}
+    finally:
+        os.chdir(cwd)
+
+
+def test_every_stage_writes_one_file_per_frame(run):
+    for stage, pattern in STAGES.items():
+        for name in run["inputs"]:
+            assert (run["results"] / stage / pattern.format(name)).is_file(), (stage, name)
+
+
+def test_scale_within_half_a_percent_and_background_matches(run):
+    rows = [r for r in synthetic.evaluate(run["results"], run["truth"]) if r["frame"] != "frame_01"]
+    for row in rows:
+        assert abs(row["scale_error"]) < 0.005, row
+        assert abs(row["scale_error"]) < 4 * row["m_err"] / row["m"] + 0.001, row
+        # residual background: medians over 64x64 boxes, in units of the reference's sky noise
+        assert row["residual_rms"] < 0.2, row
+        assert row["residual_worst"] < 0.6, row
+
+
+def test_reference_is_unchanged_except_header(run):
+    results = run["results"]
+    scale = json.loads((results / "scale" / "frame_01.json").read_text())
+    assert (scale["scale"], scale["scale_err"]) == (1.0, 0.0)
+    assert not fits.getdata(results / "gradient" / "frame_01.fits").any()
+    np.testing.assert_array_equal(
+        fits.getdata(results / "normalized" / "frame_01_nsg.fits"), fits.getdata(run["inputs"]["frame_01"])
+    )
+
+
+def test_normalized_header_and_data(run):
+    results = run["results"]
+    with fits.open(results / "normalized" / "frame_02_nsg.fits") as hdul:
+        header, data = hdul[0].header, hdul[0].data
+    scale = json.loads((results / "scale" / "frame_02.json").read_text())
+    assert data.dtype == np.dtype(">f4")
+    assert header["NSGSCALE"] == pytest.approx(scale["scale"])
+    assert header["NSGSERR"] == pytest.approx(scale["scale_err"])
+    assert header["NSGREF"] == "frame_01.fits"
+    assert header["EXPTIME"] == 120.0  # input header kept
+    history = str(header["HISTORY"])
+    assert "nsgflow" in history and "smoothness" in history
+    original = fits.getdata(run["inputs"]["frame_02"])
+    assert ((data == 0) == (original == 0)).all()  # no-data pixels stay 0, nothing else becomes 0
+
+
+def test_photometry_and_samples_tables_explain_rejections(run):
+    phot = pd.read_csv(run["results"] / "photometry" / "frame_02.csv")
+    assert {"flux_ref", "flux_target", "bkg_ref", "bkg_target", "x_ref", "x_target", "status"} <= set(phot)
+    assert set(phot["status"]) <= {
+        "used",
+        "saturated",
+        "near_border",
+        "blended",
+        "no_data_in_aperture",
+        "non_positive_flux",
+        "low_snr",
+    }
+    scale = json.loads((run["results"] / "scale" / "frame_02.json").read_text())
+    assert scale["stars_used"] > 50
+    assert sum(scale["stars_rejected"].values()) == len(scale["rejected"])
+    samples = pd.read_csv(run["results"] / "samples" / "frame_02.csv")
+    assert set(samples["status"]) <= {"used", "no_data", "too_few_pixels"}
+    assert (samples["status"] == "used").mean() > 0.8
+
+
+def test_inputs_are_not_modified(run):
+    assert {name: _digest(p) for name, p in run["inputs"].items()} == run["before"]
+
+
+def test_rerun_does_nothing(run, capfd):
+    folder = run["inputs"]["frame_01"].parent
+    status = main(
+        [
+            "run",
+            str(folder / "*.fits"),
+            "--reference",
+            str(run["inputs"]["frame_01"]),
+            "--results",
+            str(run["results"]),
+            "--cores",
+            "1",
+            "--dry-run",
+        ]
+    )
+    assert status == 0
+    assert "Nothing to be done" in "".join(capfd.readouterr())

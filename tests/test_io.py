@@ -1,0 +1,74 @@
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from nsgflow.errors import FrameError
+from nsgflow.io import atomic_path, frame_name, read_frame, write_fits
+
+
+@pytest.mark.parametrize(
+    ("path", "name"),
+    [
+        ("a/b/m31_003.fits", "m31_003"),
+        ("x.fit", "x"),
+        ("x.FTS", "x"),
+        ("m31.v2.fits.fz", "m31.v2"),
+        ("dir/nebula 1.fits", "nebula 1"),
+    ],
+)
+def test_frame_name(path, name):
+    assert frame_name(path) == name
+
+
+def test_read_scaled_integers(tmp_path):
+    values = np.array([[0, 1000], [30000, 65535]], dtype=np.float64)
+    hdu = fits.PrimaryHDU(values.copy())
+    hdu.scale("int16", bzero=32768)
+    hdu.writeto(tmp_path / "u16.fits")
+    data, _ = read_frame(tmp_path / "u16.fits")
+    assert data.dtype == np.float32
+    np.testing.assert_array_equal(data, values)
+
+
+def test_non_finite_pixels_become_no_data(tmp_path):
+    fits.PrimaryHDU(np.array([[np.nan, 1.0], [np.inf, -np.inf]])).writeto(tmp_path / "nan.fits")
+    data, _ = read_frame(tmp_path / "nan.fits")
+    np.testing.assert_array_equal(data, [[0, 1], [0, 0]])
+
+
+def test_compressed_frame(tmp_path):
+    values = np.arange(64 * 64, dtype=np.float32).reshape(64, 64)
+    fits.HDUList([fits.PrimaryHDU(), fits.CompImageHDU(values, compression_type="GZIP_1")]).writeto(
+        tmp_path / "c.fits.fz"
+    )
+    data, _ = read_frame(tmp_path / "c.fits.fz")
+    np.testing.assert_array_equal(data, values)
+
+
+def test_colour_frame_is_a_clear_error(tmp_path):
+    fits.PrimaryHDU(np.ones((3, 8, 8), np.float32)).writeto(tmp_path / "rgb.fits")
+    with pytest.raises(FrameError, match=r"rgb.fits: image has shape \(3, 8, 8\)"):
+        read_frame(tmp_path / "rgb.fits")
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    fits.PrimaryHDU(np.ones((100, 100), np.float32)).writeto(tmp_path / "full.fits")
+    (tmp_path / "cut.fits").write_bytes((tmp_path / "full.fits").read_bytes()[:5000])
+    with pytest.raises(FrameError, match=r"cut.fits: cannot read"):
+        read_frame(tmp_path / "cut.fits")
+
+
+def test_atomic_write_leaves_nothing_on_failure(tmp_path):
+    target = tmp_path / "out.fits"
+    with pytest.raises(RuntimeError), atomic_path(target) as tmp:
+        tmp.write_text("half")
+        raise RuntimeError("killed")
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_write_fits_float32_with_checksum(tmp_path):
+    write_fits(tmp_path / "o.fits", np.ones((4, 4)), fits.Header({"OBJECT": "M31"}))
+    with fits.open(tmp_path / "o.fits", checksum=True) as hdul:
+        assert hdul[0].data.dtype == np.dtype(">f4")
+        assert hdul[0].header["OBJECT"] == "M31"
+        assert "CHECKSUM" in hdul[0].header
