@@ -17,7 +17,7 @@ demo: $(BIN)/nsgflow
 	$(BIN)/nsgflow demo --out demo --cores 2
 
 test: $(BIN)/nsgflow
-	$(BIN)/ruff check src scripts tests benchmarks
+	$(BIN)/ruff check .
 	$(BIN)/python -m pytest --doctest-modules src tests
 
 clean:
