@@ -10,6 +10,9 @@ min_version("9.0")
 configfile: os.path.join(workflow.basedir, "config.yaml")
 
 
+report: "workflow/report/workflow.rst"
+
+
 include: "workflow/rules/common.smk"
 include: "workflow/rules/detect.smk"
 include: "workflow/rules/photometry.smk"
@@ -21,3 +24,4 @@ include: "workflow/rules/normalize.smk"
 rule all:
     input:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
+        f"{RESULTS}/provenance.json",

@@ -2,6 +2,9 @@
 
 from nsgflow.pipeline import run_normalize, run_step
 
+upstream = {
+    key: snakemake.input[key] for key in ("catalog", "ref_catalog", "photometry", "aperture", "samples")
+}
 run_step(
     snakemake.log[0],
     run_normalize,
@@ -9,6 +12,9 @@ run_step(
     snakemake.input.scale,
     snakemake.input.gradient,
     snakemake.output.normalized,
-    reference=snakemake.params.reference,
+    snakemake.output.provenance,
+    reference=snakemake.input.reference,
+    upstream=upstream,
     settings=snakemake.params.settings,
+    workflow_folder=snakemake.params.workflow_folder,
 )

@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 
 from nsgflow import __version__
-from nsgflow.errors import NsgflowError
+from nsgflow.errors import ConfigError, NsgflowError
 from nsgflow.workflow import find_frames, load_config, validate_config, workflow_dir
 
 __all__ = ["main"]
@@ -130,6 +130,21 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
+    from nsgflow.provenance import verify
+
+    if extra:
+        raise ConfigError(f"unknown arguments for verify: {' '.join(extra)}")
+    problems = verify(args.results)
+    for problem in problems:
+        print(f"CHANGED {problem}")
+    if problems:
+        print(f"nsgflow verify: {len(problems)} problem(s) in {args.results}", file=sys.stderr)
+        return 1
+    print(f"nsgflow verify: every input and output recorded in {args.results}/provenance.json is unchanged")
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="nsgflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -165,6 +180,16 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--cores", default="all", help="CPU cores to use (default: all)")
     demo.set_defaults(handler=_cmd_demo)
+
+    verify = sub.add_parser(
+        "verify",
+        help="re-hash inputs and outputs against results/provenance.json",
+        description="Re-hash every input frame and every output recorded in RESULTS/provenance.json and "
+        "report anything missing, changed, or not made with the recorded settings. Run it from the "
+        "working directory of the run (paths are recorded as given). Exit status 1 if anything is wrong.",
+    )
+    verify.add_argument("results", help="the results folder of a finished run")
+    verify.set_defaults(handler=_cmd_verify)
     return parser
 
 

@@ -137,12 +137,17 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
 
 
 def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | None = None) -> None:
-    """Write ``data`` as a float32 primary HDU with checksums, atomically."""
+    """Write ``data`` as a float32 primary HDU with checksums, atomically.
+
+    The CHECKSUM and DATASUM cards carry a fixed comment instead of astropy's
+    time stamp, so the same data and header give the same bytes on every run.
+    """
     hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
     for key in ("BZERO", "BSCALE", "BLANK"):
         hdu.header.remove(key, ignore_missing=True)
+    hdu.add_checksum(when="nsgflow")
     with atomic_path(path) as tmp:
-        hdu.writeto(tmp, overwrite=True, checksum=True)
+        hdu.writeto(tmp, overwrite=True, checksum=False)
 
 
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:

@@ -27,6 +27,7 @@ from nsgflow.io import frame_name, read_frame, read_header, read_json, write_csv
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.normalize import normalize_frame, normalized_header
 from nsgflow.photometry import frame_hlr, measure_photometry
+from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient
 
@@ -250,14 +251,28 @@ def run_normalize(
     scale: PathLike,
     gradient: PathLike,
     output: PathLike,
+    provenance: PathLike,
     *,
     reference: PathLike,
+    upstream: dict[str, str],
     settings: dict,
+    workflow_folder: PathLike | None = None,
 ) -> None:
-    """Write T' = m*T - G with the input header, the NSG keywords and HISTORY of the settings."""
+    """Write T' = m*T - G with the input header and provenance keywords, then the frame's provenance record.
+
+    ``upstream`` maps each earlier output of this frame (``catalog``,
+    ``photometry``, ...) to its path, to be hashed into the record.
+    """
     data, header = read_frame(frame)
     result = read_json(scale)
     model, _ = read_frame(gradient)
+    inputs = {"frame": str(frame), "reference": str(reference)}
+    keys = {
+        "NSGVER": __version__,
+        "NSGHASH": sha256(frame),
+        "NSGRHASH": sha256(reference),
+        "NSGSETT": settings_digest(settings),
+    }
     history = [f"nsgflow {__version__}: normalized against {Path(reference).name}"]
     history += [
         f"nsgflow {key}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(settings.items())
@@ -268,6 +283,15 @@ def run_normalize(
         scale_err=result["scale_err"],
         reference=Path(reference).name,
         history=history,
+        provenance=keys,
     )
     write_fits(output, normalize_frame(data, result["scale"], model), header)
+    record = frame_provenance(
+        frame_name(frame),
+        inputs,
+        {**upstream, "scale": str(scale), "gradient": str(gradient), "normalized": str(output)},
+        settings,
+        environment(workflow_folder),
+    )
+    write_json(provenance, record)
     log.info("%s: written %s", frame_name(frame), output)

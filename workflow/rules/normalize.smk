@@ -1,17 +1,28 @@
+#: every setting that shapes a normalized frame, recorded in its header and provenance
+FRAME_SETTINGS = {
+    key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
+}
+
+
 rule normalize_frame:
     input:
         frame=frame_path,
+        reference=REFERENCE,
         scale=f"{RESULTS}/scale/{{frame}}.json",
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
+        # hashed into the provenance record
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
+        photometry=f"{RESULTS}/photometry/{{frame}}.csv",
+        aperture=f"{RESULTS}/photometry/{{frame}}.json",
+        samples=f"{RESULTS}/samples/{{frame}}.csv",
     output:
         normalized=f"{RESULTS}/normalized/{{frame}}_nsg.fits",
+        provenance=f"{RESULTS}/provenance/{{frame}}.json",
     params:
-        reference=REFERENCE,
-        # recorded in the output's HISTORY: every setting that shaped it
-        settings={
-            key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
-        },
+        settings=FRAME_SETTINGS,
         algo=ALGO,
+        workflow_folder=workflow.basedir,
     log:
         f"{RESULTS}/logs/normalize_frame/{{frame}}.log",
     benchmark:
@@ -24,3 +35,17 @@ rule normalize_frame:
         "../../envs/nsgflow.yaml"
     script:
         "../../scripts/normalize_frame.py"
+
+
+rule index_provenance:
+    input:
+        expand(f"{RESULTS}/provenance/{{frame}}.json", frame=FRAMES),
+    output:
+        index=f"{RESULTS}/provenance.json",
+    log:
+        f"{RESULTS}/logs/index_provenance.log",
+    localrule: True
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/index_provenance.py"

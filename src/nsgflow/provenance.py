@@ -1,0 +1,143 @@
+"""Provenance: what every output was made from, and a check that nothing changed since.
+
+Each frame gets ``provenance/{frame}.json``: the SHA-256 of its input frame and
+of the reference, of every output of every stage, the settings of each stage,
+and the versions of nsgflow, its libraries, Python, Snakemake and the
+workflow's git commit. ``provenance.json`` indexes them. :func:`verify`
+re-hashes everything and reports what changed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import platform
+import subprocess
+from importlib.metadata import PackageNotFoundError, version
+from pathlib import Path
+
+from astropy.io import fits
+
+from nsgflow import ALGORITHM_VERSIONS, __version__
+from nsgflow.io import read_json, write_json
+
+__all__ = ["environment", "frame_provenance", "settings_digest", "sha256", "verify", "write_index"]
+
+#: Libraries whose versions are recorded.
+LIBRARIES = ("numpy", "scipy", "astropy", "sep", "pandas", "snakemake")
+
+
+def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
+    """SHA-256 of a file's bytes, hex."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while block := handle.read(chunk):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def _git_commit(folder: Path) -> str | None:
+    try:
+        out = subprocess.run(
+            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        )
+        dirty = subprocess.run(
+            ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() + ("-dirty" if dirty else "")
+
+
+def environment(workflow_folder: str | os.PathLike | None = None) -> dict:
+    """Versions of nsgflow, its algorithms, libraries and Python, and the workflow's git commit."""
+    libraries = {}
+    for name in LIBRARIES:
+        try:
+            libraries[name] = version(name)
+        except PackageNotFoundError:
+            libraries[name] = None
+    return {
+        "nsgflow": __version__,
+        "algorithm_versions": dict(ALGORITHM_VERSIONS),
+        "python": platform.python_version(),
+        "libraries": libraries,
+        "workflow_commit": _git_commit(Path(workflow_folder)) if workflow_folder else None,
+    }
+
+
+def frame_provenance(
+    frame: str, inputs: dict[str, str], outputs: dict[str, str], settings: dict, env: dict
+) -> dict:
+    """The provenance record of one frame: hashed inputs and outputs, settings, environment.
+
+    ``inputs`` and ``outputs`` map a role (``frame``, ``reference``;
+    ``catalog``, ``normalized``, ...) to a path.
+    """
+
+    def files(paths: dict[str, str]) -> dict:
+        return {role: {"path": str(p), "sha256": sha256(p)} for role, p in sorted(paths.items())}
+
+    return {
+        "frame": frame,
+        "inputs": files(inputs),
+        "outputs": files(outputs),
+        "settings": settings,
+        "environment": env,
+    }
+
+
+def write_index(records: list[str | os.PathLike], output: str | os.PathLike) -> None:
+    """Write ``provenance.json``: every frame's record, keyed by frame name."""
+    frames = {}
+    for path in records:
+        record = read_json(path)
+        frames[record["frame"]] = {"record": str(path), "sha256": sha256(path), **record}
+    write_json(output, {"frames": dict(sorted(frames.items()))})
+
+
+def verify(results: str | os.PathLike) -> list[str]:
+    """Re-hash the inputs and outputs recorded in ``results/provenance.json``.
+
+    Returns a list of problems (empty when everything matches): files missing,
+    inputs or outputs whose contents changed since they were recorded, and
+    normalized frames whose header does not carry the recorded settings.
+    """
+    results = Path(results)
+    index_path = results / "provenance.json"
+    if not index_path.is_file():
+        return [f"{index_path} is missing: run the workflow to completion first"]
+    index = read_json(index_path)
+    problems = []
+    for name, entry in index["frames"].items():
+        record_path = Path(entry["record"])
+        if not record_path.is_file() or sha256(record_path) != entry["sha256"]:
+            problems.append(f"{name}: provenance record {record_path} is missing or was modified")
+        for kind in ("inputs", "outputs"):
+            for role, item in entry[kind].items():
+                path = Path(item["path"])
+                if not path.is_file():
+                    problems.append(f"{name}: {kind[:-1]} {role} {path} is missing")
+                elif sha256(path) != item["sha256"]:
+                    problems.append(f"{name}: {kind[:-1]} {role} {path} changed since it was recorded")
+        normalized = entry["outputs"].get("normalized", {}).get("path")
+        if normalized and Path(normalized).is_file():
+            recorded = fits.getheader(normalized).get("NSGSETT")
+            expected = settings_digest(entry["settings"])
+            if recorded != expected:
+                problems.append(f"{name}: {normalized} was not made with the recorded settings")
+    return problems
+
+
+def settings_digest(settings: dict) -> str:
+    """Short SHA-256 of settings in canonical JSON: equal settings, equal digest."""
+    return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]

@@ -1,0 +1,212 @@
+"""Reruns scoped to what changed, new nights, determinism and provenance (through Snakemake)."""
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from nsgflow import synthetic
+from nsgflow.provenance import verify
+from nsgflow.workflow import workflow_dir
+
+SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=11)
+SPECS = synthetic.demo_specs(3, seed=5)
+FRAMES = "data/**/*.fits"
+REFERENCE = "data/night1/frame_01.fits"
+ALL_RULES = [
+    "detect_stars",
+    "measure_photometry",
+    "fit_scale",
+    "sample_background",
+    "fit_gradient",
+    "normalize_frame",
+]
+
+
+@contextmanager
+def working_directory(path: Path):
+    cwd = os.getcwd()
+    os.chdir(path)
+    try:
+        yield
+    finally:
+        os.chdir(cwd)
+
+
+def snakemake(workdir: Path, *args: str, reference: str = REFERENCE, prelude: str = "") -> str:
+    """Run Snakemake in ``workdir`` with relative paths; return its output. ``prelude`` runs first."""
+    code = f"{prelude}\nimport sys\nfrom snakemake.cli import main\nsys.exit(main(sys.argv[1:]))"
+    command = [
+        sys.executable,
+        "-c",
+        code,
+        "--snakefile",
+        str(workflow_dir() / "Snakefile"),
+        "--cores",
+        "2",
+        "--config",
+        f"frames={FRAMES}",
+        f"reference={reference}",
+        "results=results",
+        *args,
+    ]
+    out = subprocess.run(command, cwd=workdir, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return out.stdout + out.stderr
+
+
+def planned(workdir: Path, *args: str, **kwargs: str) -> dict[str, int]:
+    """Jobs a dry run would execute, per rule (empty when nothing is to be done)."""
+    text = snakemake(workdir, "--dry-run", *args, **kwargs)
+    if "Nothing to be done" in text:
+        return {}
+    table = text.split("Job stats:")[1].split("total")[0]
+    return {rule: int(n) for rule, n in re.findall(r"^(\w+)\s+(\d+)\s*$", table, re.M) if rule != "job"}
+
+
+def files(results: Path) -> dict[str, tuple[bytes, int]]:
+    """Contents and mtime of every output, less timings and logs."""
+    return {
+        str(p.relative_to(results)): (p.read_bytes(), p.stat().st_mtime_ns)
+        for p in sorted(results.rglob("*"))
+        if p.is_file() and not {"benchmarks", "logs"} & set(p.relative_to(results).parts)
+    }
+
+
+def make_workdir(path: Path) -> Path:
+    synthetic.make_frame_set(path / "data" / "night1", SCENE, SPECS, "frame_01")
+    (path / "data" / "night1" / "truth.json").unlink()
+    snakemake(path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def base(tmp_path_factory) -> Path:
+    return make_workdir(tmp_path_factory.mktemp("base"))
+
+
+@pytest.fixture
+def copy(base, tmp_path) -> Path:
+    """A copy of the finished run (data, results, Snakemake metadata) with mtimes kept."""
+    target = tmp_path / "copy"
+    shutil.copytree(base, target, symlinks=True)
+    return target
+
+
+def _per_frame(rules, n=3):
+    return {rule: n for rule in rules} | {"index_provenance": 1, "all": 1}
+
+
+@pytest.mark.parametrize(
+    ("settings", "expected"),
+    [
+        ("{}", {}),
+        ("gradient: {smoothness: -1.0}", _per_frame(["fit_gradient", "normalize_frame"])),
+        ("samples: {box_px: 48}", _per_frame(["sample_background", "fit_gradient", "normalize_frame"])),
+        ("scale: {clip_sigma: 5.0}", _per_frame(ALL_RULES[2:])),
+        ("photometry: {min_snr: 12.0}", _per_frame(ALL_RULES[1:])),
+        ("detect: {threshold_sigma: 6.0}", _per_frame(ALL_RULES)),
+    ],
+)
+def test_a_changed_setting_reruns_only_what_uses_it(base, tmp_path, settings, expected):
+    config = tmp_path / "change.yaml"
+    config.write_text(settings + "\n")
+    assert planned(base, "--configfile", str(config)) == expected
+
+
+def test_a_new_reference_keeps_the_catalogs(base):
+    assert planned(base, reference="data/night1/frame_02.fits") == _per_frame(ALL_RULES[1:])
+
+
+def test_an_algorithm_version_bump_reruns_that_stage_on(base):
+    bump = "import nsgflow; nsgflow.ALGORITHM_VERSIONS['samples'] += 1"
+    assert planned(base, prelude=bump) == _per_frame(["sample_background", "fit_gradient", "normalize_frame"])
+
+
+def test_a_new_night_adds_only_its_frames(copy):
+    before = files(copy / "results")
+    night2 = copy / "data" / "night2"
+    synthetic.make_frame_set(
+        night2,
+        SCENE,
+        [synthetic.FrameSpec(name="n2_001", scale=1.2, fwhm_px=3.3, sky_adu=700, seed=99)],
+        "n2_001",
+    )
+    (night2 / "truth.json").unlink()
+    assert planned(copy) == _per_frame(ALL_RULES, n=1)
+    snakemake(copy)
+    after = files(copy / "results")
+    changed = {k for k in before if before[k] != after[k]}
+    assert changed == {"provenance.json"}  # the set-wide index; every per-frame file untouched
+    assert {k for k in after if k not in before} == {
+        f"{stage}/n2_001.{ext}"
+        for stage, ext in [
+            ("catalogs", "csv"),
+            ("photometry", "csv"),
+            ("photometry", "json"),
+            ("scale", "json"),
+            ("samples", "csv"),
+            ("gradient", "fits"),
+            ("provenance", "json"),
+        ]
+    } | {"normalized/n2_001_nsg.fits"}
+
+
+def test_same_file_name_in_two_nights_is_refused(copy):
+    (copy / "data" / "night2").mkdir()
+    shutil.copy(copy / "data" / "night1" / "frame_00.fits", copy / "data" / "night2" / "frame_00.fits")
+    out = subprocess.run(
+        [sys.executable, "-m", "nsgflow.cli", "run", FRAMES, "--reference", REFERENCE],
+        cwd=copy,
+        capture_output=True,
+        text=True,
+    )
+    assert out.returncode == 1
+    assert (
+        "two frames have the name 'frame_00': data/night1/frame_00.fits and data/night2/frame_00.fits"
+        in out.stderr
+    )
+
+
+def test_removing_a_frame_leaves_the_rest_valid(copy):
+    (copy / "data" / "night1" / "frame_02.fits").unlink()
+    assert planned(copy) == {"index_provenance": 1, "all": 1}
+    snakemake(copy)
+    with working_directory(copy):
+        assert verify("results") == []
+
+
+def test_two_runs_from_scratch_are_bit_identical(base, tmp_path):
+    again = make_workdir(tmp_path / "again")
+    first, second = files(base / "results"), files(again / "results")
+    assert first.keys() == second.keys()
+    different = [k for k in first if first[k][0] != second[k][0]]
+    assert different == []
+
+
+def test_verify_catches_modified_input_and_output(copy):
+    with working_directory(copy):
+        assert verify("results") == []
+        with open("data/night1/frame_00.fits", "r+b") as handle:
+            handle.seek(10_000)
+            handle.write(b"\x01\x02")
+        scale = Path("results/scale/frame_02.json")
+        scale.write_text(scale.read_text().replace('"scale": 1', '"scale": 2', 1))
+        problems = verify("results")
+    assert any("frame_00: input frame data/night1/frame_00.fits changed" in p for p in problems)
+    assert any("frame_02: output scale results/scale/frame_02.json changed" in p for p in problems)
+    out = subprocess.run(
+        [sys.executable, "-m", "nsgflow.cli", "verify", "results"], cwd=copy, capture_output=True, text=True
+    )
+    assert out.returncode == 1 and "CHANGED" in out.stdout
+
+
+def test_html_report(copy):
+    snakemake(copy, "--report", "report.html")
+    html = (copy / "report.html").read_text()
+    assert "normalize_frame" in html and "NormalizeScaleGradient" in html
