@@ -25,3 +25,9 @@ rule all:
     input:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
         f"{RESULTS}/provenance.json",
+        f"{RESULTS}/summary.csv",
+
+
+onerror:
+    # some frames failed (with --keep-going the others finished): list them with their reasons
+    report_failures()

@@ -7,5 +7,6 @@ run_step(
     run_detect,
     snakemake.input.frame,
     snakemake.output.catalog,
+    snakemake.output.stats,
     snakemake.params.settings,
 )

@@ -11,6 +11,8 @@ run_step(
     snakemake.input.frame,
     snakemake.input.scale,
     snakemake.input.gradient,
+    snakemake.input.stats,
+    snakemake.input.ref_stats,
     snakemake.output.normalized,
     snakemake.output.provenance,
     reference=snakemake.input.reference,

@@ -18,6 +18,8 @@ SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=11)
 SPECS = synthetic.demo_specs(3, seed=5)
 FRAMES = "data/**/*.fits"
 REFERENCE = "data/night1/frame_01.fits"
+#: rules that summarize the whole set: they rerun whenever any frame's outputs do
+SET_WIDE = {"index_provenance": 1, "summarize": 1, "all": 1}
 ALL_RULES = [
     "detect_stars",
     "measure_photometry",
@@ -99,7 +101,7 @@ def copy(base, tmp_path) -> Path:
 
 
 def _per_frame(rules, n=3):
-    return {rule: n for rule in rules} | {"index_provenance": 1, "all": 1}
+    return {rule: n for rule in rules} | SET_WIDE
 
 
 @pytest.mark.parametrize(
@@ -142,11 +144,13 @@ def test_a_new_night_adds_only_its_frames(copy):
     snakemake(copy)
     after = files(copy / "results")
     changed = {k for k in before if before[k] != after[k]}
-    assert changed == {"provenance.json"}  # the set-wide index; every per-frame file untouched
+    # only the set-wide files change; every per-frame file is untouched
+    assert changed == {"provenance.json", "summary.csv", "weights.csv", "accepted.txt"}
     assert {k for k in after if k not in before} == {
         f"{stage}/n2_001.{ext}"
         for stage, ext in [
             ("catalogs", "csv"),
+            ("catalogs", "json"),
             ("photometry", "csv"),
             ("photometry", "json"),
             ("scale", "json"),
@@ -175,7 +179,7 @@ def test_same_file_name_in_two_nights_is_refused(copy):
 
 def test_removing_a_frame_leaves_the_rest_valid(copy):
     (copy / "data" / "night1" / "frame_02.fits").unlink()
-    assert planned(copy) == {"index_provenance": 1, "all": 1}
+    assert planned(copy) == SET_WIDE
     snakemake(copy)
     with working_directory(copy):
         assert verify("results") == []

@@ -7,8 +7,11 @@ class NsgflowError(Exception):
     """Base class of all errors nsgflow raises on purpose; the message says what to fix."""
 
 
-class FrameError(NsgflowError):
-    """A frame cannot be read or used (unreadable file, wrong shape, no stars, ...)."""
+class FrameError(NsgflowError, ValueError):
+    """A frame cannot be read or used (unreadable file, wrong shape, too few stars, ...).
+
+    Also a :class:`ValueError`, as the science functions raise it for data they cannot use.
+    """
 
 
 class ConfigError(NsgflowError):

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
+import sep
 
-__all__ = ["background_noise", "sample_background", "star_mask", "star_radius"]
+__all__ = ["background_noise", "background_statistics", "sample_background", "star_mask", "star_radius"]
 
 #: Moffat beta assumed for star-rejection radii: broad wings, so radii err on the large side.
 MASK_BETA = 2.5
@@ -23,6 +24,30 @@ def background_noise(data: np.ndarray) -> float:
     if diff.size == 0:
         return float("nan")
     return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2))
+
+
+def background_statistics(data: np.ndarray, box_px: int = 64) -> dict[str, float]:
+    """Level, flatness and noise of a frame's background.
+
+    Returns
+    -------
+    dict
+        ``sky`` (median of sep's background map), ``sky_range`` (its 95th minus
+        5th percentile: how strong the gradient is), ``noise`` (see
+        :func:`background_noise`) and ``valid_fraction`` (pixels with data).
+    """
+    nodata = data == 0
+    valid_fraction = float(1.0 - nodata.mean())
+    if valid_fraction == 0:
+        return {"sky": float("nan"), "sky_range": float("nan"), "noise": float("nan"), "valid_fraction": 0.0}
+    back = sep.Background(data, mask=nodata, bw=box_px, bh=box_px).back()[~nodata]
+    low, mid, high = np.percentile(back, [5, 50, 95])
+    return {
+        "sky": float(mid),
+        "sky_range": float(high - low),
+        "noise": background_noise(data),
+        "valid_fraction": valid_fraction,
+    }
 
 
 def star_radius(

@@ -5,7 +5,19 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
-__all__ = ["normalize_frame", "normalized_header"]
+__all__ = ["KEYWORDS", "normalize_frame", "normalized_header"]
+
+#: Keywords nsgflow may add to a normalized frame, with their comments.
+KEYWORDS = {
+    "WEIGHT": "NSG weight: (noise_ref / (m * noise))**2",
+    "NSGNOISE": "background noise of the input frame, ADU",
+    "NSGTRANS": "transmission 1/m relative to the reference",
+    "NSGTREXP": "transmission per second of exposure, 1/s",
+    "NSGVER": "nsgflow version",
+    "NSGHASH": "SHA-256 of the input frame",
+    "NSGRHASH": "SHA-256 of the reference frame",
+    "NSGSETT": "digest of the settings (provenance.json)",
+}
 
 
 def normalize_frame(data: np.ndarray, scale: float, gradient: np.ndarray) -> np.ndarray:
@@ -29,26 +41,19 @@ def normalized_header(
     scale_err: float,
     reference: str,
     history: list[str],
-    provenance: dict[str, str] | None = None,
+    extra: dict[str, str | float] | None = None,
 ) -> fits.Header:
     """Copy of the input header with the normalization's keywords and HISTORY added.
 
-    ``provenance`` may give ``NSGVER`` (package version), ``NSGHASH`` and
-    ``NSGRHASH`` (SHA-256 of the frame and of the reference) and ``NSGSETT``
-    (digest of the settings).
+    ``extra`` may hold any of :data:`KEYWORDS` (weight, noise, transmission,
+    version, hashes, settings digest).
     """
     out = header.copy()
     out["NSGSCALE"] = (scale, "NSG photometric scale m: T' = m*T - G")
     out["NSGSERR"] = (scale_err, "1-sigma uncertainty of NSGSCALE")
     out["NSGREF"] = (reference, "NSG reference frame")
-    comments = {
-        "NSGVER": "nsgflow version",
-        "NSGHASH": "SHA-256 of the input frame",
-        "NSGRHASH": "SHA-256 of the reference frame",
-        "NSGSETT": "digest of the settings (provenance.json)",
-    }
-    for key, value in (provenance or {}).items():
-        out[key] = (value, comments[key])
+    for key, value in (extra or {}).items():
+        out[key] = (value, KEYWORDS[key])
     for line in history:
         out.add_history(line)
     return out

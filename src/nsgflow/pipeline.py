@@ -20,9 +20,15 @@ import pandas as pd
 from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
-from nsgflow.detect import StarFlag, detect_stars
+from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError, NsgflowError
-from nsgflow.gradient import background_noise, sample_background, star_mask, star_radius
+from nsgflow.gradient import (
+    background_noise,
+    background_statistics,
+    sample_background,
+    star_mask,
+    star_radius,
+)
 from nsgflow.io import frame_name, read_frame, read_header, read_json, write_csv, write_fits, write_json
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.normalize import normalize_frame, normalized_header
@@ -30,8 +36,10 @@ from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient
+from nsgflow.weight import frame_weight, weight_noise
 
 __all__ = [
+    "header_values",
     "run_detect",
     "run_gradient",
     "run_normalize",
@@ -62,15 +70,59 @@ def run_step(log_path: PathLike, step: Callable[..., None], *args: Any, **kwargs
         sys.exit(1)
 
 
-def run_detect(frame: PathLike, catalog: PathLike, settings: dict) -> None:
-    """Detect stars in ``frame`` and write the star catalog CSV."""
-    data, _ = read_frame(frame)
+#: Header keywords read into a frame's statistics, first found wins.
+HEADER_KEYS = {
+    "exptime": ("EXPTIME", "EXPOSURE"),
+    "focallen": ("FOCALLEN",),
+    "xpixsz": ("XPIXSZ", "PIXSIZE1"),
+    "altitude": ("CENTALT", "OBJCTALT"),
+    "noise_header": ("NOISE00", "NOISE"),
+}
+
+
+def header_values(header: fits.Header) -> dict[str, float | None]:
+    """Header values nsgflow uses (exposure, focal length, pixel size, altitude, noise); None if absent."""
+    values: dict[str, float | None] = {}
+    for name, keys in HEADER_KEYS.items():
+        found = next((header[k] for k in keys if k in header), None)
+        try:
+            values[name] = None if found is None else float(found)
+        except (TypeError, ValueError):
+            values[name] = None
+    return values
+
+
+def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: dict) -> None:
+    """Detect stars in ``frame``; write the star catalog CSV and the frame's statistics JSON."""
+    data, header = read_frame(frame)
     try:
         stars = detect_stars(data, **settings)
     except FrameError as exc:
         raise FrameError(f"{frame}: {exc}") from exc
-    log.info("%s: %d stars (%d flagged)", frame, len(stars), int((stars["flags"] != 0).sum()))
+    values = header_values(header)
+    missing = [k for k in ("exptime", "focallen", "xpixsz", "altitude") if values[k] is None]
+    if missing:
+        log.info("%s: header has no %s; defaults are used where they matter", frame, ", ".join(missing))
+    summary = {
+        "frame": frame_name(frame),
+        "shape": list(data.shape),
+        "stars": len(stars),
+        "stars_clean": int((stars["flags"] == 0).sum()),
+        "hlr_px": frame_hlr(stars),
+        "saturation": None if np.isinf(saturation := estimate_saturation(data)) else saturation,
+        **background_statistics(data),
+        **values,
+    }
+    log.info(
+        "%s: %d stars (%d flagged), sky %.1f, noise %.2f",
+        frame,
+        len(stars),
+        len(stars) - summary["stars_clean"],
+        summary["sky"],
+        summary["noise"],
+    )
     write_csv(catalog, stars)
+    write_json(stats, summary)
 
 
 def run_photometry(
@@ -238,11 +290,13 @@ def run_gradient(samples: PathLike, frame: PathLike, output: PathLike, settings:
             shape,
             **settings,
         )
-    except ValueError as exc:
+    except FrameError as exc:
         raise FrameError(f"{frame}: {exc}; lower samples.min_valid_fraction or samples.box_px") from exc
     out = fits.Header()
     out["NSGFRAME"] = (Path(frame).name, "frame this gradient model belongs to")
     out["NSGSMOOT"] = (settings["smoothness"], "gradient smoothness (log10)")
+    out["NSGGMIN"] = (float(model.min()), "smallest value of the gradient model")
+    out["NSGGMAX"] = (float(model.max()), "largest value of the gradient model")
     write_fits(output, model, out)
 
 
@@ -250,6 +304,8 @@ def run_normalize(
     frame: PathLike,
     scale: PathLike,
     gradient: PathLike,
+    stats: PathLike,
+    ref_stats: PathLike,
     output: PathLike,
     provenance: PathLike,
     *,
@@ -258,7 +314,7 @@ def run_normalize(
     settings: dict,
     workflow_folder: PathLike | None = None,
 ) -> None:
-    """Write T' = m*T - G with the input header and provenance keywords, then the frame's provenance record.
+    """Write T' = m*T - G with the input header, weight and provenance keywords; then the provenance record.
 
     ``upstream`` maps each earlier output of this frame (``catalog``,
     ``photometry``, ...) to its path, to be hashed into the record.
@@ -266,32 +322,38 @@ def run_normalize(
     data, header = read_frame(frame)
     result = read_json(scale)
     model, _ = read_frame(gradient)
-    inputs = {"frame": str(frame), "reference": str(reference)}
+    target_stats, reference_stats = read_json(stats), read_json(ref_stats)
+    m = result["scale"]
     keys = {
+        "WEIGHT": frame_weight(weight_noise(reference_stats), weight_noise(target_stats), m),
+        "NSGNOISE": target_stats["noise"],
+        "NSGTRANS": 1.0 / m,
         "NSGVER": __version__,
         "NSGHASH": sha256(frame),
         "NSGRHASH": sha256(reference),
         "NSGSETT": settings_digest(settings),
     }
+    if target_stats.get("exptime"):
+        keys["NSGTREXP"] = 1.0 / m / target_stats["exptime"]
     history = [f"nsgflow {__version__}: normalized against {Path(reference).name}"]
     history += [
         f"nsgflow {key}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(settings.items())
     ]
     header = normalized_header(
         header,
-        scale=result["scale"],
+        scale=m,
         scale_err=result["scale_err"],
         reference=Path(reference).name,
         history=history,
-        provenance=keys,
+        extra=keys,
     )
-    write_fits(output, normalize_frame(data, result["scale"], model), header)
+    write_fits(output, normalize_frame(data, m, model), header)
     record = frame_provenance(
         frame_name(frame),
-        inputs,
+        {"frame": str(frame), "reference": str(reference)},
         {**upstream, "scale": str(scale), "gradient": str(gradient), "normalized": str(output)},
         settings,
         environment(workflow_folder),
     )
     write_json(provenance, record)
-    log.info("%s: written %s", frame_name(frame), output)
+    log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])

@@ -7,6 +7,8 @@ from dataclasses import dataclass
 import numpy as np
 from scipy.optimize import brentq
 
+from nsgflow.errors import FrameError
+
 __all__ = ["ScaleFit", "fit_scale"]
 
 
@@ -96,7 +98,7 @@ def fit_scale(
 
     Raises
     ------
-    ValueError
+    FrameError
         Fewer than 2 stars with positive, finite fluxes on both frames.
 
     Examples
@@ -111,7 +113,7 @@ def fit_scale(
     ex, ey = np.asarray(err_target, float), np.asarray(err_ref, float)
     good = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y) & np.isfinite(ex) & np.isfinite(ey)
     if good.sum() < 2:
-        raise ValueError(f"{int(good.sum())} star(s) with positive flux on both frames; need 2")
+        raise FrameError(f"{int(good.sum())} star(s) with positive flux on both frames; need 2")
     intercept = good.sum() >= min_stars_for_intercept
     n_params = 2 if intercept else 1
     m = float(np.median(y[good] / x[good]))

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
+from nsgflow.errors import FrameError
+
 __all__ = ["fit_gradient", "merge_samples"]
 
 
@@ -75,11 +77,11 @@ def fit_gradient(
 
     Raises
     ------
-    ValueError
+    FrameError
         Fewer than 3 samples.
     """
     if len(x) < 3:
-        raise ValueError(f"{len(x)} gradient sample(s); need at least 3")
+        raise FrameError(f"{len(x)} gradient sample(s); need at least 3")
     x, y, value, weight = merge_samples(x, y, value, weight, max_points)
     ny, nx = shape
     unit = float(max(ny, nx))

@@ -6,6 +6,16 @@ frame ``T`` with true scale ``m`` and background ``B_T``, and the reference's
 background ``B_R``, the ideal normalized frame is ``m*T - (m*B_T - B_R)``: the
 target's own stars and noise, at the reference's brightness, on the
 reference's background.
+
+The optional hard conditions (:data:`CONDITIONS`, :func:`condition_specs`,
+:func:`hard_specs`) add saturated stars with halos, nebulosity, hot pixels,
+cosmic rays and satellite trails. Artifacts are part of the observed frame
+``T``, so the ideal output ``m*T - (m*B_T - B_R)`` holds them too, scaled by
+``m``: the residual measures only the scale and background errors. Extended
+signal (nebula, galaxy) is scene light: it scales with ``m`` and is not part of
+the background ``B``. Every new feature draws from its own random stream
+(``default_rng([seed, k])``), so frames without them are bit-identical to
+those made before the features existed.
 """
 
 from __future__ import annotations
@@ -13,6 +23,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -22,12 +33,15 @@ from astropy.io import fits
 from nsgflow.io import write_fits, write_json
 
 __all__ = [
+    "CONDITIONS",
     "FrameSpec",
     "SceneSpec",
     "background",
     "box_medians",
+    "condition_specs",
     "demo_specs",
     "evaluate",
+    "hard_specs",
     "make_frame_set",
     "moffat_alpha",
     "render_frame",
@@ -50,6 +64,17 @@ class SceneSpec:
     #: Total flux of an elliptical exponential galaxy at the field centre (0: none).
     galaxy_flux: float = 0.0
     galaxy_radius_px: float = 60.0
+    #: Peak surface brightness (ADU per px) of patchy nebulosity over a large part of the field (0: none).
+    nebula_flux: float = 0.0
+    #: Width (Gaussian sigma) of the nebula's envelope, as a fraction of the frame's size.
+    nebula_size: float = 0.3
+    #: Extra very bright stars, flux log-uniform in [bright_flux_min, bright_flux_max]: saturated cores.
+    n_bright: int = 0
+    bright_flux_min: float = 3e6
+    bright_flux_max: float = 1e8
+    #: Fraction of each bright star's flux in a broad halo (Moffat, beta 2.5) of core width halo_radius_px.
+    halo_fraction: float = 0.0
+    halo_radius_px: float = 15.0
     seed: int = 0
 
 
@@ -66,14 +91,23 @@ class FrameSpec:
     #: Background change across the frame, in ADU of this frame, along x and y.
     slope_x_adu: float = 0.0
     slope_y_adu: float = 0.0
-    #: Amplitude (ADU) and e-folding length (fraction of width) of a glow from the left edge.
+    #: Amplitude (ADU) and e-folding length (fraction of width or height) of a glow from one edge.
     glow_adu: float = 0.0
     glow_length: float = 0.25
+    #: The edge the glow enters from: left, right, bottom (row 0) or top.
+    glow_edge: str = "left"
     #: Width of the no-data (exact zero) border on the left/right/top/bottom, px.
     border_px: tuple[int, int, int, int] = (0, 0, 0, 0)
     read_noise_adu: float = 5.0
     gain_e_per_adu: float = 1.0
     saturation_adu: float = 60000.0
+    #: Hot pixels and cosmic-ray tracks (1-12 px) added after the noise, 300-20000 ADU per pixel.
+    hot_pixels: int = 0
+    cosmic_rays: int = 0
+    #: Satellite trails: straight lines across the frame, Gaussian profile, peak ADU and sigma (px).
+    trails: int = 0
+    trail_adu: float = 500.0
+    trail_width_px: float = 1.5
     seed: int = 0
     header: dict = field(default_factory=dict)
 
@@ -106,12 +140,85 @@ def _galaxy(scene: SceneSpec) -> np.ndarray:
     return scene.galaxy_flux * profile / profile.sum()
 
 
+def _bright_stars(scene: SceneSpec) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng([scene.seed, 1])
+    ny, nx = scene.shape
+    x = rng.uniform(0, nx, scene.n_bright)
+    y = rng.uniform(0, ny, scene.n_bright)
+    flux = np.exp(rng.uniform(np.log(scene.bright_flux_min), np.log(scene.bright_flux_max), scene.n_bright))
+    return x, y, flux
+
+
+def _nebula(scene: SceneSpec) -> np.ndarray:
+    """Patchy nebulosity: smoothed lognormal noise (30 px and 120 px structure) under a broad envelope."""
+    from scipy import ndimage
+
+    rng = np.random.default_rng([scene.seed, 2])
+    ny, nx = scene.shape
+    cell = 12  # px per coarse cell
+    gy, gx = -(-ny // cell), -(-nx // cell)
+    fine = ndimage.gaussian_filter(rng.standard_normal((gy, gx)), 2.5, mode="wrap")
+    broad = ndimage.gaussian_filter(rng.standard_normal((gy, gx)), 10.0, mode="wrap")
+    field = np.exp(0.8 * fine / fine.std() + 0.8 * broad / broad.std())
+    yy, xx = np.mgrid[0:gy, 0:gx] / np.array([gy, gx])[:, None, None]
+    envelope = np.exp(-0.5 * ((xx - 0.35) ** 2 + (yy - 0.6) ** 2) / scene.nebula_size**2)
+    coarse = field * envelope
+    full = ndimage.zoom(coarse, (ny / gy, nx / gx), order=3, grid_mode=True, mode="nearest")[:ny, :nx]
+    full = np.maximum(full, 0.0)
+    return scene.nebula_flux * full / full.max()
+
+
+def _trails(shape: tuple[int, int], spec: FrameSpec) -> np.ndarray:
+    rng = np.random.default_rng([spec.seed, 3])
+    ny, nx = shape
+    yy, xx = np.ogrid[0:ny, 0:nx]
+    out = np.zeros(shape)
+    for _ in range(spec.trails):
+        x0, y0, angle = rng.uniform(0, nx), rng.uniform(0, ny), rng.uniform(0, np.pi)
+        distance = (xx - x0) * np.sin(angle) - (yy - y0) * np.cos(angle)
+        out += spec.trail_adu * np.exp(-0.5 * (distance / spec.trail_width_px) ** 2)
+    return out
+
+
+def _add_hits(frame: np.ndarray, spec: FrameSpec) -> None:
+    """Add hot pixels and cosmic-ray tracks to ``frame``, in place."""
+    rng = np.random.default_rng([spec.seed, 4])
+    ny, nx = frame.shape
+    iy, ix = rng.integers(0, ny, spec.hot_pixels), rng.integers(0, nx, spec.hot_pixels)
+    frame[iy, ix] += rng.uniform(300, 20000, spec.hot_pixels)
+    for _ in range(spec.cosmic_rays):
+        x0, y0, angle = rng.uniform(0, nx), rng.uniform(0, ny), rng.uniform(0, 2 * np.pi)
+        t = np.arange(0.0, rng.uniform(1, 12))
+        px = np.clip(np.rint(x0 + t * np.cos(angle)).astype(int), 0, nx - 1)
+        py = np.clip(np.rint(y0 + t * np.sin(angle)).astype(int), 0, ny - 1)
+        frame[py, px] += rng.uniform(500, 20000, t.size)
+
+
+def _add_star(
+    signal: np.ndarray, x0: float, y0: float, flux: float, alpha: float, beta: float, r: int
+) -> None:
+    """Add a Moffat star, normalised to ``flux`` over its (2r+1)^2 stamp, to ``signal`` in place."""
+    ny, nx = signal.shape
+    ix, iy = round(x0), round(y0)
+    x1, x2 = max(ix - r, 0), min(ix + r + 1, nx)
+    y1, y2 = max(iy - r, 0), min(iy + r + 1, ny)
+    if x1 >= x2 or y1 >= y2:
+        return
+    yy, xx = np.ogrid[iy - r : iy + r + 1, ix - r : ix + r + 1]
+    stamp = (1.0 + ((xx - x0) ** 2 + (yy - y0) ** 2) / alpha**2) ** -beta
+    stamp *= flux / stamp.sum()
+    signal[y1:y2, x1:x2] += stamp[y1 - (iy - r) : y2 - (iy - r), x1 - (ix - r) : x2 - (ix - r)]
+
+
 def background(shape: tuple[int, int], spec: FrameSpec) -> np.ndarray:
     """Return the frame's additive background (sky, gradient, glow) in its own ADU."""
     ny, nx = shape
     y = (np.arange(ny) / (ny - 1) - 0.5)[:, None]
     x = (np.arange(nx) / (nx - 1) - 0.5)[None, :]
-    glow = spec.glow_adu * np.exp(-(x + 0.5) / spec.glow_length)
+    edges = {"left": x + 0.5, "right": 0.5 - x, "bottom": y + 0.5, "top": 0.5 - y}
+    if spec.glow_edge not in edges:
+        raise ValueError(f"glow_edge must be one of {sorted(edges)}, not {spec.glow_edge!r}")
+    glow = spec.glow_adu * np.exp(-edges[spec.glow_edge] / spec.glow_length)
     return spec.sky_adu + spec.slope_x_adu * x + spec.slope_y_adu * y + glow
 
 
@@ -120,7 +227,10 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
 
     Each star is a Moffat profile normalised to its flux over a stamp wide
     enough to hold its visible wings, so every frame holds the same total star
-    flux (divided by its scale) whatever its PSF.
+    flux (divided by its scale) whatever its PSF. Bright stars put
+    ``halo_fraction`` of their flux into a broad halo that is the same in every
+    frame. Trails are light of this frame (own ADU, with noise); hot pixels and
+    cosmic rays are added after the noise, before saturation.
     """
     ny, nx = scene.shape
     sx, sy, sflux = _stars(scene)
@@ -128,21 +238,25 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
     alpha = moffat_alpha(spec.fwhm_px, spec.beta)
     for x0, y0, f in zip(sx, sy, sflux / spec.scale, strict=True):
         r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / 1e3, 1.0)))))
-        ix, iy = round(x0), round(y0)
-        x1, x2 = max(ix - r, 0), min(ix + r + 1, nx)
-        y1, y2 = max(iy - r, 0), min(iy + r + 1, ny)
-        if x1 >= x2 or y1 >= y2:
-            continue
-        yy, xx = np.ogrid[iy - r : iy + r + 1, ix - r : ix + r + 1]
-        stamp = (1.0 + ((xx - x0) ** 2 + (yy - y0) ** 2) / alpha**2) ** -spec.beta
-        stamp *= f / stamp.sum()
-        signal[y1:y2, x1:x2] += stamp[y1 - (iy - r) : y2 - (iy - r), x1 - (ix - r) : x2 - (ix - r)]
+        _add_star(signal, x0, y0, f, alpha, spec.beta, r)
+    halo_alpha, halo_r = scene.halo_radius_px, int(np.ceil(6 * scene.halo_radius_px))
+    for x0, y0, f in zip(*_bright_stars(scene), strict=True):
+        r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / spec.scale / 1e3, 1.0)))))
+        _add_star(signal, x0, y0, (1 - scene.halo_fraction) * f / spec.scale, alpha, spec.beta, r)
+        if scene.halo_fraction:
+            _add_star(signal, x0, y0, scene.halo_fraction * f / spec.scale, halo_alpha, 2.5, halo_r)
     if scene.galaxy_flux:
         signal += _galaxy(scene) / spec.scale
+    if scene.nebula_flux:
+        signal += _nebula(scene) / spec.scale
     signal += background(scene.shape, spec)
+    if spec.trails:
+        signal += _trails(scene.shape, spec)
     rng = np.random.default_rng(spec.seed)
     sigma = np.sqrt(spec.read_noise_adu**2 + np.maximum(signal, 0) / spec.gain_e_per_adu)
     frame = signal + sigma * rng.standard_normal(scene.shape)
+    if spec.hot_pixels or spec.cosmic_rays:
+        _add_hits(frame, spec)
     frame = np.minimum(frame, spec.saturation_adu)
     left, right, top, bottom = spec.border_px
     frame[:, :left] = 0.0
@@ -226,6 +340,129 @@ def demo_specs(n_frames: int = 6, seed: int = 0) -> list[FrameSpec]:
             )
         )
     return specs
+
+
+#: The hard conditions, each a feature drawn from its own random stream (see :func:`condition_specs`).
+CONDITIONS = ("seeing", "artifacts", "extended", "borders", "trails", "sky", "cloud")
+
+
+def condition_specs(
+    conditions: Iterable[str], shape: tuple[int, int] = (600, 900), n_frames: int = 6, seed: int = 0
+) -> tuple[SceneSpec, list[FrameSpec], str]:
+    """A frame set with some of the hard :data:`CONDITIONS` on a mild base; ``frame_01`` is the reference.
+
+    Base (always): reference scale 1, FWHM 3 px, sky 400 ADU with a 5 % tilt;
+    targets scale 0.8-1.3, FWHM 2.8-3.2 px, sky 1-1.5x the reference's with a
+    5 % tilt in a random direction. Star counts, bright stars, hot pixels and
+    cosmic rays scale with the frame's area. Conditions:
+
+    - ``seeing``: target FWHM spread evenly over 2-4.5 px, the reference (3 px) not the sharpest;
+    - ``artifacts``: 15 saturated stars per Mpx with halos (5 % of their flux), on every frame
+      400 hot pixels and 60 cosmic rays per Mpx;
+    - ``extended``: patchy nebulosity (peak 1.5x the reference sky) over a large part of the field
+      and a large galaxy (centre 4x the sky);
+    - ``borders``: no-data borders of 0-40 px on each side, different on every frame (reference too);
+    - ``trails``: 0-2 satellite trails per target (at least one in the set) and one on the reference,
+      peak 100-2000 ADU;
+    - ``sky``: target sky 1-5x the reference's, gradients 5-50 % of the sky, on every other target
+      mostly a glow from one edge;
+    - ``cloud``: the last frame under thin uniform cloud: transmission 0.4-0.7, so m = 1/0.7-1/0.4.
+
+    Every condition draws from ``default_rng([seed, k])`` with its own ``k``, so a frame's
+    parameters for one condition are the same whichever other conditions are on: the hard set
+    (:func:`hard_specs`) is the union of the single-condition sets.
+
+    Returns
+    -------
+    scene : SceneSpec
+    specs : list of FrameSpec
+    reference : str
+        Name of the reference frame.
+    """
+    conditions = set(conditions)
+    unknown = conditions - set(CONDITIONS)
+    if unknown or n_frames < 3:
+        raise ValueError(f"unknown conditions {sorted(unknown)} or fewer than 3 frames ({n_frames})")
+    ny, nx = shape
+    mpx = ny * nx / 1e6
+    ref_index = 1
+    targets = [i for i in range(n_frames) if i != ref_index]
+
+    def rng(k: int) -> np.random.Generator:
+        return np.random.default_rng([seed, k])
+
+    def spread(generator: np.random.Generator, lo: float, hi: float) -> dict[int, float]:
+        """``lo``..``hi`` evenly over the targets, in random order: the whole range is always covered."""
+        return dict(zip(targets, generator.permutation(np.linspace(lo, hi, len(targets))), strict=True))
+
+    base = rng(0)
+    frames = {}
+    for i in range(n_frames):
+        ref = i == ref_index
+        sky = 400.0 if ref else 400.0 * base.uniform(1.0, 1.5)
+        tilt, direction = 0.05 * sky, base.uniform(0, 2 * np.pi)
+        frames[i] = {
+            "name": f"frame_{i:02d}",
+            "scale": 1.0 if ref else base.uniform(0.8, 1.3),
+            "fwhm_px": 3.0 if ref else base.uniform(2.8, 3.2),
+            "sky_adu": sky,
+            "slope_x_adu": 0.0 if ref else tilt * np.cos(direction),
+            "slope_y_adu": tilt if ref else tilt * np.sin(direction),
+            "seed": 100 * seed + i,
+        }
+    scene = {"shape": tuple(shape), "n_stars": round(3000 * mpx / 0.54), "seed": seed}
+    if "seeing" in conditions:
+        for i, fwhm in spread(rng(1), 2.0, 4.5).items():
+            frames[i]["fwhm_px"] = fwhm
+    if "artifacts" in conditions:
+        g = rng(2)
+        scene.update(n_bright=max(round(15 * mpx), 1), halo_fraction=0.05)
+        for f in frames.values():
+            f.update(hot_pixels=round(400 * mpx * g.uniform(0.5, 1.5)), cosmic_rays=round(60 * mpx))
+    if "extended" in conditions:
+        scene.update(nebula_flux=600.0, galaxy_radius_px=0.06 * nx)
+        scene["galaxy_flux"] = 1600.0 * 2 * np.pi * 0.5 * scene["galaxy_radius_px"] ** 2
+    if "borders" in conditions:
+        g = rng(4)
+        for f in frames.values():
+            f["border_px"] = tuple(int(b) for b in g.integers(0, 41, 4))
+    if "trails" in conditions:
+        g = rng(5)
+        for i, f in frames.items():
+            f["trails"] = 1 if i == ref_index else int(g.integers(0, 3))
+            f["trail_adu"], f["trail_width_px"] = g.uniform(100, 2000), g.uniform(0.8, 2.0)
+        if not any(frames[i]["trails"] for i in targets):
+            frames[targets[0]]["trails"] = 1
+    if "sky" in conditions:
+        g = rng(6)
+        skies, fractions = spread(g, 1.0, 5.0), spread(g, 0.05, 0.5)
+        for n, i in enumerate(targets):
+            sky = 400.0 * skies[i]
+            total, direction = fractions[i] * sky, g.uniform(0, 2 * np.pi)
+            glow = total * g.uniform(0.6, 1.0) if n % 2 == 0 else 0.0
+            frames[i].update(
+                sky_adu=sky,
+                slope_x_adu=(total - glow) * np.cos(direction),
+                slope_y_adu=(total - glow) * np.sin(direction),
+                glow_adu=glow,
+                glow_edge=str(g.choice(["left", "right", "bottom", "top"])),
+                glow_length=g.uniform(0.15, 0.4),
+            )
+    if "cloud" in conditions:
+        frames[n_frames - 1]["scale"] = 1.0 / rng(7).uniform(0.4, 0.7)
+
+    def plain(d: dict) -> dict:  # numpy scalars to Python ones, for truth.json
+        return {k: v.item() if isinstance(v, np.generic) else v for k, v in d.items()}
+
+    specs = [FrameSpec(**plain(f)) for f in frames.values()]
+    return SceneSpec(**plain(scene)), specs, frames[ref_index]["name"]
+
+
+def hard_specs(
+    shape: tuple[int, int] = (600, 900), n_frames: int = 6, seed: int = 0
+) -> tuple[SceneSpec, list[FrameSpec], str]:
+    """All the hard :data:`CONDITIONS` in one set; see :func:`condition_specs`."""
+    return condition_specs(CONDITIONS, shape, n_frames, seed)
 
 
 def evaluate(results: str | os.PathLike, truth: dict, box: int = 64) -> list[dict]:

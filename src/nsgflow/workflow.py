@@ -10,10 +10,10 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
-from nsgflow.errors import ConfigError
-from nsgflow.io import FRAME_SUFFIXES, frame_name
+from nsgflow.errors import ConfigError, FrameError
+from nsgflow.io import FRAME_SUFFIXES, frame_name, read_header
 
-__all__ = ["find_frames", "load_config", "validate_config", "workflow_dir"]
+__all__ = ["check_frames", "find_frames", "load_config", "validate_config", "workflow_dir"]
 
 
 def workflow_dir() -> Path:
@@ -113,3 +113,30 @@ def find_frames(pattern: str, reference: str) -> dict[str, str]:
             f"reference='{reference}' is not among the {len(paths)} frames matching '{pattern}'"
         )
     return frames
+
+
+def check_frames(frames: dict[str, str]) -> None:
+    """Check from the headers that all frames have one size and are all mono, before any work starts.
+
+    Raises
+    ------
+    ConfigError
+        A header cannot be read, or frames differ in size or in number of
+        channels; the message names the files and their shapes.
+    """
+    shapes: dict[tuple[int, ...], list[str]] = {}
+    for path in frames.values():
+        try:
+            header = read_header(path)
+        except FrameError as exc:
+            raise ConfigError(f"{exc}; remove the file or fix it") from exc
+        shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+        shape = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
+        shapes.setdefault(shape, []).append(path)
+    if len(shapes) > 1:
+        groups = "; ".join(f"{len(p)} of shape {s} (e.g. {p[0]})" for s, p in sorted(shapes.items()))
+        colour = any(len(s) == 3 for s in shapes) and any(len(s) == 2 for s in shapes)
+        kind = "colour and mono frames are mixed" if colour else "frames differ in size"
+        raise ConfigError(
+            f"{kind}: {groups}. Normalize each kind separately; frames must be registered to one grid."
+        )

@@ -3,6 +3,7 @@ rule detect_stars:
         frame=frame_path,
     output:
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        stats=f"{RESULTS}/catalogs/{{frame}}.json",
     params:
         settings=config["detect"],
         algo=ALGO["detect"],

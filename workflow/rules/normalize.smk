@@ -10,6 +10,8 @@ rule normalize_frame:
         reference=REFERENCE,
         scale=f"{RESULTS}/scale/{{frame}}.json",
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
+        stats=f"{RESULTS}/catalogs/{{frame}}.json",
+        ref_stats=f"{RESULTS}/catalogs/{REFERENCE_NAME}.json",
         # hashed into the provenance record
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
         ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
@@ -35,6 +37,28 @@ rule normalize_frame:
         "../../envs/nsgflow.yaml"
     script:
         "../../scripts/normalize_frame.py"
+
+
+rule summarize:
+    input:
+        expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
+        expand(f"{RESULTS}/catalogs/{{frame}}.json", frame=FRAMES),
+    output:
+        summary=f"{RESULTS}/summary.csv",
+        weights=f"{RESULTS}/weights.csv",
+        accepted=f"{RESULTS}/accepted.txt",
+    params:
+        results=RESULTS,
+        frames=FRAMES,
+        reference=REFERENCE_NAME,
+        reject=config["reject"],
+    log:
+        f"{RESULTS}/logs/summarize.log",
+    localrule: True
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/summarize.py"
 
 
 rule index_provenance:
