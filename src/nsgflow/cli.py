@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import fcntl
 import json
+import shutil
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from nsgflow import __version__
@@ -67,6 +71,30 @@ def _check(frames: str, reference: str, results: str, configfile: str | None) ->
     return find_frames(frames, reference)
 
 
+@contextmanager
+def _run_lock() -> Iterator[None]:
+    """Hold a lock on this working directory for the whole run; clear Snakemake's lock if stale.
+
+    The operating system drops this lock when the process ends, however it
+    ends, so holding it proves no other nsgflow run is active here: a
+    Snakemake lock left behind is then from a killed run and is removed.
+    """
+    metadata = Path(".snakemake")
+    metadata.mkdir(exist_ok=True)
+    with open(metadata / "nsgflow.lock", "w") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError as exc:
+            raise ConfigError(
+                f"another nsgflow run is active in {Path.cwd()}; wait for it to finish"
+            ) from exc
+        stale = metadata / "locks"
+        if stale.is_dir() and any(stale.iterdir()):
+            print("nsgflow: removing the lock of an interrupted run", file=sys.stderr)
+            shutil.rmtree(stale)
+        yield
+
+
 def run_workflow(
     frames: str,
     reference: str,
@@ -83,7 +111,8 @@ def run_workflow(
         file=sys.stderr,
         flush=True,
     )
-    return subprocess.call(_snakemake_command(frames, reference, results, cores, configfile, extra or []))
+    with _run_lock():
+        return subprocess.call(_snakemake_command(frames, reference, results, cores, configfile, extra or []))
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:

@@ -27,6 +27,7 @@ from nsgflow.errors import FrameError
 __all__ = [
     "FRAME_SUFFIXES",
     "atomic_path",
+    "fits_text",
     "frame_name",
     "read_frame",
     "read_header",
@@ -55,6 +56,17 @@ def frame_name(path: str | os.PathLike) -> str:
         if name.lower().endswith(suffix):
             return name[: -len(suffix)]
     return Path(name).stem
+
+
+def fits_text(text: str) -> str:
+    r"""Make text safe for a FITS header value (printable ASCII), escaping other characters.
+
+    Examples
+    --------
+    >>> fits_text("nébuleuse 01.fits")
+    'n\\xe9buleuse 01.fits'
+    """
+    return "".join(c if " " <= c <= "~" else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 def _image_hdu(hdul: fits.HDUList, path: str | os.PathLike) -> fits.hdu.base.ExtensionHDU:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from astropy.io import fits
 
+from nsgflow.io import fits_text
+
 __all__ = ["KEYWORDS", "normalize_frame", "normalized_header"]
 
 #: Keywords nsgflow may add to a normalized frame, with their comments.
@@ -51,9 +53,9 @@ def normalized_header(
     out = header.copy()
     out["NSGSCALE"] = (scale, "NSG photometric scale m: T' = m*T - G")
     out["NSGSERR"] = (scale_err, "1-sigma uncertainty of NSGSCALE")
-    out["NSGREF"] = (reference, "NSG reference frame")
+    out["NSGREF"] = (fits_text(reference), "NSG reference frame")
     for key, value in (extra or {}).items():
         out[key] = (value, KEYWORDS[key])
     for line in history:
-        out.add_history(line)
+        out.add_history(fits_text(line))
     return out

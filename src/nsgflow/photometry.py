@@ -32,6 +32,9 @@ __all__ = [
     "moffat_enclosed",
 ]
 
+#: Moffat beta assumed when growth curves cannot be fitted (typical of real seeing).
+FALLBACK_BETA = 3.0
+
 #: Growth-curve radii as fractions of the aperture radius.
 GROWTH_RADII = np.array([0.25, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2, 1.4])
 
@@ -182,7 +185,7 @@ def fit_growth_curve(
     fit = least_squares(
         lambda p: (model(p) - curve) / spread,
         [np.log(alpha0), beta0],
-        bounds=([np.log(0.05 * alpha0), 1.2], [np.log(20 * alpha0), 30.0]),
+        bounds=([np.log(0.05 * alpha0), 1.5], [np.log(20 * alpha0), 30.0]),
     )
     if not fit.success:
         return None
@@ -234,6 +237,7 @@ def measure_photometry(
     min_snr: float = 10.0,
     growth_stars: int = 60,
     aperture_correction: bool = True,
+    max_growth_err: float = 0.003,
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames with the same aperture.
 
@@ -256,8 +260,14 @@ def measure_photometry(
     growth_stars : int, default 60
         Bright isolated stars used for each frame's growth curve.
     aperture_correction : bool, default True
-        Measure the aperture correction (see module notes); when False or
-        when it cannot be measured, the factor is 1.
+        Apply the aperture correction (see module notes); when False the
+        factor is 1.
+    max_growth_err : float, default 0.003
+        When either frame's growth-curve fit leaves the aperture's light
+        fraction more uncertain than this (few or faint isolated stars), the
+        correction is computed instead from the two frames' half-light radii
+        for a Moffat profile of beta :data:`FALLBACK_BETA`, with an
+        uncertainty of half its size plus 0.1 %.
 
     Returns
     -------
@@ -315,6 +325,7 @@ def measure_photometry(
         "hlr_target_px": hlr_target,
         "aperture_correction": 1.0,
         "aperture_correction_err": 0.0,
+        "aperture_correction_method": "none",
         "growth_ref": None,
         "growth_target": None,
     }
@@ -331,13 +342,27 @@ def measure_photometry(
         fit_tgt = fit_growth_curve(
             target, tgt["x"].to_numpy()[lonely], tgt["y"].to_numpy()[lonely], radius, annulus, hlr_target
         )
-        if fit_ref is not None and fit_tgt is not None:
+        info.update(growth_ref=fit_ref and asdict(fit_ref), growth_target=fit_tgt and asdict(fit_tgt))
+        fits = [f for f in (fit_ref, fit_tgt) if f is not None and f.fraction_err <= max_growth_err]
+        if len(fits) == 2:
             factor = fit_tgt.fraction / fit_ref.fraction
             rel = np.hypot(fit_tgt.fraction_err / fit_tgt.fraction, fit_ref.fraction_err / fit_ref.fraction)
             info.update(
                 aperture_correction=factor,
                 aperture_correction_err=factor * rel,
-                growth_ref=asdict(fit_ref),
-                growth_target=asdict(fit_tgt),
+                aperture_correction_method="Moffat growth-curve fits",
+            )
+        else:
+            # too few or too noisy growth curves: a Moffat of typical beta with each frame's half-light radius
+            beta = FALLBACK_BETA
+            scale = 1 / np.sqrt(2 ** (1 / (beta - 1)) - 1)
+            factor = float(
+                aperture_fraction(hlr_target * scale, beta, radius, annulus)
+                / aperture_fraction(hlr_ref * scale, beta, radius, annulus)
+            )
+            info.update(
+                aperture_correction=factor,
+                aperture_correction_err=0.5 * abs(factor - 1) + 0.001,
+                aperture_correction_method=f"half-light radii, Moffat beta {beta} assumed",
             )
     return table, info

@@ -29,7 +29,16 @@ from nsgflow.gradient import (
     star_mask,
     star_radius,
 )
-from nsgflow.io import frame_name, read_frame, read_header, read_json, write_csv, write_fits, write_json
+from nsgflow.io import (
+    fits_text,
+    frame_name,
+    read_frame,
+    read_header,
+    read_json,
+    write_csv,
+    write_fits,
+    write_json,
+)
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.normalize import normalize_frame, normalized_header
 from nsgflow.photometry import frame_hlr, measure_photometry
@@ -67,6 +76,9 @@ def run_step(log_path: PathLike, step: Callable[..., None], *args: Any, **kwargs
         step(*args, **kwargs)
     except NsgflowError as exc:
         log.error("%s", exc)
+        sys.exit(1)
+    except Exception as exc:  # a bug, not bad input: keep the traceback in the log for the report
+        log.exception("unexpected %s: %s (please report this with the log)", type(exc).__name__, exc)
         sys.exit(1)
 
 
@@ -293,7 +305,7 @@ def run_gradient(samples: PathLike, frame: PathLike, output: PathLike, settings:
     except FrameError as exc:
         raise FrameError(f"{frame}: {exc}; lower samples.min_valid_fraction or samples.box_px") from exc
     out = fits.Header()
-    out["NSGFRAME"] = (Path(frame).name, "frame this gradient model belongs to")
+    out["NSGFRAME"] = (fits_text(Path(frame).name), "frame this gradient model belongs to")
     out["NSGSMOOT"] = (settings["smoothness"], "gradient smoothness (log10)")
     out["NSGGMIN"] = (float(model.min()), "smallest value of the gradient model")
     out["NSGGMAX"] = (float(model.max()), "largest value of the gradient model")

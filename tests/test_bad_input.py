@@ -1,0 +1,173 @@
+"""Messy frame folders: the good frames finish, the bad ones are reported with a reason."""
+
+import os
+import shutil
+import signal
+import stat
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+from astropy.io import fits
+
+from nsgflow import synthetic
+from nsgflow.provenance import verify
+
+SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=21)
+
+
+def nsgflow(cwd: Path, *args: str, timeout: float = 600) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "nsgflow.cli", *args], cwd=cwd, capture_output=True, text=True, timeout=timeout
+    )
+
+
+def write(path: Path, data: np.ndarray, header: fits.Header | None = None) -> None:
+    fits.PrimaryHDU(data, header=header).writeto(path)
+
+
+@pytest.fixture(scope="module")
+def messy(tmp_path_factory):
+    """A read-only folder of good frames with awkward names and formats, and bad frames; run once."""
+    root = tmp_path_factory.mktemp("messy")
+    data = root / "data"
+    specs = synthetic.demo_specs(3, seed=8)
+    frames = {spec.name: synthetic.render_frame(SCENE, spec) for spec in specs}
+    data.mkdir()
+    write(data / "ref frame.fits", frames["frame_01"], fits.Header({"EXPTIME": 60.0}))  # no FOCALLEN etc.
+    write(data / "m31.v2 é.fit", frames["frame_00"])
+    u16 = fits.PrimaryHDU(np.clip(frames["frame_02"], 0, 65535).astype(np.float64))
+    u16.scale("int16", bzero=32768)  # 16-bit unsigned, as cameras write
+    u16.writeto(data / "frame_u16.fts")
+    compressed = fits.CompImageHDU(frames["frame_02"] * 0.5, compression_type="RICE_1", quantize_level=64)
+    fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(data / "frame_c.fits.fz")
+    nan = frames["frame_00"].copy()
+    nan[:, :30] = np.nan
+    nan[5, 200] = np.inf
+    write(data / "frame_nan.fits", nan)
+    write(data / "shifted.fits", np.roll(frames["frame_00"], (30, -22), axis=(0, 1)))
+    rng = np.random.default_rng(0)
+    write(data / "few_stars.fits", (500 + rng.normal(0, 10, SCENE.shape)).astype(np.float32))
+    write(data / "zeros.fits", np.zeros(SCENE.shape, np.float32))
+    write(data / "constant.fits", np.full(SCENE.shape, 65535.0, np.float32))
+    write(data / "truncated.fits", frames["frame_00"])
+    full = (data / "truncated.fits").read_bytes()
+    (data / "truncated.fits").write_bytes(full[: len(full) // 2])
+    hashes = {p.name: p.read_bytes() for p in data.iterdir()}
+    data.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
+    for path in data.iterdir():
+        path.chmod(stat.S_IRUSR | stat.S_IRGRP)
+    out = nsgflow(
+        root, "run", "data/*", "--reference", "data/ref frame.fits", "--results", "out", "--cores", "2"
+    )
+    summary = pd.read_csv(root / "out" / "summary.csv").set_index("frame")
+    yield {"root": root, "out": out, "summary": summary, "hashes": hashes}
+    data.chmod(0o755)
+
+
+GOOD = ["ref frame", "m31.v2 é", "frame_u16", "frame_c", "frame_nan"]
+BAD = {
+    "shifted": r"shifted by dx=-22.0, dy=30.0 px. Register the frames",
+    "few_stars": r"usable star|too few|no stars",
+    "zeros": r"no data",
+    "constant": r"no background noise|no stars",
+    "truncated": r"truncated.fits: cannot read FITS data",
+}
+
+
+def test_good_frames_finish_and_the_run_reports_failure(messy):
+    assert messy["out"].returncode != 0  # some frames failed
+    summary = messy["summary"]
+    assert summary.loc[GOOD, "status"].eq("ok").all(), summary.loc[GOOD, ["status", "reason"]]
+    for name in GOOD:
+        assert (messy["root"] / "out" / "normalized" / f"{name}_nsg.fits").is_file()
+    assert "5 of 10 frames failed" in messy["out"].stderr
+
+
+@pytest.mark.parametrize("name", sorted(BAD))
+def test_bad_frame_is_flagged_with_a_reason(messy, name):
+    row = messy["summary"].loc[name]
+    assert row["status"] == "failed" and not row["accepted"]
+    assert pd.Series([row["reason"]]).str.contains(BAD[name]).item(), row["reason"]
+    assert f"FAILED {name}:" in messy["out"].stderr
+    assert (
+        "Traceback"
+        not in (messy["root"] / "out" / "logs")
+        .joinpath(row["reason"].split(":")[0], f"{name}.log")
+        .read_text()
+    )
+
+
+def test_awkward_formats_are_read_right(messy):
+    out = messy["root"] / "out" / "normalized"
+    summary = messy["summary"]
+    # the uint16 copy and the float original of the same frame normalize to the same scale
+    assert summary.loc["frame_u16", "scale"] == pytest.approx(summary.loc["frame_c", "scale"] / 2, rel=0.01)
+    assert fits.getdata(out / "frame_u16_nsg.fits").dtype == np.dtype(">f4")
+    nan_out = fits.getdata(out / "frame_nan_nsg.fits")
+    assert np.isfinite(nan_out).all() and (nan_out[:, :30] == 0).all() and nan_out[5, 200] == 0
+
+
+def test_inputs_untouched_and_missing_headers_reported(messy):
+    data = messy["root"] / "data"
+    assert {p.name: p.read_bytes() for p in data.iterdir()} == messy["hashes"]
+    log = (messy["root"] / "out" / "logs" / "detect_stars" / "ref frame.log").read_text()
+    assert "header has no focallen, xpixsz, altitude" in log
+
+
+def test_different_sizes_stop_before_any_job(tmp_path):
+    write(tmp_path / "a.fits", np.ones((40, 60), np.float32))
+    write(tmp_path / "b.fits", np.ones((40, 61), np.float32))
+    out = nsgflow(tmp_path, "run", "*.fits", "--reference", "a.fits", "--results", "out")
+    assert out.returncode == 1
+    assert (
+        "frames differ in size: 1 of shape (40, 60) (e.g. a.fits); 1 of shape (40, 61) (e.g. b.fits)"
+        in out.stderr
+    )
+    assert not (tmp_path / "out").exists()
+
+
+def test_colour_mixed_with_mono_is_refused(tmp_path):
+    write(tmp_path / "mono.fits", np.ones((40, 60), np.float32))
+    write(tmp_path / "rgb.fits", np.ones((3, 40, 60), np.float32))
+    out = nsgflow(tmp_path, "run", "*.fits", "--reference", "mono.fits")
+    assert out.returncode == 1 and "colour and mono frames are mixed" in out.stderr
+
+
+def test_a_killed_run_completes_when_run_again(tmp_path):
+    synthetic.make_frame_set(tmp_path / "data", SCENE, synthetic.demo_specs(4, seed=9), "frame_01")
+    command = [
+        sys.executable,
+        "-m",
+        "nsgflow.cli",
+        "run",
+        "data/*.fits",
+        "--reference",
+        "data/frame_01.fits",
+        "--results",
+        "out",
+        "--cores",
+        "2",
+    ]
+    proc = subprocess.Popen(
+        command, cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True
+    )
+    deadline = time.monotonic() + 300
+    while len(list((tmp_path / "out" / "photometry").glob("*.csv"))) < 2 and time.monotonic() < deadline:
+        time.sleep(0.2)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    assert not (tmp_path / "out" / "provenance.json").exists()  # it really was stopped mid-way
+    again = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr[-2000:]
+    cwd = os.getcwd()
+    os.chdir(tmp_path)
+    try:
+        assert verify("out") == []
+    finally:
+        os.chdir(cwd)
+    shutil.rmtree(tmp_path / "out")
