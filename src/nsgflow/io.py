@@ -27,6 +27,7 @@ from nsgflow.errors import FrameError
 __all__ = [
     "FRAME_SUFFIXES",
     "atomic_path",
+    "clean_frame",
     "fits_text",
     "frame_name",
     "read_frame",
@@ -124,9 +125,14 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
             f"{path}: image has shape {data.shape}; only mono (2-D) frames are supported "
             "so far. Split colour frames into one file per channel."
         )
-    data = data.astype(np.float32)  # native byte order, a copy we own
+    return clean_frame(data), header
+
+
+def clean_frame(data: np.ndarray) -> np.ndarray:
+    """Return a float32 copy in native byte order with non-finite pixels set to 0 (no data)."""
+    data = np.asarray(data).astype(np.float32)
     data[~np.isfinite(data)] = 0.0
-    return data, header
+    return data
 
 
 @contextmanager

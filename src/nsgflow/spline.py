@@ -87,9 +87,16 @@ def fit_gradient(
     unit = float(max(ny, nx))
     points = np.column_stack([y, x]) / unit
     weight = weight / weight.mean()
-    spline = RBFInterpolator(
-        points, value, kernel="thin_plate_spline", degree=1, smoothing=10.0**smoothness / weight
-    )
+    try:
+        spline = RBFInterpolator(
+            points, value, kernel="thin_plate_spline", degree=1, smoothing=10.0**smoothness / weight
+        )
+    except np.linalg.LinAlgError:
+        # samples on one line (a very narrow frame) define no surface: use the
+        # least-squares plane of smallest slope through them instead
+        plane = np.column_stack([np.ones(len(points)), points]) * np.sqrt(weight)[:, None]
+        coef = np.linalg.lstsq(plane, value * np.sqrt(weight), rcond=None)[0]
+        spline = lambda p: coef[0] + p @ coef[1:]  # noqa: E731
     gy = np.linspace(0, ny - 1, max(int(np.ceil((ny - 1) / grid_px)) + 1, 2))
     gx = np.linspace(0, nx - 1, max(int(np.ceil((nx - 1) / grid_px)) + 1, 2))
     grid = np.stack(np.meshgrid(gy, gx, indexing="ij"), axis=-1).reshape(-1, 2) / unit
