@@ -19,6 +19,7 @@ include: "workflow/rules/photometry.smk"
 include: "workflow/rules/scale.smk"
 include: "workflow/rules/gradient.smk"
 include: "workflow/rules/normalize.smk"
+include: "workflow/rules/diagnostics.smk"
 
 
 rule all:
@@ -26,6 +27,11 @@ rule all:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
         f"{RESULTS}/provenance.json",
         f"{RESULTS}/summary.csv",
+        expand(
+            f"{RESULTS}/diagnostics/{{frame}}_{{graph}}.png",
+            frame=FRAMES if config["diagnostics"]["plots"] else [],
+            graph=["photometry", "gradient", "samples"],
+        ),
 
 
 onerror:

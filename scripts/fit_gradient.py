@@ -8,5 +8,6 @@ run_step(
     snakemake.input.samples,
     snakemake.input.frame,
     snakemake.output.gradient,
+    snakemake.output.curvature,
     snakemake.params.settings,
 )

@@ -8,8 +8,8 @@ run_step(
     snakemake.input.frame,
     snakemake.input.reference,
     snakemake.input.scale,
-    snakemake.input.catalog,
-    snakemake.input.ref_catalog,
+    snakemake.input.catalogs,
+    snakemake.input.stats,
     snakemake.output.samples,
     snakemake.params.settings,
 )

@@ -127,3 +127,22 @@ def test_rerun_does_nothing(run, capfd):
     )
     assert status == 0
     assert "Nothing to be done" in "".join(capfd.readouterr())
+
+
+def test_public_api_gives_the_workflows_numbers(run):
+    """A notebook user, with only the public API, gets what the workflow wrote."""
+    import nsgflow
+
+    target, header = fits.getdata(run["inputs"]["frame_02"], header=True)
+    reference = fits.getdata(run["inputs"]["frame_01"])
+    result = nsgflow.normalize(target, reference, target_header=header)
+    scale = json.loads((run["results"] / "scale" / "frame_02.json").read_text())
+    # the workflow reads catalogs back from CSV (10 significant digits): equal to far below the errors
+    assert result.scale == pytest.approx(scale["scale"], rel=1e-8)
+    assert result.scale_err == pytest.approx(scale["scale_err"], rel=1e-6)
+    written = fits.getdata(run["results"] / "normalized" / "frame_02_nsg.fits")
+    np.testing.assert_allclose(result.normalized, written, atol=1e-3)
+    assert result.weight == pytest.approx(
+        fits.getheader(run["results"] / "normalized" / "frame_02_nsg.fits")["WEIGHT"], rel=1e-6
+    )
+    assert (result.photometry["status"] == "used").sum() >= scale["stars_used"]

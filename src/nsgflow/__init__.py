@@ -1,11 +1,21 @@
 """nsgflow: NormalizeScaleGradient-style normalization of astronomical light frames.
 
+Public API (arrays in, arrays out; see :mod:`nsgflow.api`)::
+
+    result = nsgflow.normalize(target, reference, gradient={"smoothness": -1.0})
+    result.normalized, result.scale, result.scale_err, result.gradient, result.weight
+
+and the per-stage functions the workflow uses: :func:`detect_stars`,
+:func:`match_stars`, :func:`measure_photometry`, :func:`fit_scale`,
+:func:`sample_background`, :func:`fit_gradient`.
+
 The science lives in pure functions on arrays (``detect``, ``match``,
-``photometry``, ``scale``, ``gradient``, ``spline``, ``normalize``); ``io``
-reads and writes files; ``pipeline`` runs one workflow stage from files to
-files; ``cli`` is the ``nsgflow`` command.
+``photometry``, ``scale``, ``gradient``, ``spline``, ``normalize``),
+composed per workflow stage in ``stages``; ``io`` reads and writes files;
+``pipeline`` runs one stage from files to files; ``cli`` is the command.
 """
 
+from importlib import import_module
 from importlib.metadata import PackageNotFoundError, version
 
 try:
@@ -23,4 +33,26 @@ ALGORITHM_VERSIONS = {
     "samples": 1,
     "gradient": 1,
     "normalize": 1,
+    "diagnostics": 1,
 }
+
+#: Public names, loaded on first use so that importing nsgflow stays light.
+_PUBLIC = {
+    "normalize": "nsgflow.api",
+    "NormalizeResult": "nsgflow.api",
+    "default_settings": "nsgflow.api",
+    "detect_stars": "nsgflow.detect",
+    "match_stars": "nsgflow.match",
+    "measure_photometry": "nsgflow.photometry",
+    "fit_scale": "nsgflow.scale",
+    "sample_background": "nsgflow.gradient",
+    "fit_gradient": "nsgflow.spline",
+}
+
+__all__ = ["ALGORITHM_VERSIONS", "__version__", *_PUBLIC]
+
+
+def __getattr__(name: str) -> object:
+    if name in _PUBLIC:
+        return getattr(import_module(_PUBLIC[name]), name)
+    raise AttributeError(f"module 'nsgflow' has no attribute {name!r}")

@@ -1,4 +1,4 @@
-"""One function per workflow stage: read its input files, call the science, write its outputs.
+"""One function per workflow stage, from files to files: read, call :mod:`nsgflow.stages`, write.
 
 The Snakemake scripts in ``scripts/`` are thin wrappers around these, so each
 stage can also be run and tested without Snakemake. ``settings`` is the
@@ -15,20 +15,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import pandas as pd
 from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
-from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError, NsgflowError
-from nsgflow.gradient import (
-    background_noise,
-    background_statistics,
-    sample_background,
-    star_mask,
-    star_radius,
-)
 from nsgflow.io import (
     fits_text,
     frame_name,
@@ -39,17 +30,21 @@ from nsgflow.io import (
     write_fits,
     write_json,
 )
-from nsgflow.match import estimate_offset, match_stars
 from nsgflow.normalize import normalize_frame, normalized_header
-from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
-from nsgflow.scale import fit_scale
-from nsgflow.spline import fit_gradient
+from nsgflow.spline import curvature
+from nsgflow.stages import (
+    detect_frame,
+    gradient_model,
+    gradient_samples,
+    match_and_measure,
+    scale_from_photometry,
+)
 from nsgflow.weight import frame_weight, weight_noise
 
 __all__ = [
-    "header_values",
     "run_detect",
+    "run_diagnostics",
     "run_gradient",
     "run_normalize",
     "run_photometry",
@@ -82,49 +77,21 @@ def run_step(log_path: PathLike, step: Callable[..., None], *args: Any, **kwargs
         sys.exit(1)
 
 
-#: Header keywords read into a frame's statistics, first found wins.
-HEADER_KEYS = {
-    "exptime": ("EXPTIME", "EXPOSURE"),
-    "focallen": ("FOCALLEN",),
-    "xpixsz": ("XPIXSZ", "PIXSIZE1"),
-    "altitude": ("CENTALT", "OBJCTALT"),
-    "noise_header": ("NOISE00", "NOISE"),
-}
-
-
-def header_values(header: fits.Header) -> dict[str, float | None]:
-    """Header values nsgflow uses (exposure, focal length, pixel size, altitude, noise); None if absent."""
-    values: dict[str, float | None] = {}
-    for name, keys in HEADER_KEYS.items():
-        found = next((header[k] for k in keys if k in header), None)
-        try:
-            values[name] = None if found is None else float(found)
-        except (TypeError, ValueError):
-            values[name] = None
-    return values
+def _named(frame: PathLike, exc: FrameError) -> FrameError:
+    """The same error, its message starting with the frame's path."""
+    return FrameError(f"{frame}: {exc}")
 
 
 def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: dict) -> None:
     """Detect stars in ``frame``; write the star catalog CSV and the frame's statistics JSON."""
     data, header = read_frame(frame)
     try:
-        stars = detect_stars(data, **settings)
+        stars, summary = detect_frame(data, header, settings)
     except FrameError as exc:
-        raise FrameError(f"{frame}: {exc}") from exc
-    values = header_values(header)
-    missing = [k for k in ("exptime", "focallen", "xpixsz", "altitude") if values[k] is None]
+        raise _named(frame, exc) from exc
+    missing = [k for k in ("exptime", "focallen", "xpixsz", "altitude") if summary[k] is None]
     if missing:
         log.info("%s: header has no %s; defaults are used where they matter", frame, ", ".join(missing))
-    summary = {
-        "frame": frame_name(frame),
-        "shape": list(data.shape),
-        "stars": len(stars),
-        "stars_clean": int((stars["flags"] == 0).sum()),
-        "hlr_px": frame_hlr(stars),
-        "saturation": None if np.isinf(saturation := estimate_saturation(data)) else saturation,
-        **background_statistics(data),
-        **values,
-    }
     log.info(
         "%s: %d stars (%d flagged), sky %.1f, noise %.2f",
         frame,
@@ -134,7 +101,7 @@ def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: di
         summary["noise"],
     )
     write_csv(catalog, stars)
-    write_json(stats, summary)
+    write_json(stats, {"frame": frame_name(frame), **summary})
 
 
 def run_photometry(
@@ -148,30 +115,22 @@ def run_photometry(
     settings: dict,
 ) -> None:
     """Match the frame's stars to the reference's and measure both; write the table and aperture info."""
-    target_stars, ref_stars = pd.read_csv(catalog), pd.read_csv(ref_catalog)
-    pairs = match_stars(ref_stars, target_stars, **match_settings)
-    if len(pairs) < max(10, 0.2 * min(len(ref_stars), len(target_stars))):
-        dx, dy, votes = estimate_offset(ref_stars, target_stars)
-        if votes >= 5 and np.hypot(dx, dy) > match_settings["tolerance_px"]:
-            raise FrameError(
-                f"{frame}: only {len(pairs)} stars match the reference {reference}; the stars are "
-                f"shifted by dx={dx:.1f}, dy={dy:.1f} px. Register the frames to the reference first."
-            )
-    if len(pairs) < 2:
-        raise FrameError(
-            f"{frame}: {len(pairs)} star(s) match the reference {reference} within "
-            f"{match_settings['tolerance_px']} px; too few to measure the scale."
-        )
     target_data, _ = read_frame(frame)
     ref_data, _ = read_frame(reference)
-    phot, aperture = measure_photometry(ref_data, target_data, ref_stars, target_stars, pairs, **settings)
+    try:
+        phot, aperture = match_and_measure(
+            ref_data, target_data, pd.read_csv(ref_catalog), pd.read_csv(catalog), match_settings, settings
+        )
+    except FrameError as exc:
+        raise FrameError(f"{frame} against {reference}: {exc}") from exc
     log.info(
-        "%s: %d matched, %d usable; aperture %.1f px; aperture correction %.4f",
+        "%s: %d matched, %d usable; aperture %.1f px; aperture correction %.4f (%s)",
         frame,
         len(phot),
         int((phot["status"] == "used").sum()),
         aperture["aperture_radius_px"],
         aperture["aperture_correction"],
+        aperture["aperture_correction_method"],
     )
     write_csv(table, phot)
     write_json(info, aperture)
@@ -180,136 +139,81 @@ def run_photometry(
 def run_scale(
     table: PathLike, info: PathLike, output: PathLike, *, frame: str, reference: str, settings: dict
 ) -> None:
-    """Fit the scale from the photometry table, apply the aperture correction, write the JSON."""
-    phot = pd.read_csv(table)
-    aperture = read_json(info)
-    result = {
-        "frame": frame,
-        "reference": reference,
-        "stars_matched": len(phot),
-        "algorithm_version": ALGORITHM_VERSIONS["scale"],
-        "nsgflow_version": __version__,
-    }
-    if frame == reference:
-        result.update(
-            scale=1.0,
-            scale_err=0.0,
-            method="reference frame: scale 1 by definition",
-            stars_used=int((phot["status"] == "used").sum()),
-            rejected=[],
+    """Fit the scale from the photometry table and aperture correction; write the JSON."""
+    try:
+        result = scale_from_photometry(
+            pd.read_csv(table), read_json(info), is_reference=frame == reference, settings=settings
         )
-        write_json(output, result)
-        return
-    candidates = phot["status"] == "used"
-    if candidates.sum() < 2:
-        raise FrameError(
-            f"{frame}: {int(candidates.sum())} usable star(s) for the scale fit "
-            f"(reasons: {phot['status'].value_counts().to_dict()}); the scale would be a guess."
-        )
-    sub = phot[candidates]
-    fit = fit_scale(
-        sub["flux_ref"].to_numpy(),
-        sub["flux_target"].to_numpy(),
-        sub["flux_err_ref"].to_numpy(),
-        sub["flux_err_target"].to_numpy(),
-        **settings,
+    except FrameError as exc:
+        raise _named(frame, exc) from exc
+    log.info(
+        "%s: m = %.5f +- %.5f from %d stars",
+        frame,
+        result["scale"],
+        result["scale_err"],
+        result["stars_used"],
     )
-    status = phot["status"].to_numpy(dtype=object).copy()
-    status[np.flatnonzero(candidates)[~fit.used]] = "ratio_outlier"
-    correction, correction_err = aperture["aperture_correction"], aperture["aperture_correction_err"]
-    scale = fit.scale * correction
-    scale_err = scale * float(np.hypot(fit.scale_err / fit.scale, correction_err / correction))
-    rejected = phot.loc[status != "used", ["ref_id", "target_id"]].assign(reason=status[status != "used"])
-    result.update(
-        scale=scale,
-        scale_err=scale_err,
-        transmission=1.0 / scale,
-        fitted_slope=fit.scale,
-        fitted_slope_err=fit.scale_err,
-        intercept=fit.intercept,
-        intrinsic_scatter=fit.intrinsic_scatter,
-        aperture_correction=correction,
-        aperture_correction_err=correction_err,
-        method=fit.method,
-        stars_used=int(fit.used.sum()),
-        stars_rejected=pd.Series(status[status != "used"]).value_counts().sort_index().to_dict(),
-        rejected=rejected.to_dict(orient="records"),
+    write_json(
+        output,
+        {
+            "frame": frame,
+            "reference": reference,
+            "algorithm_version": ALGORITHM_VERSIONS["scale"],
+            "nsgflow_version": __version__,
+            **result,
+        },
     )
-    log.info("%s: m = %.5f +- %.5f from %d stars", frame, scale, scale_err, fit.used.sum())
-    write_json(output, result)
-
-
-def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict) -> np.ndarray:
-    amplitude = np.maximum(stars["peak"] - stars["sky"], 0.0)
-    radius = star_radius(
-        amplitude,
-        frame_hlr(stars),
-        noise,
-        mask_sigma=settings["star_mask_sigma"],
-        growth=settings["star_growth"],
-    )
-    saturated = (stars["flags"].to_numpy() & StarFlag.SATURATED) != 0
-    return np.where(saturated, radius * settings["saturated_growth"], radius)
 
 
 def run_samples(
     frame: PathLike,
     reference: PathLike,
     scale: PathLike,
-    catalog: PathLike,
-    ref_catalog: PathLike,
+    catalogs: list[PathLike],
+    stats: list[PathLike],
     output: PathLike,
     settings: dict,
 ) -> None:
-    """Measure gradient samples of m*T - R away from the stars of either frame; write the CSV."""
+    """Measure gradient samples of m*T - R away from the stars of both frames; write the CSV.
+
+    ``catalogs`` and ``stats`` are the target's and the reference's star
+    catalogs and statistics.
+    """
     target, _ = read_frame(frame)
     ref, _ = read_frame(reference)
-    if target.shape != ref.shape:
-        raise FrameError(f"{frame} has shape {target.shape} but the reference {reference} has {ref.shape}")
-    m = read_json(scale)["scale"]
-    stars = [pd.read_csv(catalog), pd.read_csv(ref_catalog)]
-    noises = [background_noise(target), background_noise(ref)]
-    radii = np.concatenate([_mask_radius(s, n, settings) for s, n in zip(stars, noises, strict=True)])
-    mask = star_mask(
-        ref.shape,
-        np.concatenate([s["x"] for s in stars]),
-        np.concatenate([s["y"] for s in stars]),
-        radii,
-    )
-    valid = (target != 0) & (ref != 0) & ~mask
-    samples = sample_background(
-        np.float32(m) * target - ref,
-        valid,
-        box_px=settings["box_px"],
-        min_valid_fraction=settings["min_valid_fraction"],
-    )
+    try:
+        samples = gradient_samples(
+            target,
+            ref,
+            read_json(scale)["scale"],
+            [pd.read_csv(c) for c in catalogs],
+            [read_json(s)["noise"] for s in stats],
+            settings,
+        )
+    except FrameError as exc:
+        raise _named(frame, exc) from exc
     log.info("%s: %d of %d samples used", frame, int((samples["status"] == "used").sum()), len(samples))
     write_csv(output, samples)
 
 
-def run_gradient(samples: PathLike, frame: PathLike, output: PathLike, settings: dict) -> None:
-    """Fit the gradient model to the samples and write it as a full-size float32 FITS."""
-    table = pd.read_csv(samples)
+def run_gradient(
+    samples: PathLike, frame: PathLike, output: PathLike, curvature_output: PathLike, settings: dict
+) -> None:
+    """Fit the gradient model to the samples; write it and its curvature as full-size float32 FITS."""
     header = read_header(frame)
     shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
-    used = table[table["status"] == "used"]
     try:
-        model = fit_gradient(
-            used["x"].to_numpy(),
-            used["y"].to_numpy(),
-            used["value"].to_numpy(),
-            used["weight"].to_numpy(),
-            shape,
-            **settings,
-        )
+        model = gradient_model(pd.read_csv(samples), shape, settings)
     except FrameError as exc:
-        raise FrameError(f"{frame}: {exc}; lower samples.min_valid_fraction or samples.box_px") from exc
+        raise _named(frame, exc) from exc
     out = fits.Header()
     out["NSGFRAME"] = (fits_text(Path(frame).name), "frame this gradient model belongs to")
     out["NSGSMOOT"] = (settings["smoothness"], "gradient smoothness (log10)")
     out["NSGGMIN"] = (float(model.min()), "smallest value of the gradient model")
     out["NSGGMAX"] = (float(model.max()), "largest value of the gradient model")
     write_fits(output, model, out)
+    out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
+    write_fits(curvature_output, curvature(model), out)
 
 
 def run_normalize(
@@ -369,3 +273,21 @@ def run_normalize(
     )
     write_json(provenance, record)
     log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])
+
+
+def run_diagnostics(
+    frame: PathLike,
+    photometry: PathLike,
+    scale: PathLike,
+    samples: PathLike,
+    gradient: PathLike,
+    outputs: dict[str, PathLike],
+) -> None:
+    """Draw the photometry graph, gradient graph and sample map of one frame (PNG)."""
+    from nsgflow.diagnostics import gradient_graph, photometry_graph, sample_map
+
+    name = frame_name(frame)
+    table, sample_table = pd.read_csv(photometry), pd.read_csv(samples)
+    photometry_graph(table, read_json(scale), outputs["photometry"], title=name)
+    gradient_graph(read_frame(gradient)[0], sample_table, outputs["gradient"], title=name)
+    sample_map(read_frame(frame)[0], sample_table, outputs["samples"], title=name)

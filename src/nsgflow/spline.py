@@ -7,7 +7,7 @@ from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
 from nsgflow.errors import FrameError
 
-__all__ = ["fit_gradient", "merge_samples"]
+__all__ = ["curvature", "fit_gradient", "merge_samples"]
 
 
 def merge_samples(
@@ -103,3 +103,22 @@ def fit_gradient(
     coarse = spline(grid).reshape(len(gy), len(gx))
     surface = RectBivariateSpline(gy, gx, coarse, kx=min(3, len(gy) - 1), ky=min(3, len(gx) - 1), s=0)
     return surface(np.arange(ny), np.arange(nx)).astype(np.float32)
+
+
+def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
+    """The gradient model minus its least-squares plane: how lumpy the correction is.
+
+    The plane is fitted on every ``step``-th pixel in each direction.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[0:50, 0:60]
+    >>> float(np.abs(curvature(3.0 + 0.2 * xx - 0.1 * yy)).max()) < 1e-4
+    True
+    """
+    ny, nx = model.shape
+    yy, xx = np.mgrid[0:ny:step, 0:nx:step]
+    design = np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()])
+    coef = np.linalg.lstsq(design, model[::step, ::step].ravel().astype(np.float64), rcond=None)[0]
+    plane = coef[0] + coef[1] * np.arange(nx)[None, :] + coef[2] * np.arange(ny)[:, None]
+    return (model - plane).astype(np.float32)

@@ -3,8 +3,8 @@ rule sample_background:
         frame=frame_path,
         reference=REFERENCE,
         scale=f"{RESULTS}/scale/{{frame}}.json",
-        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
-        ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
+        catalogs=[f"{RESULTS}/catalogs/{{frame}}.csv", f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv"],
+        stats=[f"{RESULTS}/catalogs/{{frame}}.json", f"{RESULTS}/catalogs/{REFERENCE_NAME}.json"],
     output:
         samples=f"{RESULTS}/samples/{{frame}}.csv",
     params:
@@ -30,6 +30,7 @@ rule fit_gradient:
         samples=f"{RESULTS}/samples/{{frame}}.csv",
     output:
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
+        curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
     params:
         settings=config["gradient"],
         algo=ALGO["gradient"],

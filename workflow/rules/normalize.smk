@@ -44,7 +44,7 @@ rule summarize:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
         expand(f"{RESULTS}/catalogs/{{frame}}.json", frame=FRAMES),
     output:
-        summary=f"{RESULTS}/summary.csv",
+        summary=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
         weights=f"{RESULTS}/weights.csv",
         accepted=f"{RESULTS}/accepted.txt",
     params:

@@ -1,0 +1,165 @@
+"""The public Python API: normalize frames in memory, with the workflow's own stage functions.
+
+Arrays in, arrays out; settings are the sections of ``config.yaml``, validated
+by the same schema, so a notebook gets the numbers the workflow writes.
+"""
+
+from __future__ import annotations
+
+import copy
+from dataclasses import dataclass, field
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+from nsgflow.io import clean_frame
+from nsgflow.normalize import normalize_frame
+from nsgflow.spline import curvature
+from nsgflow.stages import (
+    detect_frame,
+    gradient_model,
+    gradient_samples,
+    match_and_measure,
+    scale_from_photometry,
+)
+from nsgflow.weight import frame_weight, weight_noise
+from nsgflow.workflow import load_config, validate_config, workflow_dir
+
+__all__ = ["NormalizeResult", "default_settings", "normalize", "resolve_settings"]
+
+#: The configuration sections that shape a normalized frame.
+SECTIONS = ("detect", "match", "photometry", "scale", "samples", "gradient")
+
+
+def default_settings() -> dict:
+    """Every stage's settings with their defaults, as in ``config.yaml``."""
+    return resolve_settings()
+
+
+def resolve_settings(**sections: dict) -> dict:
+    """Defaults overridden by ``sections`` (e.g. ``gradient={"smoothness": -1}``), validated.
+
+    Raises
+    ------
+    ConfigError
+        An unknown section or key, or a value out of range (the message names it).
+    """
+    config = load_config(workflow_dir() / "config.yaml")
+    for name, values in sections.items():
+        config[name] = {**config.get(name, {}), **values} if isinstance(values, dict) else values
+    config = validate_config({**copy.deepcopy(config), "frames": "-", "reference": "-"})
+    return {name: config[name] for name in SECTIONS}
+
+
+@dataclass
+class NormalizeResult:
+    """Everything :func:`normalize` found for one target frame."""
+
+    #: T' = m*T - G, float32; 0 where the target had no data.
+    normalized: np.ndarray
+    scale: float
+    scale_err: float
+    #: The gradient model G, float32, full size.
+    gradient: np.ndarray
+    #: NSG weight (noise_ref / (m * noise_target))**2.
+    weight: float
+    #: Star catalogs of the reference and the target.
+    ref_catalog: pd.DataFrame
+    target_catalog: pd.DataFrame
+    #: Matched-star photometry (one row per pair, with ``status``) and aperture details.
+    photometry: pd.DataFrame
+    aperture: dict
+    #: The scale fit: stars used and rejected, intercept, method, ...
+    scale_fit: dict
+    #: Gradient samples of m*T - R.
+    samples: pd.DataFrame
+    #: Frame statistics (sky, noise, star size, header values) of reference and target.
+    ref_stats: dict
+    target_stats: dict
+    settings: dict = field(repr=False)
+
+    @property
+    def transmission(self) -> float:
+        """1/m: the target's brightness relative to the reference."""
+        return 1.0 / self.scale
+
+    def curvature(self) -> np.ndarray:
+        """The gradient model minus its best-fit plane."""
+        return curvature(self.gradient)
+
+
+def normalize(
+    target: np.ndarray,
+    reference: np.ndarray,
+    *,
+    target_header: fits.Header | None = None,
+    reference_header: fits.Header | None = None,
+    **settings: dict,
+) -> NormalizeResult:
+    """Normalize ``target`` to ``reference``: T' = m*T - G, as the workflow does for one frame.
+
+    Parameters
+    ----------
+    target, reference : numpy.ndarray, shape (ny, nx)
+        Registered, linear mono frames; 0, NaN and inf are no data.
+    target_header, reference_header : astropy.io.fits.Header, optional
+        Headers for EXPTIME, NOISExx and the like (used for the weight).
+    **settings : dict
+        Sections of ``config.yaml`` to override, e.g. ``gradient={"smoothness": -1.0}``.
+
+    Returns
+    -------
+    NormalizeResult
+
+    Raises
+    ------
+    FrameError
+        A frame cannot be used (no stars, not registered, too few stars, ...).
+    ConfigError
+        A setting is unknown or out of range.
+
+    Examples
+    --------
+    >>> from nsgflow import synthetic
+    >>> scene = synthetic.SceneSpec(shape=(300, 400), n_stars=600, seed=1)
+    >>> ref = synthetic.render_frame(scene, synthetic.FrameSpec("ref", fwhm_px=3.0, seed=1))
+    >>> tgt = synthetic.render_frame(scene, synthetic.FrameSpec("t", scale=1.5, fwhm_px=3.6, sky_adu=900,
+    ...                                                          slope_x_adu=80, seed=2))
+    >>> result = normalize(tgt, ref)
+    >>> abs(result.scale / 1.5 - 1) < 0.01, result.normalized.dtype.name
+    (True, 'float32')
+    """
+    config = resolve_settings(**settings)
+    reference, target = clean_frame(reference), clean_frame(target)
+    ref_catalog, ref_stats = detect_frame(reference, reference_header, config["detect"])
+    target_catalog, target_stats = detect_frame(target, target_header, config["detect"])
+    table, aperture = match_and_measure(
+        reference, target, ref_catalog, target_catalog, config["match"], config["photometry"]
+    )
+    fit = scale_from_photometry(table, aperture, is_reference=target is reference, settings=config["scale"])
+    samples = gradient_samples(
+        target,
+        reference,
+        fit["scale"],
+        [target_catalog, ref_catalog],
+        [target_stats["noise"], ref_stats["noise"]],
+        config["samples"],
+    )
+    model = gradient_model(samples, target.shape, config["gradient"])
+    return NormalizeResult(
+        normalized=normalize_frame(target, fit["scale"], model),
+        scale=fit["scale"],
+        scale_err=fit["scale_err"],
+        gradient=model,
+        weight=frame_weight(weight_noise(ref_stats), weight_noise(target_stats), fit["scale"]),
+        ref_catalog=ref_catalog,
+        target_catalog=target_catalog,
+        photometry=table,
+        aperture=aperture,
+        scale_fit=fit,
+        samples=samples,
+        ref_stats=ref_stats,
+        target_stats=target_stats,
+        settings=config,
+    )

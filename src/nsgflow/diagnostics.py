@@ -1,0 +1,134 @@
+"""Diagnostic graphs (PNG): the photometry graph, the gradient graph and the sample map."""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+import pandas as pd
+from matplotlib.figure import Figure
+from matplotlib.patches import Rectangle
+
+from nsgflow.io import atomic_path
+
+__all__ = ["gradient_graph", "photometry_graph", "sample_map"]
+
+#: Colours of sample and star statuses; anything else is grey.
+COLOURS = {"used": "tab:blue", "ratio_outlier": "tab:red", "too_few_pixels": "tab:orange", "no_data": "black"}
+
+
+def _figure(ncols: int, size: tuple[float, float]) -> tuple[Figure, list]:
+    """A figure drawn without pyplot (no display or global state needed)."""
+    fig = Figure(figsize=size)
+    return fig, [fig.add_subplot(1, ncols, i + 1) for i in range(ncols)]
+
+
+def _save(fig: Figure, path: str | os.PathLike) -> None:
+    fig.tight_layout()
+    with atomic_path(path) as tmp:
+        fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
+
+
+def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, title: str = "") -> None:
+    """Reference against target flux with the fitted line, and the flux ratio against flux.
+
+    Rejected stars are drawn in their reason's colour (ratio outliers red, others grey).
+    """
+    status = table["status"].to_numpy(dtype=object).copy()
+    for item in scale.get("rejected", []):
+        status[(table["ref_id"] == item["ref_id"]).to_numpy() & (status == "used")] = item["reason"]
+    fig, (left, right) = _figure(2, (11, 4.5))
+    ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
+    for name in sorted(set(status), key=lambda s: s == "used"):
+        sel = ok.to_numpy() & (status == name)
+        colour = COLOURS.get(name, "0.6")
+        left.scatter(
+            table["flux_target"][sel], table["flux_ref"][sel], s=8, c=colour, label=f"{name} ({sel.sum()})"
+        )
+        right.scatter(
+            table["flux_target"][sel], (table["flux_ref"] / table["flux_target"])[sel], s=8, c=colour
+        )
+    flux = (
+        np.geomspace(max(table["flux_target"][ok].min(), 1e-3), table["flux_target"][ok].max(), 50)
+        if ok.any()
+        else np.array([1.0, 10.0])
+    )
+    slope, intercept = scale.get("fitted_slope", scale["scale"]), scale.get("intercept", 0.0)
+    left.plot(flux, slope * flux + intercept, "k-", lw=1, label=f"fit: {slope:.5f} x + {intercept:.4g}")
+    right.axhline(
+        scale["scale"], color="k", lw=1, label=f"m = {scale['scale']:.5f} ± {scale['scale_err']:.5f}"
+    )
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("target flux")
+    left.set_yscale("log")
+    left.set_ylabel("reference flux")
+    right.set_ylabel("reference / target flux")
+    if ok.any():
+        spread = np.nanpercentile((table["flux_ref"] / table["flux_target"])[ok], [2, 98])
+        right.set_ylim(spread[0] - 0.1 * abs(spread[0]), spread[1] + 0.1 * abs(spread[1]))
+    left.legend(fontsize=7, loc="upper left")
+    right.legend(fontsize=7, loc="upper right")
+    fig.suptitle(
+        f"{title} photometry: m = {scale['scale']:.5f} ± {scale['scale_err']:.5f} "
+        f"from {scale.get('stars_used', 0)} stars"
+    )
+    _save(fig, path)
+
+
+def gradient_graph(
+    gradient: np.ndarray, samples: pd.DataFrame, path: str | os.PathLike, title: str = ""
+) -> None:
+    """Horizontal and vertical profiles of G through the frame's centre, with the samples near them."""
+    ny, nx = gradient.shape
+    used = samples[samples["status"] == "used"]
+    box = int(samples["box_px"].iloc[0]) if len(samples) else 1
+    fig, axes = _figure(2, (11, 4))
+    for ax, along, across, n_along, label in (
+        (axes[0], "x", "y", nx, "row"),
+        (axes[1], "y", "x", ny, "column"),
+    ):
+        centre = (ny if across == "y" else nx) // 2
+        profile = gradient[centre, :] if along == "x" else gradient[:, centre]
+        near = used[np.abs(used[across] - centre) <= box]
+        ax.plot(np.arange(n_along), profile, "k-", lw=1.5, label=f"G along {label} {centre}")
+        ax.scatter(near[along], near["value"], s=10, c="tab:blue", label=f"samples within {box} px")
+        ax.set_xlabel(f"{along} (px)")
+        ax.set_ylabel("m*T - R (ADU)")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"{title} gradient: range {gradient.min():.4g} to {gradient.max():.4g}")
+    _save(fig, path)
+
+
+def sample_map(
+    frame: np.ndarray, samples: pd.DataFrame, path: str | os.PathLike, title: str = "", max_px: int = 900
+) -> None:
+    """The frame (stretched) with every sample box drawn in its status's colour."""
+    step = max(1, int(np.ceil(max(frame.shape) / max_px)))
+    small = frame[::step, ::step]
+    valid = small[small != 0]
+    low, high = np.percentile(valid, [1, 99.5]) if valid.size else (0.0, 1.0)
+    stretched = np.arcsinh(np.clip((small - low) / max(high - low, 1e-12), 0, 1) * 10) / np.arcsinh(10)
+    fig, (ax,) = _figure(1, (9, 9 * frame.shape[0] / frame.shape[1] + 0.6))
+    ax.imshow(
+        stretched,
+        cmap="gray",
+        origin="lower",
+        extent=(-0.5, frame.shape[1] - 0.5, -0.5, frame.shape[0] - 0.5),
+    )
+    for row in samples.itertuples():
+        half = row.box_px / 2
+        ax.add_patch(
+            Rectangle(
+                (row.x - half, row.y - half),
+                row.box_px,
+                row.box_px,
+                fill=False,
+                lw=0.5,
+                ec=COLOURS.get(row.status, "0.6"),
+            )
+        )
+    counts = samples["status"].value_counts().to_dict()
+    ax.set_title(f"{title} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), fontsize=9)
+    ax.set_axis_off()
+    _save(fig, path)

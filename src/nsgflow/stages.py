@@ -1,0 +1,231 @@
+"""The workflow's stages as functions on arrays and tables: no files.
+
+Each function here is one rule's science, composed from the modules below
+it; :mod:`nsgflow.pipeline` wraps each with reading and writing files, and
+:func:`nsgflow.api.normalize` chains them all in memory. So a notebook and the
+workflow compute the same numbers.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+import pandas as pd
+from astropy.io import fits
+
+from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
+from nsgflow.errors import FrameError
+from nsgflow.gradient import background_statistics, sample_background, star_mask, star_radius
+from nsgflow.match import estimate_offset, match_stars
+from nsgflow.photometry import frame_hlr, measure_photometry
+from nsgflow.scale import fit_scale
+from nsgflow.spline import fit_gradient
+
+__all__ = [
+    "HEADER_KEYS",
+    "detect_frame",
+    "gradient_model",
+    "gradient_samples",
+    "header_values",
+    "match_and_measure",
+    "scale_from_photometry",
+]
+
+log = logging.getLogger("nsgflow")
+
+#: Header keywords read into a frame's statistics, first found wins.
+HEADER_KEYS = {
+    "exptime": ("EXPTIME", "EXPOSURE"),
+    "focallen": ("FOCALLEN",),
+    "xpixsz": ("XPIXSZ", "PIXSIZE1"),
+    "altitude": ("CENTALT", "OBJCTALT"),
+    "noise_header": ("NOISE00", "NOISE"),
+}
+
+
+def header_values(header: fits.Header | None) -> dict[str, float | None]:
+    """Header values nsgflow uses (exposure, focal length, pixel size, altitude, noise); None if absent."""
+    values: dict[str, float | None] = {}
+    for name, keys in HEADER_KEYS.items():
+        found = next((header[k] for k in keys if k in header), None) if header is not None else None
+        try:
+            values[name] = None if found is None else float(found)
+        except (TypeError, ValueError):
+            values[name] = None
+    return values
+
+
+def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -> tuple[pd.DataFrame, dict]:
+    """Stage ``detect_stars``: the star catalog and the frame's statistics.
+
+    The statistics hold the shape, star counts, median half-light radius,
+    saturation level (None if unsaturated), background level, flatness and
+    noise (:func:`nsgflow.gradient.background_statistics`) and the header
+    values of :data:`HEADER_KEYS`.
+    """
+    stars = detect_stars(data, **settings)
+    saturation = estimate_saturation(data)
+    stats = {
+        "shape": list(data.shape),
+        "stars": len(stars),
+        "stars_clean": int((stars["flags"] == 0).sum()),
+        "hlr_px": frame_hlr(stars),
+        "saturation": None if np.isinf(saturation) else saturation,
+        **background_statistics(data),
+        **header_values(header),
+    }
+    return stars, stats
+
+
+def match_and_measure(
+    reference: np.ndarray,
+    target: np.ndarray,
+    ref_catalog: pd.DataFrame,
+    target_catalog: pd.DataFrame,
+    match_settings: dict,
+    settings: dict,
+) -> tuple[pd.DataFrame, dict]:
+    """Stage ``measure_photometry``: match the catalogs and measure the pairs on both frames.
+
+    Raises
+    ------
+    FrameError
+        Fewer than 2 matches; when the star fields are offset, the message
+        gives the shift (the frames are not registered).
+    """
+    pairs = match_stars(ref_catalog, target_catalog, **match_settings)
+    if len(pairs) < max(10, 0.2 * min(len(ref_catalog), len(target_catalog))):
+        dx, dy, votes = estimate_offset(ref_catalog, target_catalog)
+        if votes >= 5 and np.hypot(dx, dy) > match_settings["tolerance_px"]:
+            raise FrameError(
+                f"only {len(pairs)} stars match the reference; the stars are shifted by "
+                f"dx={dx:.1f}, dy={dy:.1f} px. Register the frames to the reference first."
+            )
+    if len(pairs) < 2:
+        raise FrameError(
+            f"{len(pairs)} star(s) match the reference within {match_settings['tolerance_px']} px; "
+            "too few to measure the scale."
+        )
+    return measure_photometry(reference, target, ref_catalog, target_catalog, pairs, **settings)
+
+
+def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
+    """Stage ``fit_scale``: the scale m with its uncertainty, the fit, and every rejected star with why.
+
+    The fitted slope is multiplied by the aperture correction, and their
+    uncertainties are combined. The reference gets m = 1 exactly.
+
+    Raises
+    ------
+    FrameError
+        Fewer than 2 usable stars: the scale would be a guess.
+    """
+    result: dict = {"stars_matched": len(table)}
+    if is_reference:
+        result.update(
+            scale=1.0,
+            scale_err=0.0,
+            transmission=1.0,
+            method="reference frame: scale 1 by definition",
+            stars_used=int((table["status"] == "used").sum()),
+            stars_rejected={},
+            rejected=[],
+        )
+        return result
+    candidates = table["status"] == "used"
+    if candidates.sum() < 2:
+        raise FrameError(
+            f"{int(candidates.sum())} usable star(s) for the scale fit "
+            f"(reasons: {table['status'].value_counts().to_dict()}); the scale would be a guess."
+        )
+    sub = table[candidates]
+    fit = fit_scale(
+        sub["flux_ref"].to_numpy(),
+        sub["flux_target"].to_numpy(),
+        sub["flux_err_ref"].to_numpy(),
+        sub["flux_err_target"].to_numpy(),
+        **settings,
+    )
+    status = table["status"].to_numpy(dtype=object).copy()
+    status[np.flatnonzero(candidates)[~fit.used]] = "ratio_outlier"
+    correction, correction_err = info["aperture_correction"], info["aperture_correction_err"]
+    scale = fit.scale * correction
+    scale_err = scale * float(np.hypot(fit.scale_err / fit.scale, correction_err / correction))
+    rejected = table.loc[status != "used", ["ref_id", "target_id"]].assign(reason=status[status != "used"])
+    result.update(
+        scale=scale,
+        scale_err=scale_err,
+        transmission=1.0 / scale,
+        fitted_slope=fit.scale,
+        fitted_slope_err=fit.scale_err,
+        intercept=fit.intercept,
+        intrinsic_scatter=fit.intrinsic_scatter,
+        aperture_correction=correction,
+        aperture_correction_err=correction_err,
+        method=fit.method,
+        stars_used=int(fit.used.sum()),
+        stars_rejected=pd.Series(status[status != "used"]).value_counts().sort_index().to_dict(),
+        rejected=rejected.to_dict(orient="records"),
+    )
+    return result
+
+
+def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict) -> np.ndarray:
+    amplitude = np.maximum(stars["peak"] - stars["sky"], 0.0)
+    radius = star_radius(
+        amplitude,
+        frame_hlr(stars),
+        noise,
+        mask_sigma=settings["star_mask_sigma"],
+        growth=settings["star_growth"],
+    )
+    saturated = (stars["flags"].to_numpy() & StarFlag.SATURATED) != 0
+    return np.where(saturated, radius * settings["saturated_growth"], radius)
+
+
+def gradient_samples(
+    target: np.ndarray,
+    reference: np.ndarray,
+    scale: float,
+    catalogs: list[pd.DataFrame],
+    noises: list[float],
+    settings: dict,
+) -> pd.DataFrame:
+    """Stage ``sample_background``: box medians of m*T - R, masking the stars of every catalog.
+
+    ``catalogs`` and ``noises`` are the two frames' star catalogs and
+    background noises (each star's mask radius depends on its own frame's noise).
+    """
+    if target.shape != reference.shape:
+        raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
+    radii = np.concatenate([_mask_radius(s, n, settings) for s, n in zip(catalogs, noises, strict=True)])
+    mask = star_mask(
+        reference.shape,
+        np.concatenate([s["x"] for s in catalogs]),
+        np.concatenate([s["y"] for s in catalogs]),
+        radii,
+    )
+    valid = (target != 0) & (reference != 0) & ~mask
+    return sample_background(
+        np.float32(scale) * target - reference,
+        valid,
+        box_px=settings["box_px"],
+        min_valid_fraction=settings["min_valid_fraction"],
+    )
+
+
+def gradient_model(samples: pd.DataFrame, shape: tuple[int, int], settings: dict) -> np.ndarray:
+    """Stage ``fit_gradient``: the spline model G of the used samples, full size, float32."""
+    used = samples[samples["status"] == "used"]
+    try:
+        return fit_gradient(
+            used["x"].to_numpy(),
+            used["y"].to_numpy(),
+            used["value"].to_numpy(),
+            used["weight"].to_numpy(),
+            shape,
+            **settings,
+        )
+    except FrameError as exc:
+        raise FrameError(f"{exc}; lower samples.min_valid_fraction or samples.box_px") from exc
