@@ -15,11 +15,13 @@ report: "workflow/report/workflow.rst"
 
 include: "workflow/rules/common.smk"
 include: "workflow/rules/detect.smk"
+include: "workflow/rules/reference.smk"
 include: "workflow/rules/photometry.smk"
 include: "workflow/rules/scale.smk"
 include: "workflow/rules/gradient.smk"
 include: "workflow/rules/normalize.smk"
 include: "workflow/rules/diagnostics.smk"
+include: "workflow/rules/stack.smk"
 
 
 rule all:

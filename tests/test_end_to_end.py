@@ -146,3 +146,80 @@ def test_public_api_gives_the_workflows_numbers(run):
         fits.getheader(run["results"] / "normalized" / "frame_02_nsg.fits")["WEIGHT"], rel=1e-6
     )
     assert (result.photometry["status"] == "used").sum() >= scale["stars_used"]
+
+
+def test_weights_rank_frames_as_the_truth_does(run):
+    specs = {name: synthetic.spec_from_truth(f) for name, f in run["truth"]["frames"].items()}
+    noise_ref = synthetic.sky_noise(specs["frame_01"])
+    summary = pd.read_csv(run["results"] / "summary.csv").set_index("frame")
+    # sky_noise() uses the constant part of the sky; gradients and glows add a little noise
+    truth = {
+        name: (noise_ref / (spec.scale * synthetic.sky_noise(spec))) ** 2 for name, spec in specs.items()
+    }
+    assert sorted(truth, key=truth.get) == list(summary["weight"].sort_values().index)
+    for name in specs:
+        assert summary.loc[name, "weight"] == pytest.approx(truth[name], rel=0.1), name
+        header = fits.getheader(run["results"] / "normalized" / f"{name}_nsg.fits")
+        assert header["WEIGHT"] == pytest.approx(summary.loc[name, "weight"])
+        assert header["NSGTRANS"] == pytest.approx(1 / summary.loc[name, "scale"])
+        assert header["NSGTREXP"] == pytest.approx(header["NSGTRANS"] / 120.0)
+    weights = pd.read_csv(run["results"] / "weights.csv")
+    assert list(weights.columns) == ["file", "weight", "frame"]
+    accepted = (run["results"] / "accepted.txt").read_text().split()
+    assert len(accepted) == len(specs) and all(Path(p).is_file() for p in accepted)
+
+
+def test_rejection_follows_the_settings(run):
+    from nsgflow.summary import summarize
+    from nsgflow.workflow import load_config, workflow_dir
+
+    reject = load_config(workflow_dir() / "config.yaml")["reject"] | {"min_weight": 0.5}
+    frames = {name: f["path"] for name, f in run["truth"]["frames"].items()}
+    table = summarize(run["results"], frames, "frame_01", reject).set_index("frame")
+    low = table["weight"] < 0.5
+    assert low.any() and (~low).any()
+    assert (table["accepted"] == ~low).all()
+    assert table.loc[low, "reason"].str.startswith("weight ").all()
+
+
+def test_auto_reference_picks_the_highest_altitude(run):
+    from nsgflow.reference import rank_references
+
+    stats = [json.loads(p.read_text()) for p in sorted((run["results"] / "catalogs").glob("*.json"))]
+    assert rank_references(stats)["frame"].iloc[0] == "frame_01"  # CENTALT 70, the others 30-65
+    for row in stats:
+        row["altitude"] = None
+    ranked = rank_references(stats)
+    lowest = min(stats, key=lambda r: r["sky"])
+    assert ranked["method"].iloc[0] == "lowest and flattest background"
+    assert ranked["frame"].iloc[0] == lowest["frame"] or ranked["score"].iloc[0] <= 3
+
+
+def test_diagnostics_and_curvature(run):
+    for name in run["inputs"]:
+        for graph in ("photometry", "gradient", "samples"):
+            png = run["results"] / "diagnostics" / f"{name}_{graph}.png"
+            assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    gradient = fits.getdata(run["results"] / "gradient" / "frame_02.fits").astype(np.float64)
+    curv = fits.getdata(run["results"] / "gradient" / "frame_02_curvature.fits").astype(np.float64)
+    plane = gradient - curv
+    yy, xx = np.mgrid[0 : plane.shape[0], 0 : plane.shape[1]]
+    coef = np.linalg.lstsq(
+        np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()]), plane.ravel(), rcond=None
+    )[0]
+    np.testing.assert_allclose(plane, coef[0] + coef[1] * xx + coef[2] * yy, atol=1e-3)
+    assert abs(curv.mean()) < 0.05 * np.ptp(gradient)
+
+
+def test_stack_of_the_normalized_frames(run):
+    folder = run["inputs"]["frame_01"].parent
+    args = ["run", str(folder / "*.fits"), "--reference", str(run["inputs"]["frame_01"])]
+    assert main([*args, "--results", str(run["results"]), "--cores", "2", "stack", "--quiet"]) == 0
+    stack = fits.getdata(run["results"] / "stack" / "stack.fits")
+    reference = fits.getdata(run["inputs"]["frame_01"])
+    specs = {name: synthetic.spec_from_truth(f) for name, f in run["truth"]["frames"].items()}
+    both = (stack != 0) & (reference != 0)
+    # same background and brightness as the reference, with less noise
+    assert abs(np.median((stack - reference)[both])) < 0.1 * synthetic.sky_noise(specs["frame_01"])
+    assert fits.getheader(run["results"] / "stack" / "stack.fits")["NCOMBINE"] == 4
+    assert fits.getdata(run["results"] / "stack" / "rejected.fits").max() <= 4

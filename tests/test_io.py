@@ -1,3 +1,5 @@
+import stat
+
 import numpy as np
 import pytest
 from astropy.io import fits
@@ -72,3 +74,12 @@ def test_write_fits_float32_with_checksum(tmp_path):
         assert hdul[0].data.dtype == np.dtype(">f4")
         assert hdul[0].header["OBJECT"] == "M31"
         assert "CHECKSUM" in hdul[0].header
+
+
+def test_outputs_get_the_usual_permissions(tmp_path):
+    """Not the private 0600 of a temporary file: what the user's umask gives any new file."""
+    write_fits(tmp_path / "p.fits", np.ones((2, 2)))
+    (tmp_path / "plain").touch()
+    assert stat.S_IMODE((tmp_path / "p.fits").stat().st_mode) == stat.S_IMODE(
+        (tmp_path / "plain").stat().st_mode
+    )

@@ -101,7 +101,8 @@ def copy(base, tmp_path) -> Path:
 
 
 def _per_frame(rules, n=3):
-    return {rule: n for rule in rules} | SET_WIDE
+    """The given per-frame rules, plus the graphs (they draw every stage's output) and the set-wide rules."""
+    return {rule: n for rule in [*rules, "plot_diagnostics"]} | SET_WIDE
 
 
 @pytest.mark.parametrize(
@@ -158,7 +159,9 @@ def test_a_new_night_adds_only_its_frames(copy):
             ("gradient", "fits"),
             ("provenance", "json"),
         ]
-    } | {"normalized/n2_001_nsg.fits"}
+    } | {"normalized/n2_001_nsg.fits", "gradient/n2_001_curvature.fits"} | {
+        f"diagnostics/n2_001_{graph}.png" for graph in ("photometry", "gradient", "samples")
+    }
 
 
 def test_same_file_name_in_two_nights_is_refused(copy):

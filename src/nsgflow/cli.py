@@ -36,6 +36,7 @@ Any option nsgflow does not know is passed to Snakemake, for example:
   --dry-run          show what would run
   --keep-going       finish the other frames when one fails
   --executor slurm   run on a SLURM cluster (see README)
+  stack              also stack the accepted frames (results/stack/stack.fits)
 
 Example:
   nsgflow run 'data/night1/*.fits' --reference data/night1/m31_003.fits --results out --cores 2
@@ -56,7 +57,8 @@ def _snakemake_command(
     ]
     if configfile:
         command += ["--configfile", configfile]
-    return [*command, "--config", f"frames={frames}", f"reference={reference}", f"results={results}", *extra]
+    # extra options and targets go before --config, which takes every word after it
+    return [*command, *extra, "--config", f"frames={frames}", f"reference={reference}", f"results={results}"]
 
 
 def _check(frames: str, reference: str, results: str, configfile: str | None) -> dict[str, str]:
@@ -138,13 +140,17 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     reference = truth["frames"][truth["reference"]]["path"]
     results = str(out / "results")
     start = time.perf_counter()
-    status = run_workflow(str(data / "*.fits"), reference, results, cores=args.cores, extra=extra)
+    status = run_workflow(
+        str(data / "*.fits"), reference, results, cores=args.cores, extra=["all", "stack", *extra]
+    )
     if status != 0:
         return status
     rows = synthetic.evaluate(results, truth)
     print(f"\nnsgflow demo: {len(rows)} frames normalized in {time.perf_counter() - start:.0f} s")
     print(f"  inputs:  {data}/*.fits (truth in {data}/truth.json)")
-    print(f"  outputs: {results}/normalized/*_nsg.fits; every stage's files in {results}/\n")
+    print(f"  outputs: {results}/normalized/*_nsg.fits; every stage's files in {results}/")
+    print(f"  summary: {results}/summary.csv, graphs: {results}/diagnostics/")
+    print(f"  stack:   {results}/stack/stack.fits\n")
     print(
         f"{'frame':<10} {'m true':>8} {'m found':>8} {'+-':>7} {'error %':>8} {'resid rms':>9} {'worst':>6}"
     )
@@ -191,7 +197,12 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument(
         "frames", help="glob of the input frames, quoted ('data/**/*.fits' searches sub-folders)"
     )
-    run.add_argument("--reference", required=True, help="path of the reference frame (one of the frames)")
+    run.add_argument(
+        "--reference",
+        default="auto",
+        help="path of the reference frame (one of the frames), or auto (default): the highest "
+        "altitude, else the lowest and flattest background",
+    )
     run.add_argument("--results", default="results", help="output folder (default: results)")
     run.add_argument("--cores", default="all", help="CPU cores to use (default: all)")
     run.add_argument("--configfile", help="YAML file with settings that override config.yaml")

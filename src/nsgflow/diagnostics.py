@@ -39,7 +39,7 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
         status[(table["ref_id"] == item["ref_id"]).to_numpy() & (status == "used")] = item["reason"]
     fig, (left, right) = _figure(2, (11, 4.5))
     ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
-    for name in sorted(set(status), key=lambda s: s == "used"):
+    for name in sorted(set(status), key=lambda s: (s == "used", s)):  # deterministic: used drawn last
         sel = ok.to_numpy() & (status == name)
         colour = COLOURS.get(name, "0.6")
         left.scatter(

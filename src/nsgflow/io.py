@@ -38,6 +38,10 @@ __all__ = [
     "write_json",
 ]
 
+#: The process's file-creation mask (read once: reading it means setting it).
+_UMASK = os.umask(0o022)
+os.umask(_UMASK)
+
 #: File name endings recognised as FITS frames, longest first.
 FRAME_SUFFIXES = (".fits.fz", ".fit.fz", ".fts.fz", ".fits", ".fit", ".fts")
 
@@ -145,6 +149,7 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes the file private; outputs get the usual permissions
     os.close(fd)
     try:
         yield Path(tmp)

@@ -15,12 +15,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.io import (
+    atomic_path,
     fits_text,
     frame_name,
     read_frame,
@@ -43,6 +45,7 @@ from nsgflow.stages import (
 from nsgflow.weight import frame_weight, weight_noise
 
 __all__ = [
+    "run_choose_reference",
     "run_detect",
     "run_diagnostics",
     "run_gradient",
@@ -50,6 +53,7 @@ __all__ = [
     "run_photometry",
     "run_samples",
     "run_scale",
+    "run_stack",
     "run_step",
 ]
 
@@ -291,3 +295,37 @@ def run_diagnostics(
     photometry_graph(table, read_json(scale), outputs["photometry"], title=name)
     gradient_graph(read_frame(gradient)[0], sample_table, outputs["gradient"], title=name)
     sample_map(read_frame(frame)[0], sample_table, outputs["samples"], title=name)
+
+
+def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLike) -> None:
+    """Rank every frame as a reference (``reference.csv``) and write the chosen name (``reference.txt``)."""
+    from nsgflow.reference import rank_references
+
+    ranking = rank_references([read_json(path) for path in stats])
+    best = ranking.iloc[0]
+    if not best["eligible"]:
+        raise FrameError("no frame has enough stars to be the reference; see reference.csv")
+    log.info("reference: %s (%s)", best["frame"], best["method"])
+    write_csv(table, ranking)
+    with atomic_path(chosen) as tmp:
+        tmp.write_text(f"{best['frame']}\n")
+
+
+def run_stack(
+    accepted: PathLike, weights: PathLike, output: PathLike, rejected: PathLike, settings: dict
+) -> None:
+    """Stack the accepted normalized frames with their weights; write the stack and the rejection map."""
+    from nsgflow.stack import stack_frames
+
+    paths = [line for line in Path(accepted).read_text().splitlines() if line]
+    if not paths:
+        raise FrameError(f"{accepted} lists no frame to stack")
+    table = pd.read_csv(weights).set_index("file")
+    frames = [fits.getdata(path, memmap=True) for path in paths]
+    stack, counts = stack_frames(frames, [table.loc[p, "weight"] for p in paths], **settings)
+    header = fits.getheader(paths[0])
+    header["NCOMBINE"] = (len(paths), "frames stacked")
+    header.add_history(f"nsgflow {__version__}: weighted mean of {len(paths)} frames, {json.dumps(settings)}")
+    write_fits(output, stack, header)
+    write_fits(rejected, counts.astype(np.float32), fits.Header({"COMMENT": "frames rejected per pixel"}))
+    log.info("stacked %d frames into %s", len(paths), output)

@@ -84,6 +84,8 @@ def load_config(path: str | os.PathLike) -> dict:
 def find_frames(pattern: str, reference: str) -> dict[str, str]:
     """Map frame names to paths for the FITS files matching ``pattern``, and check the reference.
 
+    ``reference`` is a path, or ``auto`` (chosen later from the frames' statistics).
+
     Raises
     ------
     ConfigError
@@ -106,6 +108,8 @@ def find_frames(pattern: str, reference: str) -> dict[str, str]:
                 "the file, so rename one of them"
             )
         frames[name] = path
+    if reference == "auto":
+        return frames
     if not os.path.isfile(reference):
         raise ConfigError(f"reference='{reference}' does not exist; give the path of one of the frames")
     if not any(os.path.samefile(reference, p) for p in paths):

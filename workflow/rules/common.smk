@@ -1,4 +1,6 @@
 # Validate the configuration, find the frames and define what every rule shares.
+from pathlib import Path
+
 import nsgflow
 from nsgflow.summary import write_summary
 from nsgflow.workflow import check_frames, find_frames, validate_config
@@ -9,8 +11,11 @@ RESULTS = config["results"].rstrip("/")
 #: frame name -> path, for every input frame
 FRAMES = find_frames(config["frames"], config["reference"])
 check_frames(FRAMES)
-REFERENCE = config["reference"]
-REFERENCE_NAME = next(name for name, path in FRAMES.items() if os.path.samefile(path, REFERENCE))
+#: name of the reference frame given in the settings; None for "auto" (chosen by rule choose_reference)
+FIXED_REFERENCE = next(
+    (name for name, path in FRAMES.items() if config["reference"] != "auto" and os.path.samefile(path, config["reference"])),
+    None,
+)
 ALGO = nsgflow.ALGORITHM_VERSIONS
 
 
@@ -21,7 +26,7 @@ wildcard_constraints:
 def report_failures():
     """Write the summary of what finished and what failed, and say where it is."""
     try:
-        table = write_summary(RESULTS, FRAMES, REFERENCE_NAME, config["reject"])
+        table = write_summary(RESULTS, FRAMES, reference_name(), config["reject"])
     except Exception as exc:  # never hide the run's own error behind this one
         print(f"nsgflow: could not write {RESULTS}/summary.csv: {exc}", file=sys.stderr)
         return
@@ -32,6 +37,27 @@ def report_failures():
         f"nsgflow: {len(failed)} of {len(table)} frames failed; see {RESULTS}/summary.csv",
         file=sys.stderr,
     )
+
+
+def reference_name(wildcards=None):
+    """The reference frame's name: as configured, or as chosen by the choose_reference checkpoint."""
+    if FIXED_REFERENCE is not None:
+        return FIXED_REFERENCE
+    return Path(checkpoints.choose_reference.get().output.chosen).read_text().strip()
+
+
+def reference_choice(wildcards):
+    """The checkpoint's outputs, for rules whose parameters name the reference (none when it is fixed)."""
+    return [] if FIXED_REFERENCE is not None else [f"{RESULTS}/reference.csv", f"{RESULTS}/reference.txt"]
+
+
+def reference_path(wildcards):
+    return FRAMES[reference_name()]
+
+
+def reference_file(pattern):
+    """Input function for one of the reference's own outputs, e.g. reference_file("catalogs/{}.csv")."""
+    return lambda wildcards: f"{RESULTS}/" + pattern.format(reference_name())
 
 
 def frame_path(wildcards):

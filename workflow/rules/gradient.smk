@@ -1,10 +1,10 @@
 rule sample_background:
     input:
         frame=frame_path,
-        reference=REFERENCE,
+        reference=reference_path,
         scale=f"{RESULTS}/scale/{{frame}}.json",
-        catalogs=[f"{RESULTS}/catalogs/{{frame}}.csv", f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv"],
-        stats=[f"{RESULTS}/catalogs/{{frame}}.json", f"{RESULTS}/catalogs/{REFERENCE_NAME}.json"],
+        catalogs=lambda wc: [f"{RESULTS}/catalogs/{wc.frame}.csv", reference_file("catalogs/{}.csv")(wc)],
+        stats=lambda wc: [f"{RESULTS}/catalogs/{wc.frame}.json", reference_file("catalogs/{}.json")(wc)],
     output:
         samples=f"{RESULTS}/samples/{{frame}}.csv",
     params:

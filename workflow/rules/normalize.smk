@@ -7,14 +7,14 @@ FRAME_SETTINGS = {
 rule normalize_frame:
     input:
         frame=frame_path,
-        reference=REFERENCE,
+        reference=reference_path,
         scale=f"{RESULTS}/scale/{{frame}}.json",
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
-        ref_stats=f"{RESULTS}/catalogs/{REFERENCE_NAME}.json",
+        ref_stats=reference_file("catalogs/{}.json"),
         # hashed into the provenance record
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
-        ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
+        ref_catalog=reference_file("catalogs/{}.csv"),
         photometry=f"{RESULTS}/photometry/{{frame}}.csv",
         aperture=f"{RESULTS}/photometry/{{frame}}.json",
         samples=f"{RESULTS}/samples/{{frame}}.csv",
@@ -43,6 +43,7 @@ rule summarize:
     input:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
         expand(f"{RESULTS}/catalogs/{{frame}}.json", frame=FRAMES),
+        reference_choice,
     output:
         summary=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
         weights=f"{RESULTS}/weights.csv",
@@ -50,7 +51,7 @@ rule summarize:
     params:
         results=RESULTS,
         frames=FRAMES,
-        reference=REFERENCE_NAME,
+        reference=reference_name,
         reject=config["reject"],
     log:
         f"{RESULTS}/logs/summarize.log",

@@ -1,9 +1,9 @@
 rule measure_photometry:
     input:
         frame=frame_path,
-        reference=REFERENCE,
+        reference=reference_path,
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
-        ref_catalog=f"{RESULTS}/catalogs/{REFERENCE_NAME}.csv",
+        ref_catalog=reference_file("catalogs/{}.csv"),
     output:
         table=f"{RESULTS}/photometry/{{frame}}.csv",
         info=f"{RESULTS}/photometry/{{frame}}.json",

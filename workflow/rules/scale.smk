@@ -2,10 +2,11 @@ rule fit_scale:
     input:
         table=f"{RESULTS}/photometry/{{frame}}.csv",
         info=f"{RESULTS}/photometry/{{frame}}.json",
+        choice=reference_choice,
     output:
         scale=f"{RESULTS}/scale/{{frame}}.json",
     params:
-        reference=REFERENCE_NAME,
+        reference=reference_name,
         settings=config["scale"],
         algo=ALGO["scale"],
     log:

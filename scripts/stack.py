@@ -1,0 +1,13 @@
+"""Snakemake script of rule stack: nsgflow.pipeline.run_stack."""
+
+from nsgflow.pipeline import run_stack, run_step
+
+run_step(
+    snakemake.log[0],
+    run_stack,
+    snakemake.input.accepted,
+    snakemake.input.weights,
+    snakemake.output.stack,
+    snakemake.output.rejected,
+    snakemake.params.settings,
+)
