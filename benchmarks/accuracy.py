@@ -1,0 +1,277 @@
+"""Accuracy benchmark: nsgflow against two simple baselines on synthetic frames with known truth.
+
+For every hard condition of :mod:`nsgflow.synthetic` (``seeing``, ``artifacts``,
+``extended``, ``borders``, ``trails``, ``sky``, ``cloud``) and for all of them
+at once (``hard``), this makes a frame set with a fixed seed, runs the
+Snakemake workflow on it, and prints one markdown table, one row per condition,
+with the same columns for three methods:
+
+``nsgflow``
+    the workflow's output ``m*T - G``;
+``additive``
+    additive with scaling, what most stackers do: ``m = sigma(R) / sigma(T)``
+    (robust sigmas of the whole frames), offset so the medians match, no gradient;
+``no gradient``
+    nsgflow's scale ``m`` with a median offset instead of the gradient model.
+
+Columns: scale error ``|m/m_true - 1|`` in % (median and worst over the target
+frames; the reference is left out) and the residual background (output minus
+the ideal output, medians in 64x64 boxes, in units of the reference's per-pixel
+sky noise): the RMS over boxes (median over frames) and the worst box (all
+frames). Targets: scale median <= 0.3 %, worst <= 0.6 %; RMS <= 0.05, worst
+box <= 0.3.
+
+``--conditions seeing+trails`` makes one set with both conditions. Run from
+the repository, e.g.::
+
+    .venv/bin/python benchmarks/accuracy.py --size 600x900 --frames 6 --cores 2
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import numpy as np
+
+from nsgflow import synthetic
+from nsgflow.cli import run_workflow
+from nsgflow.io import read_frame
+
+#: Targets of the issue: scale error median and worst (fraction), residual RMS and worst box (sky sigmas).
+TARGETS = {"scale_median": 0.003, "scale_worst": 0.006, "rms": 0.05, "worst_box": 0.3}
+METHODS = ("nsgflow", "additive", "no gradient")
+
+
+def robust_sigma(values: np.ndarray) -> float:
+    """Normalised median absolute deviation: the standard deviation of Gaussian data."""
+    return float(1.4826 * np.median(np.abs(values - np.median(values))))
+
+
+def additive_with_scaling(target: np.ndarray, reference: np.ndarray) -> tuple[float, float]:
+    """Baseline 1: ``m = sigma(R) / sigma(T)`` and the offset that matches the medians.
+
+    Parameters
+    ----------
+    target, reference : numpy.ndarray, shape (ny, nx)
+        Frames, 0 for no data; only pixels with data in both are used.
+
+    Returns
+    -------
+    m, offset : float
+        The output is ``m*T - offset``.
+    """
+    both = (target != 0) & (reference != 0)
+    t, r = target[both].astype(np.float64), reference[both].astype(np.float64)
+    m = robust_sigma(r) / robust_sigma(t)
+    return m, m * float(np.median(t)) - float(np.median(r))
+
+
+def median_offset(target: np.ndarray, reference: np.ndarray, m: float) -> float:
+    """Baseline 2's offset for a given scale: ``median(m*T) - median(R)`` over pixels with data in both."""
+    both = (target != 0) & (reference != 0)
+    return m * float(np.median(target[both])) - float(np.median(reference[both]))
+
+
+def residual_stats(
+    output: np.ndarray, target: np.ndarray, spec: synthetic.FrameSpec, ref_spec: synthetic.FrameSpec
+) -> tuple[float, float]:
+    """RMS and worst of the 64x64 box medians of output minus ideal output, in reference sky sigmas."""
+    blocks = synthetic.box_medians(synthetic.residual(output, target, spec, ref_spec), 64)
+    noise = synthetic.sky_noise(ref_spec)
+    return float(np.sqrt(np.mean(blocks**2))) / noise, float(np.max(np.abs(blocks))) / noise
+
+
+def baselines(truth: dict, ours: dict[str, float]) -> dict[str, list[dict]]:
+    """Per-frame scale error and residuals of the two baselines, for every target frame.
+
+    Parameters
+    ----------
+    truth : dict
+        The frame set's truth (:func:`nsgflow.synthetic.make_frame_set`).
+    ours : dict
+        nsgflow's scale per frame name (used by the no-gradient baseline).
+    """
+    specs = {name: synthetic.spec_from_truth(f) for name, f in truth["frames"].items()}
+    ref_name = truth["reference"]
+    reference, _ = read_frame(truth["frames"][ref_name]["path"])
+    rows: dict[str, list[dict]] = {"additive": [], "no gradient": []}
+    for name, spec in specs.items():
+        if name == ref_name:
+            continue
+        target, _ = read_frame(truth["frames"][name]["path"])
+        m_add, offset_add = additive_with_scaling(target, reference)
+        for method, m, offset in (
+            ("additive", m_add, offset_add),
+            ("no gradient", ours[name], median_offset(target, reference, ours[name])),
+        ):
+            output = np.where(target == 0, 0.0, m * target.astype(np.float64) - offset)
+            rms, worst = residual_stats(output, target, spec, specs[ref_name])
+            rows[method].append(
+                {
+                    "frame": name,
+                    "scale_error": m / spec.scale - 1,
+                    "residual_rms": rms,
+                    "residual_worst": worst,
+                }
+            )
+    return rows
+
+
+def summarize(rows: list[dict]) -> dict[str, float]:
+    """Median and worst absolute scale error, median RMS and worst box over the frames."""
+    errors = np.abs([r["scale_error"] for r in rows])
+    return {
+        "scale_median": float(np.median(errors)),
+        "scale_worst": float(np.max(errors)),
+        "rms": float(np.median([r["residual_rms"] for r in rows])),
+        "worst_box": float(np.max([r["residual_worst"] for r in rows])),
+    }
+
+
+def run_condition(name: str, folder: Path, args: argparse.Namespace) -> tuple[dict, list[dict], dict]:
+    """Make one condition's frame set in ``folder``, normalize it, return summaries, our rows and times."""
+    conditions = synthetic.CONDITIONS if name == "hard" else name.split("+")
+    scene, specs, reference = synthetic.condition_specs(conditions, args.size, args.frames, args.seed)
+    if folder.exists():
+        if not (folder / "data" / "truth.json").is_file():
+            sys.exit(
+                f"accuracy: {folder} exists and is not an earlier benchmark folder; choose another --out"
+            )
+        shutil.rmtree(folder)  # never reuse results: the science may have changed since
+    times = {}
+    start = time.perf_counter()
+    truth = synthetic.make_frame_set(folder / "data", scene, specs, reference)
+    times["make"] = time.perf_counter() - start
+    start = time.perf_counter()
+    status = run_workflow(
+        str(folder / "data" / "*.fits"),
+        truth["frames"][reference]["path"],
+        str(folder / "results"),
+        cores=args.cores,
+        configfile=args.configfile,
+        extra=["--quiet"],
+    )
+    times["workflow"] = time.perf_counter() - start
+    if status != 0:
+        sys.exit(
+            f"accuracy: the workflow failed on condition {name} (status {status}); see {folder}/results/logs"
+        )
+    ours = [r for r in synthetic.evaluate(folder / "results", truth) if r["frame"] != reference]
+    others = baselines(truth, {r["frame"]: r["m"] for r in ours})
+    summary = {"nsgflow": summarize(ours), **{k: summarize(v) for k, v in others.items()}}
+    for row in ours:
+        spec = synthetic.spec_from_truth(truth["frames"][row["frame"]])
+        row.update(fwhm=spec.fwhm_px, sky=spec.sky_adu)
+    return summary, ours, times
+
+
+def failures(summary: dict[str, float]) -> str:
+    """The targets a summary misses, or ``yes``."""
+    missed = [key for key, limit in TARGETS.items() if summary[key] > limit]
+    return "yes" if not missed else "no: " + ", ".join(missed)
+
+
+def print_table(results: dict[str, dict]) -> None:
+    """One markdown table: a row per condition, four columns per method."""
+    head = ["condition"]
+    for method in METHODS:
+        head += [f"{method} m err % med", "worst", "rms", "worst box"]
+    print("| " + " | ".join([*head, "nsgflow meets targets"]) + " |")
+    print("|" + "---|" * (len(head) + 1))
+    for name, summary in results.items():
+        cells = [name]
+        for method in METHODS:
+            s = summary[method]
+            cells += [f"{100 * s['scale_median']:.3f}", f"{100 * s['scale_worst']:.3f}"]
+            cells += [f"{s['rms']:.3f}", f"{s['worst_box']:.3f}"]
+        print("| " + " | ".join([*cells, failures(summary["nsgflow"])]) + " |")
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'600x900'`` -> ``(600, 900)``: rows x columns."""
+    try:
+        ny, nx = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be ROWSxCOLUMNS, e.g. 600x900, not {text!r}") from None
+    return ny, nx
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0],
+        epilog="Conditions: " + ", ".join([*synthetic.CONDITIONS, "hard"]),
+    )
+    parser.add_argument("--seed", type=int, default=0, help="random seed of every frame set (default: 0)")
+    parser.add_argument("--size", type=parse_size, default=(600, 900), help="ROWSxCOLUMNS (default: 600x900)")
+    parser.add_argument(
+        "--frames", type=int, default=6, help="frames per set, reference included (default: 6)"
+    )
+    parser.add_argument(
+        "--conditions",
+        default="all",
+        help="comma-separated conditions, 'a+b' for several in one set, or 'all' (default; with 'hard')",
+    )
+    parser.add_argument("--cores", default="2", help="CPU cores for Snakemake (default: 2)")
+    parser.add_argument("--configfile", help="YAML file with nsgflow settings overriding config.yaml")
+    parser.add_argument(
+        "--out", help="work folder, one sub-folder per condition (default: a new folder under the temp dir)"
+    )
+    parser.add_argument("--details", action="store_true", help="also print nsgflow's per-frame results")
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the benchmark; print the table (stdout) and the timings (stderr)."""
+    args = build_parser().parse_args(argv)
+    names = [*synthetic.CONDITIONS, "hard"] if args.conditions == "all" else args.conditions.split(",")
+    unknown = {c for name in names for c in name.split("+")} - {*synthetic.CONDITIONS, "hard"}
+    if unknown:
+        sys.exit(f"accuracy: unknown conditions {sorted(unknown)}")
+    if args.configfile:
+        args.configfile = str(Path(args.configfile).resolve())
+    out = Path(args.out).resolve() if args.out else Path(tempfile.mkdtemp(prefix="nsgflow-accuracy-"))
+    out.mkdir(parents=True, exist_ok=True)
+    os.chdir(out)  # Snakemake keeps its metadata (.snakemake/) in the working directory
+    results, details = {}, {}
+    start = time.perf_counter()
+    for name in names:
+        summary, rows, times = run_condition(name, out / name, args)
+        results[name], details[name] = summary, rows
+        print(
+            f"accuracy: {name}: frames made in {times['make']:.0f} s, workflow {times['workflow']:.0f} s",
+            file=sys.stderr,
+            flush=True,
+        )
+    ny, nx = args.size
+    print(f"\n## nsgflow accuracy: {ny}x{nx} px, {args.frames} frames, seed {args.seed}\n")
+    print_table(results)
+    print(
+        "\nm err: |m/m_true - 1| in %, median and worst over the target frames. rms: RMS of the 64x64 box "
+        "medians of output minus ideal output, in reference sky sigmas, median frame; worst box: all frames."
+    )
+    print(
+        "Targets: m err median <= {:g} %, worst <= {:g} %, rms <= {:g}, worst box <= {:g}.".format(
+            100 * TARGETS["scale_median"], 100 * TARGETS["scale_worst"], TARGETS["rms"], TARGETS["worst_box"]
+        )
+    )
+    if args.details:
+        print("\n| condition | frame | m true | FWHM | sky | m err % | rms | worst box |")
+        print("|" + "---|" * 8)
+        for name, rows in details.items():
+            for r in rows:
+                print(
+                    f"| {name} | {r['frame']} | {r['m_true']:.3f} | {r['fwhm']:.2f} | {r['sky']:.0f} | "
+                    f"{100 * r['scale_error']:+.3f} | {r['residual_rms']:.3f} | {r['residual_worst']:.3f} |"
+                )
+    print(f"\nwall time {time.perf_counter() - start:.0f} s; frames and results in {out}/")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

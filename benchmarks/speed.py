@@ -1,0 +1,350 @@
+"""Speed and memory of the nsgflow workflow on synthetic frames (issue 7).
+
+Makes ``--frames`` synthetic frames of ``--size`` pixels with :mod:`nsgflow.synthetic`
+(the star count scales with the area: 3000 stars per 600x900 px, the demo's density),
+runs the whole workflow with Snakemake on them and prints
+
+* wall time per frame, overall and per stage, from the benchmark TSV files every
+  rule writes (``{results}/benchmarks/{rule}/{frame}.tsv``, column ``s``);
+* peak memory (``max_rss``) per rule against the size of one frame in memory
+  (float32) and against the ``mem_mb`` the rule asks a cluster for;
+* the per-job overhead: Python start-up plus the imports every job script does;
+* how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
+  default 500: symbolic links to the synthetic frames, planning reads no pixels).
+
+Nothing in the workflow is changed; this only measures it. Everything is written
+under ``--out`` (default /tmp/nsgflow-bench), including Snakemake's ``.snakemake``
+folder, so the repository stays clean. Options nsgflow does not know go to
+Snakemake (e.g. ``--executor slurm --profile profiles/slurm``).
+
+Examples::
+
+    .venv/bin/python benchmarks/speed.py --frames 8 --size 900x600 --cores 1
+    .venv/bin/python benchmarks/speed.py --frames 8 --size 6000x4000 --cores 2 --out /tmp/bench24mp
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from nsgflow import synthetic
+from nsgflow.workflow import workflow_dir
+
+#: stages in workflow order (rules with a benchmark directive)
+STAGES = (
+    "detect_stars",
+    "measure_photometry",
+    "fit_scale",
+    "sample_background",
+    "fit_gradient",
+    "normalize_frame",
+)
+#: the demo's star density: 3000 stars on 600 x 900 px
+STARS_PER_PX = 3000 / (600 * 900)
+#: what a job script imports before its stage starts: the Snakemake preamble and the stage module
+JOB_IMPORTS = "import snakemake.script, snakemake.iocontainers, snakemake.logging; import nsgflow.pipeline"
+
+
+def parse_size(text: str) -> tuple[int, int]:
+    """``'6000x4000'`` (width x height, as cameras are quoted) -> numpy shape ``(4000, 6000)``."""
+    try:
+        width, height = (int(v) for v in text.lower().split("x"))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"size must be WIDTHxHEIGHT, e.g. 6000x4000, not {text!r}") from None
+    if width < 64 or height < 64:
+        raise argparse.ArgumentTypeError("frames must be at least 64x64 px")
+    return height, width
+
+
+def make_frames(data: Path, n_frames: int, shape: tuple[int, int], seed: int) -> dict:
+    """Render the frame set into ``data`` unless the same set is already there; return its truth."""
+    n_stars = round(STARS_PER_PX * shape[0] * shape[1])
+    scene = synthetic.SceneSpec(shape=shape, n_stars=n_stars, seed=seed)
+    truth_path = data / "truth.json"
+    if truth_path.is_file():
+        truth = json.loads(truth_path.read_text())
+        if (
+            tuple(truth["scene"]["shape"]) == shape
+            and truth["scene"]["n_stars"] == n_stars
+            and len(truth["frames"]) == n_frames
+            and all(Path(f["path"]).is_file() for f in truth["frames"].values())
+        ):
+            print(f"reusing {n_frames} frames in {data}/", flush=True)
+            return truth
+        shutil.rmtree(data)
+    data.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    truth = synthetic.make_frame_set(data, scene, synthetic.demo_specs(n_frames, seed), reference="frame_01")
+    took = time.perf_counter() - start
+    print(f"rendered {n_frames} frames with {n_stars} stars in {took:.1f} s ({took / n_frames:.1f} s/frame)")
+    return truth
+
+
+def snakemake_command(frames: str, reference: str, results: Path, cores: str, extra: list[str]) -> list[str]:
+    return [
+        sys.executable,
+        "-m",
+        "snakemake",
+        "--snakefile",
+        str(workflow_dir() / "Snakefile"),
+        "--cores",
+        cores,
+        "--config",
+        f"frames={frames}",
+        f"reference={reference}",
+        f"results={results}",
+        *extra,
+    ]
+
+
+def timed(command: list[str], cwd: Path, log: Path, timeout: float | None = None) -> float:
+    """Run ``command`` in ``cwd`` with its output in ``log``; return the wall time, raise on failure."""
+    cwd.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    with open(log, "w") as out:
+        status = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+    took = time.perf_counter() - start
+    if status.returncode != 0:
+        tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
+        raise SystemExit(f"failed ({status.returncode}): {' '.join(command)}\n--- {log} (end) ---\n{tail}")
+    return took
+
+
+def requested_mem_mb(dry_run_log: Path) -> dict[str, int]:
+    """The largest ``mem_mb`` each rule asks for, from the job list a dry run prints."""
+    requested: dict[str, int] = {}
+    rule = None
+    for line in dry_run_log.read_text().splitlines():
+        line = line.strip()
+        if line.startswith(("rule ", "localrule ")):
+            rule = line.split()[1].rstrip(":")
+        elif line.startswith("resources:") and rule:
+            for item in line.removeprefix("resources:").split(","):
+                key, _, value = item.strip().partition("=")
+                if key == "mem_mb" and value.isdigit():
+                    requested[rule] = max(requested.get(rule, 0), int(value))
+    return requested
+
+
+def planned_jobs(dry_run_log: Path) -> int | None:
+    """The job count of the "Job stats" table a dry run prints (its ``total`` row)."""
+    for line in dry_run_log.read_text().splitlines():
+        fields = line.split()
+        if len(fields) == 2 and fields[0] == "total" and fields[1].isdigit():
+            return int(fields[1])
+    return None
+
+
+def read_benchmarks(results: Path) -> dict[str, list[dict[str, float]]]:
+    """Rule -> one row per job of its benchmark TSV (``s``, ``max_rss`` in MB, ``cpu_time``...)."""
+    rows: dict[str, list[dict[str, float]]] = {}
+    for path in sorted((results / "benchmarks").glob("*/*.tsv")):
+        with open(path, newline="") as handle:
+            for row in csv.DictReader(handle, delimiter="\t"):
+                values = {}
+                for key in ("s", "max_rss", "cpu_time", "mean_load"):
+                    try:
+                        values[key] = float(row.get(key, "nan"))
+                    except ValueError:  # "NA" / "-" when the job was too short to sample
+                        values[key] = float("nan")
+                values["frame"] = path.stem
+                rows.setdefault(path.parent.name, []).append(values)
+    return rows
+
+
+def job_overhead(repeats: int = 5) -> dict[str, float]:
+    """Median wall time of a bare interpreter and of the imports every job script does."""
+    probes = {"python_startup": "pass", "job_imports": JOB_IMPORTS}
+    result = {}
+    for name, code in probes.items():
+        times = []
+        for _ in range(repeats):
+            start = time.perf_counter()
+            subprocess.run([sys.executable, "-c", code], check=True)
+            times.append(time.perf_counter() - start)
+        result[name] = statistics.median(times)
+    return result
+
+
+def plan_time(out: Path, truth: dict, n_plan: int, repeats: int) -> list[float]:
+    """Time ``snakemake --dry-run`` on ``n_plan`` frames: links to the rendered frames, cycled."""
+    frames = out / f"plan{n_plan}" / "frames"
+    if frames.exists():
+        shutil.rmtree(frames)
+    frames.mkdir(parents=True)
+    paths = [Path(f["path"]).resolve() for f in truth["frames"].values()]
+    ref_index = list(truth["frames"]).index(truth["reference"])
+    for i in range(n_plan):
+        (frames / f"f{i:04d}.fits").symlink_to(paths[i % len(paths)])
+    # the first link to the reference frame, so the workflow's reference lookup finds this very name
+    reference = frames / f"f{ref_index:04d}.fits"
+    results = out / f"plan{n_plan}" / "results"
+    command = snakemake_command(str(frames / "*.fits"), str(reference), results, "1", ["--dry-run"])
+    work = out / f"plan{n_plan}"
+    return [timed(command, work, work / "dry_run.log") for _ in range(repeats)]
+
+
+def summarize(
+    results: Path,
+    shape: tuple[int, int],
+    n_frames: int,
+    cores: str,
+    wall: float,
+    requested: dict[str, int],
+    overhead: float,
+) -> dict:
+    """Print the per-stage table and the totals; return them as a dict."""
+    rows = read_benchmarks(results)
+    frame_mb = shape[0] * shape[1] * 4 / 2**20
+    summary: dict = {"stages": {}, "frame_mb_float32": frame_mb}
+    print(
+        f"\n{'stage':<20} {'jobs':>4} {'s/frame mean':>12} {'median':>7} {'max':>7} {'net s':>6} "
+        f"{'cpu s':>7} {'peak RSS MB':>12} {'xframe':>7} {'mem_mb':>7}"
+    )
+    total_job_s = 0.0
+    for rule in [*STAGES, *sorted(set(rows) - set(STAGES))]:
+        jobs = rows.get(rule, [])
+        if not jobs:
+            continue
+        secs = [j["s"] for j in jobs]
+        rss = max((j["max_rss"] for j in jobs if j["max_rss"] == j["max_rss"]), default=float("nan"))
+        cpu = statistics.fmean(j["cpu_time"] for j in jobs)
+        total_job_s += sum(secs)
+        stage = {
+            "jobs": len(jobs),
+            "s_mean": statistics.fmean(secs),
+            "s_median": statistics.median(secs),
+            "s_max": max(secs),
+            "s_total": sum(secs),
+            "s_net_mean": statistics.fmean(secs) - overhead,
+            "cpu_s_mean": cpu,
+            "max_rss_mb": rss,
+            "max_rss_per_frame": rss / frame_mb,
+            "requested_mem_mb": requested.get(rule),
+        }
+        summary["stages"][rule] = stage
+        print(
+            f"{rule:<20} {len(jobs):>4} {stage['s_mean']:>12.2f} {stage['s_median']:>7.2f} "
+            f"{stage['s_max']:>7.2f} {stage['s_net_mean']:>6.2f} {cpu:>7.2f} {rss:>12.0f} "
+            f"{rss / frame_mb:>7.1f} {requested.get(rule, '-')!s:>7}"
+        )
+    print(f"{'sum of stages':<20} {'':>4} {total_job_s / n_frames:>12.2f}")
+    summary.update(
+        wall_s=wall,
+        wall_s_per_frame=wall / n_frames,
+        job_s_total=total_job_s,
+        job_s_per_frame=total_job_s / n_frames,
+    )
+    print(
+        f"\nwall time {wall:.1f} s for {n_frames} frames with --cores {cores}: "
+        f"{wall / n_frames:.2f} s/frame; the jobs' own time adds up to {total_job_s:.1f} s "
+        f"({total_job_s / n_frames:.2f} s/frame)"
+    )
+    print(
+        f"'net s' = mean job time less the per-job start-up ({overhead:.2f} s, below); "
+        f"one frame in memory (float32): {frame_mb:.1f} MB; 'xframe' = peak RSS / that; "
+        "'mem_mb' = what the rule requests (dry run)"
+    )
+    slowest = max(summary["stages"].items(), key=lambda kv: kv[1]["s_total"])
+    print(
+        f"dominant stage: {slowest[0]}, {slowest[1]['s_mean']:.2f} s/frame "
+        f"({100 * slowest[1]['s_total'] / total_job_s:.0f} % of all job time)"
+    )
+    return summary
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--frames", type=int, default=8, help="number of synthetic frames (default 8)")
+    parser.add_argument(
+        "--size",
+        type=parse_size,
+        default=(600, 900),
+        help="frame size WIDTHxHEIGHT (default 900x600, the demo's)",
+    )
+    parser.add_argument("--cores", default="1", help="Snakemake --cores (default 1)")
+    parser.add_argument("--out", type=Path, default=Path("/tmp/nsgflow-bench"), help="work folder")
+    parser.add_argument("--seed", type=int, default=0, help="random seed of the synthetic set")
+    parser.add_argument(
+        "--plan-frames", type=int, default=500, help="frames for the dry-run timing (0: skip)"
+    )
+    parser.add_argument("--plan-repeats", type=int, default=2, help="dry runs to time (default 2)")
+    parser.add_argument(
+        "--timeout", type=float, default=None, help="give up the workflow run after this many s"
+    )
+    args, extra = parser.parse_known_args(argv)
+    if args.frames < 2:
+        parser.error("--frames must be at least 2 (frame_01 is the reference)")
+
+    out = args.out.resolve()
+    shape = args.size
+    print(f"nsgflow speed benchmark: {args.frames} frames of {shape[1]}x{shape[0]} px, --cores {args.cores}")
+    print(f"load average at start: {' '.join(f'{v:.2f}' for v in os.getloadavg())} ({os.cpu_count()} CPUs)")
+    truth = make_frames(out / "data", args.frames, shape, args.seed)
+    reference = truth["frames"][truth["reference"]]["path"]
+    frames_glob = str(out / "data" / "*.fits")
+    results = out / "results"
+    if results.exists():
+        shutil.rmtree(results)
+
+    dry_log = out / "dry_run.log"
+    dry_s = timed(snakemake_command(frames_glob, reference, results, args.cores, ["--dry-run"]), out, dry_log)
+    requested = requested_mem_mb(dry_log)
+    print(f"dry run of {args.frames} frames: {dry_s:.1f} s")
+
+    # start-up cost of one job, before and after the run (the load of the machine may change)
+    before = job_overhead()
+    print(f"running the workflow (log: {out / 'snakemake.log'}) ...", flush=True)
+    command = snakemake_command(frames_glob, reference, results, args.cores, extra)
+    wall = timed(command, out, out / "snakemake.log", timeout=args.timeout)
+    after = job_overhead()
+    overhead = {key: (before[key] + after[key]) / 2 for key in before}
+    summary = summarize(results, shape, args.frames, args.cores, wall, requested, overhead["job_imports"])
+    per_frame = overhead["job_imports"] * len(STAGES)
+    print(
+        f"\nper-job overhead: interpreter start {overhead['python_startup']:.2f} s; interpreter plus the "
+        f"imports of a job script ({JOB_IMPORTS}) {overhead['job_imports']:.2f} s; "
+        f"x {len(STAGES)} jobs = {per_frame:.1f} s per frame "
+        f"({100 * per_frame / summary['job_s_per_frame']:.0f} % of the jobs' time); "
+        f"{before['job_imports']:.2f} s before the run, {after['job_imports']:.2f} s after"
+    )
+    summary.update(
+        frames=args.frames,
+        shape=list(shape),
+        cores=args.cores,
+        snakemake_args=extra,
+        dry_run_s=dry_s,
+        overhead_s=overhead,
+        overhead_s_before=before,
+        overhead_s_after=after,
+        load_average_end=os.getloadavg(),
+    )
+
+    if args.plan_frames:
+        times = plan_time(out, truth, args.plan_frames, args.plan_repeats)
+        jobs = planned_jobs(out / f"plan{args.plan_frames}" / "dry_run.log")
+        print(
+            f"dry run (planning) of {args.plan_frames} frames, {jobs} jobs: "
+            + ", ".join(f"{t:.1f} s" for t in times)
+            + f" (vs {dry_s:.1f} s for {args.frames} frames)"
+        )
+        summary["plan"] = {"frames": args.plan_frames, "jobs": jobs, "dry_run_s": times}
+    print(f"load average at end: {' '.join(f'{v:.2f}' for v in os.getloadavg())}")
+    (out / "summary.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"summary: {out / 'summary.json'}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
