@@ -83,3 +83,28 @@ def test_outputs_get_the_usual_permissions(tmp_path):
     assert stat.S_IMODE((tmp_path / "p.fits").stat().st_mode) == stat.S_IMODE(
         (tmp_path / "plain").stat().st_mode
     )
+
+
+@pytest.mark.parametrize(
+    ("dtype", "bzero", "bscale"),
+    [
+        ("uint8", None, None),
+        ("int16", 32768, 1),
+        ("int16", 0, None),
+        ("int32", 0, 0.5),
+        ("float32", None, None),
+        ("float64", None, None),
+    ],
+)
+def test_every_pixel_type_reads_as_float32(tmp_path, dtype, bzero, bscale):
+    values = np.array([[0.0, 1.0, 2.0], [100.0, 200.0, 250.0]])
+    hdu = fits.PrimaryHDU(values.astype(dtype) if bzero is None else values.copy())
+    if bzero is not None:
+        hdu.scale(dtype, bzero=bzero, bscale=bscale)
+    hdu.writeto(tmp_path / "f.fits")
+    assert (
+        fits.getheader(tmp_path / "f.fits")["BITPIX"] == fits.PrimaryHDU(np.zeros(1, dtype)).header["BITPIX"]
+    )
+    data, _ = read_frame(tmp_path / "f.fits")
+    assert data.dtype == np.float32 and data.dtype.isnative
+    np.testing.assert_array_equal(data, values)
