@@ -37,9 +37,11 @@ import time
 from pathlib import Path
 
 from nsgflow import synthetic
-from nsgflow.workflow import workflow_dir
+from nsgflow.cli import snakemake_command
+from nsgflow.summary import STAGE_OUTPUTS
 
-#: stages in workflow order (rules with a benchmark directive)
+#: stages in workflow order (the per-frame rules with a benchmark directive)
+STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)
 STAGES = (
     "detect_stars",
     "measure_photometry",
@@ -87,23 +89,6 @@ def make_frames(data: Path, n_frames: int, shape: tuple[int, int], seed: int) ->
     took = time.perf_counter() - start
     print(f"rendered {n_frames} frames with {n_stars} stars in {took:.1f} s ({took / n_frames:.1f} s/frame)")
     return truth
-
-
-def snakemake_command(frames: str, reference: str, results: Path, cores: str, extra: list[str]) -> list[str]:
-    return [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(workflow_dir() / "Snakefile"),
-        "--cores",
-        cores,
-        "--config",
-        f"frames={frames}",
-        f"reference={reference}",
-        f"results={results}",
-        *extra,
-    ]
 
 
 def timed(command: list[str], cwd: Path, log: Path, timeout: float | None = None) -> float:
@@ -188,7 +173,9 @@ def plan_time(out: Path, truth: dict, n_plan: int, repeats: int) -> list[float]:
     # the first link to the reference frame, so the workflow's reference lookup finds this very name
     reference = frames / f"f{ref_index:04d}.fits"
     results = out / f"plan{n_plan}" / "results"
-    command = snakemake_command(str(frames / "*.fits"), str(reference), results, "1", ["--dry-run"])
+    command = snakemake_command(
+        str(frames / "*.fits"), str(reference), str(results), "1", None, ["--dry-run"]
+    )
     work = out / f"plan{n_plan}"
     return [timed(command, work, work / "dry_run.log") for _ in range(repeats)]
 
@@ -299,14 +286,16 @@ def main(argv: list[str] | None = None) -> int:
         shutil.rmtree(results)
 
     dry_log = out / "dry_run.log"
-    dry_s = timed(snakemake_command(frames_glob, reference, results, args.cores, ["--dry-run"]), out, dry_log)
+    dry_s = timed(
+        snakemake_command(frames_glob, reference, str(results), args.cores, None, ["--dry-run"]), out, dry_log
+    )
     requested = requested_mem_mb(dry_log)
     print(f"dry run of {args.frames} frames: {dry_s:.1f} s")
 
     # start-up cost of one job, before and after the run (the load of the machine may change)
     before = job_overhead()
     print(f"running the workflow (log: {out / 'snakemake.log'}) ...", flush=True)
-    command = snakemake_command(frames_glob, reference, results, args.cores, extra)
+    command = snakemake_command(frames_glob, reference, str(results), args.cores, None, extra)
     wall = timed(command, out, out / "snakemake.log", timeout=args.timeout)
     after = job_overhead()
     overhead = {key: (before[key] + after[key]) / 2 for key in before}

@@ -12,6 +12,7 @@ import pytest
 
 from nsgflow import synthetic
 from nsgflow.provenance import verify
+from nsgflow.summary import STAGE_OUTPUTS
 from nsgflow.workflow import workflow_dir
 
 SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=11)
@@ -20,14 +21,7 @@ FRAMES = "data/**/*.fits"
 REFERENCE = "data/night1/frame_01.fits"
 #: rules that summarize the whole set: they rerun whenever any frame's outputs do
 SET_WIDE = {"index_provenance": 1, "summarize": 1, "all": 1}
-ALL_RULES = [
-    "detect_stars",
-    "measure_photometry",
-    "fit_scale",
-    "sample_background",
-    "fit_gradient",
-    "normalize_frame",
-]
+ALL_RULES = [rule for rule, _ in STAGE_OUTPUTS]
 
 
 @contextmanager

@@ -17,7 +17,7 @@ from nsgflow import __version__
 from nsgflow.errors import ConfigError, NsgflowError
 from nsgflow.workflow import find_frames, load_config, validate_config, workflow_dir
 
-__all__ = ["main"]
+__all__ = ["main", "run_workflow", "snakemake_command"]
 
 DESCRIPTION = """\
 Normalize registered, linear light frames to a reference frame, the way
@@ -43,9 +43,10 @@ Example:
 """
 
 
-def _snakemake_command(
+def snakemake_command(
     frames: str, reference: str, results: str, cores: str, configfile: str | None, extra: list[str]
 ) -> list[str]:
+    """The command that runs the workflow with Snakemake in this Python environment."""
     command = [
         sys.executable,
         "-m",
@@ -114,7 +115,7 @@ def run_workflow(
         flush=True,
     )
     with _run_lock():
-        return subprocess.call(_snakemake_command(frames, reference, results, cores, configfile, extra or []))
+        return subprocess.call(snakemake_command(frames, reference, results, cores, configfile, extra or []))
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
