@@ -10,7 +10,7 @@ from nsgflow.errors import FrameError
 from nsgflow.gradient import background_noise, sample_background, star_mask, star_radius
 from nsgflow.io import clean_frame
 from nsgflow.match import match_stars
-from nsgflow.normalize import normalize_frame
+from nsgflow.normalized import normalize_frame
 from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient

@@ -10,7 +10,7 @@ and the per-stage functions the workflow uses: :func:`detect_stars`,
 :func:`sample_background`, :func:`fit_gradient`.
 
 The science lives in pure functions on arrays (``detect``, ``match``,
-``photometry``, ``scale``, ``gradient``, ``spline``, ``normalize``),
+``photometry``, ``scale``, ``gradient``, ``spline``, ``normalized``),
 composed per workflow stage in ``stages``; ``io`` reads and writes files;
 ``pipeline`` runs one stage from files to files; ``cli`` is the command.
 """

@@ -14,7 +14,7 @@ import pandas as pd
 from astropy.io import fits
 
 from nsgflow.io import clean_frame
-from nsgflow.normalize import normalize_frame
+from nsgflow.normalized import normalize_frame
 from nsgflow.spline import curvature
 from nsgflow.stages import (
     detect_frame,

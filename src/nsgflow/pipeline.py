@@ -32,7 +32,7 @@ from nsgflow.io import (
     write_fits,
     write_json,
 )
-from nsgflow.normalize import normalize_frame, normalized_header
+from nsgflow.normalized import normalize_frame, normalized_header
 from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
 from nsgflow.spline import curvature
 from nsgflow.stages import (

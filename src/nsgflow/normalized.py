@@ -1,4 +1,7 @@
-"""The normalized frame T' = m*T - G and its header."""
+"""The normalized frame T' = m*T - G and its header.
+
+(Named ``normalized``, not ``normalize``: ``nsgflow.normalize`` is the public function of :mod:`nsgflow.api`.)
+"""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
 import numpy as np
 from astropy.io import fits
 
-from nsgflow.normalize import normalize_frame, normalized_header
+from nsgflow.normalized import normalize_frame, normalized_header
 
 
 def test_scale_and_subtract_without_clipping():
