@@ -9,7 +9,7 @@ def test_help_explains_the_commands():
         [sys.executable, "-m", "nsgflow.cli", "run", "--help"], capture_output=True, text=True
     )
     assert out.returncode == 0
-    for text in ("--reference", "--results", "--dry-run", "--keep-going", "T' = m*T - G"):
+    for text in ("--reference", "--results", "--dry-run", "--report", "stack", "T' = m*T - G"):
         assert text in out.stdout
 
 

@@ -27,15 +27,20 @@ T' = m*T - G (float32, never clipped) ready for stacking.
 """
 
 RUN_EPILOG = """\
-Outputs (under --results): catalogs/, photometry/, scale/, samples/,
-gradient/ and normalized/{frame}_nsg.fits, one file per frame per stage;
-logs/ holds each job's log. Settings: config.yaml in the repository, override
+Outputs (under --results), one file per frame per stage: catalogs/,
+photometry/, scale/, samples/, gradient/, normalized/{frame}_nsg.fits,
+diagnostics/ (graphs), provenance/; and for the set summary.csv (one row per
+frame, failures with their reason), weights.csv, accepted.txt, provenance.json.
+logs/ holds each job's log. Settings: config.yaml in the repository; override
 with --configfile FILE (your own YAML with only the keys you change).
 
-Any option nsgflow does not know is passed to Snakemake, for example:
-  --dry-run          show what would run
-  --keep-going       finish the other frames when one fails
-  --executor slurm   run on a SLURM cluster (see README)
+A frame that fails does not stop the others; the run then exits with status 1
+and summary.csv says why. Run the same command again after an interruption.
+
+Any option or target nsgflow does not know is passed to Snakemake, e.g.:
+  --dry-run          show what would run, and why
+  --report r.html    write Snakemake's HTML report of the finished run
+  --profile profiles/slurm   run the jobs on a SLURM cluster (see README)
   stack              also stack the accepted frames (results/stack/stack.fits)
 
 Example:
