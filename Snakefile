@@ -29,6 +29,7 @@ rule all:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
         f"{RESULTS}/provenance.json",
         f"{RESULTS}/summary.csv",
+        [f"{RESULTS}/normalized/{name}_nsg.xisf" for name, path in FRAMES.items() if is_xisf(path)],
         expand(
             f"{RESULTS}/diagnostics/{{frame}}_{{graph}}.png",
             frame=FRAMES if config["diagnostics"]["plots"] else [],

@@ -13,6 +13,7 @@ import numpy as np
 import pandas as pd
 import pytest
 from astropy.io import fits
+from xisf import XISF
 
 from nsgflow import synthetic
 from nsgflow.provenance import verify
@@ -45,6 +46,17 @@ def messy(tmp_path_factory):
     u16.writeto(data / "frame_u16.fts")
     compressed = fits.CompImageHDU(frames["frame_02"] * 0.5, compression_type="RICE_1", quantize_level=64)
     fits.HDUList([fits.PrimaryHDU(), compressed]).writeto(data / "frame_c.fits.fz")
+    XISF.write(
+        str(data / "pixinsight.xisf"),
+        frames["frame_02"][:, :, None],
+        "test",
+        image_metadata={
+            "FITSKeywords": {"OBJECT": [{"value": "'M31'", "comment": ""}]},
+            "XISFProperties": {
+                "Instrument:Camera:Name": {"id": "Instrument:Camera:Name", "type": "String", "value": "cam"}
+            },
+        },
+    )
     nan = frames["frame_00"].copy()
     nan[:, :30] = np.nan
     nan[5, 200] = np.inf
@@ -69,13 +81,13 @@ def messy(tmp_path_factory):
     data.chmod(0o755)
 
 
-GOOD = ["ref frame", "m31.v2 é", "frame_u16", "frame_c", "frame_nan"]
+GOOD = ["ref frame", "m31.v2 é", "frame_u16", "frame_c", "frame_nan", "pixinsight"]
 BAD = {
     "shifted": r"shifted by dx=-22.0, dy=30.0 px. Register the frames",
     "few_stars": r"usable star|too few|no stars",
     "zeros": r"no data",
     "constant": r"no background noise|no stars",
-    "truncated": r"truncated.fits: cannot read FITS data",
+    "truncated": r"truncated.fits: cannot read the image data .*is the file complete",
 }
 
 
@@ -85,7 +97,7 @@ def test_good_frames_finish_and_the_run_reports_failure(messy):
     assert summary.loc[GOOD, "status"].eq("ok").all(), summary.loc[GOOD, ["status", "reason"]]
     for name in GOOD:
         assert (messy["root"] / "out" / "normalized" / f"{name}_nsg.fits").is_file()
-    assert "5 of 10 frames failed" in messy["out"].stderr
+    assert "5 of 11 frames failed" in messy["out"].stderr
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -110,6 +122,19 @@ def test_awkward_formats_are_read_right(messy):
     assert fits.getdata(out / "frame_u16_nsg.fits").dtype == np.dtype(">f4")
     nan_out = fits.getdata(out / "frame_nan_nsg.fits")
     assert np.isfinite(nan_out).all() and (nan_out[:, :30] == 0).all() and nan_out[5, 200] == 0
+
+
+def test_xisf_input_gets_an_xisf_output_too(messy):
+    out = messy["root"] / "out" / "normalized"
+    metadata: dict = {}
+    xisf_data = XISF.read(str(out / "pixinsight_nsg.xisf"), image_metadata=metadata)[:, :, 0]
+    np.testing.assert_array_equal(xisf_data, fits.getdata(out / "pixinsight_nsg.fits"))
+    keywords = metadata["FITSKeywords"]
+    assert keywords["OBJECT"][0]["value"] == "M31" and "NSGSCALE" in keywords and "WEIGHT" in keywords
+    assert metadata["XISFProperties"]["Instrument:Camera:Name"]["value"] == "cam"
+    assert messy["summary"].loc["pixinsight", "scale"] == pytest.approx(
+        messy["summary"].loc["frame_u16", "scale"], rel=0.01
+    )
 
 
 def test_inputs_untouched_and_missing_headers_reported(messy):

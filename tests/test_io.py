@@ -108,3 +108,37 @@ def test_every_pixel_type_reads_as_float32(tmp_path, dtype, bzero, bscale):
     data, _ = read_frame(tmp_path / "f.fits")
     assert data.dtype == np.float32 and data.dtype.isnative
     np.testing.assert_array_equal(data, values)
+
+
+def test_xisf_round_trip_keeps_data_keywords_and_properties(tmp_path):
+    from xisf import XISF
+
+    from nsgflow.io import write_xisf
+
+    values = np.arange(20, dtype=np.float32).reshape(4, 5)
+    keywords = {
+        "EXPTIME": [{"value": "120.0", "comment": "s"}],
+        "OBJECT": [{"value": "'M31'", "comment": ""}],
+        "CENTALT": [{"value": "65.5", "comment": "deg"}],
+    }
+    properties = {
+        "Observation:Object:Name": {"id": "Observation:Object:Name", "type": "String", "value": "M31"}
+    }
+    XISF.write(
+        str(tmp_path / "in.xisf"),
+        values[:, :, None],
+        "test",
+        image_metadata={"FITSKeywords": keywords, "XISFProperties": properties},
+    )
+    data, header = read_frame(tmp_path / "in.xisf")
+    np.testing.assert_array_equal(data, values)
+    assert (header["EXPTIME"], header["OBJECT"], header["CENTALT"]) == (120.0, "M31", 65.5)
+    assert (header["NAXIS1"], header["NAXIS2"]) == (5, 4)
+    header["NSGSCALE"] = (1.25, "scale")
+    write_xisf(tmp_path / "out.xisf", data * 2, header, properties)
+    metadata: dict = {}
+    out = XISF.read(str(tmp_path / "out.xisf"), image_metadata=metadata)
+    np.testing.assert_array_equal(out[:, :, 0], values * 2)
+    assert metadata["XISFProperties"]["Observation:Object:Name"]["value"] == "M31"
+    _, header2 = read_frame(tmp_path / "out.xisf")
+    assert (header2["NSGSCALE"], header2["OBJECT"], header2["EXPTIME"]) == (1.25, "M31", 120.0)

@@ -30,20 +30,22 @@ __all__ = [
     "clean_frame",
     "fits_text",
     "frame_name",
+    "is_xisf",
     "read_frame",
     "read_header",
     "read_json",
     "write_csv",
     "write_fits",
     "write_json",
+    "write_xisf",
 ]
 
 #: The process's file-creation mask (read once: reading it means setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
 
-#: File name endings recognised as FITS frames, longest first.
-FRAME_SUFFIXES = (".fits.fz", ".fit.fz", ".fts.fz", ".fits", ".fit", ".fts")
+#: File name endings recognised as frames (FITS, tile-compressed FITS, PixInsight XISF), longest first.
+FRAME_SUFFIXES = (".fits.fz", ".fit.fz", ".fts.fz", ".fits", ".fit", ".fts", ".xisf")
 
 
 def frame_name(path: str | os.PathLike) -> str:
@@ -81,15 +83,62 @@ def _image_hdu(hdul: fits.HDUList, path: str | os.PathLike) -> fits.hdu.base.Ext
     raise FrameError(f"{path}: no image data found in any HDU; is this a light frame?")
 
 
+def is_xisf(path: str | os.PathLike) -> bool:
+    """True for a PixInsight XISF file (by its name)."""
+    return str(path).lower().endswith(".xisf")
+
+
+def _fits_value(text: str) -> str | int | float | bool:
+    """An XISF FITSKeyword value (always text) as the FITS value it stands for."""
+    text = text.strip()
+    if text in ("T", "F"):
+        return text == "T"
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text.strip("'").strip()
+
+
+def _xisf_header(metadata: dict) -> fits.Header:
+    """A FITS header from an XISF image's metadata: its FITS keywords and its shape as NAXISn."""
+    width, height, channels = metadata["geometry"]
+    header = fits.Header()
+    header["NAXIS"] = 2 if channels == 1 else 3
+    header["NAXIS1"], header["NAXIS2"] = width, height
+    if channels != 1:
+        header["NAXIS3"] = channels
+    for key, values in metadata.get("FITSKeywords", {}).items():
+        if key in ("SIMPLE", "BITPIX", "EXTEND") or key.startswith("NAXIS"):
+            continue
+        for item in values:
+            text = item["comment"] or item["value"]
+            try:
+                if key == "HISTORY":
+                    header.add_history(text)
+                elif key == "COMMENT":
+                    header.add_comment(text)
+                else:
+                    header[key] = (_fits_value(item["value"]), item.get("comment", ""))
+            except ValueError:  # a keyword or value FITS cannot hold: leave it out
+                continue
+    return header
+
+
 def read_header(path: str | os.PathLike) -> fits.Header:
-    """Read the header of a frame's image HDU without reading its pixels."""
+    """Read the header of a frame's image without reading its pixels (FITS, or XISF's FITS keywords)."""
     try:
+        if is_xisf(path):
+            from xisf import XISF
+
+            return _xisf_header(XISF(str(path)).get_images_metadata()[0])
         with fits.open(path, memmap=False) as hdul:
             return _image_hdu(hdul, path).header.copy()
     except FrameError:
         raise
     except Exception as exc:  # astropy raises many types for damaged files
-        raise FrameError(f"{path}: cannot read FITS header ({exc}); is the file complete?") from exc
+        raise FrameError(f"{path}: cannot read the header ({exc}); is the file complete?") from exc
 
 
 def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
@@ -114,14 +163,23 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
         The file cannot be read, holds no image, or is not a 2-D image.
     """
     try:
-        with fits.open(path, memmap=False) as hdul:
-            hdu = _image_hdu(hdul, path)
-            data = np.asarray(hdu.data)
-            header = hdu.header.copy()
+        if is_xisf(path):
+            from xisf import XISF
+
+            metadata: dict = {}
+            data = np.moveaxis(
+                XISF.read(str(path), image_metadata=metadata), -1, 0
+            )  # channels first, as FITS
+            header = _xisf_header(metadata)
+        else:
+            with fits.open(path, memmap=False) as hdul:
+                hdu = _image_hdu(hdul, path)
+                data = np.asarray(hdu.data)
+                header = hdu.header.copy()
     except FrameError:
         raise
     except Exception as exc:
-        raise FrameError(f"{path}: cannot read FITS data ({exc}); is the file complete?") from exc
+        raise FrameError(f"{path}: cannot read the image data ({exc}); is the file complete?") from exc
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
     if data.ndim != 2:
@@ -171,6 +229,40 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
     hdu.add_checksum(when="nsgflow")
     with atomic_path(path) as tmp:
         hdu.writeto(tmp, overwrite=True, checksum=False)
+
+
+def write_xisf(path: str | os.PathLike, data: np.ndarray, header: fits.Header, properties: dict) -> None:
+    """Write a mono float32 image as XISF with the header's keywords and XISF ``properties``, atomically."""
+    from xisf import XISF
+
+    keywords: dict[str, list[dict]] = {}
+    for card in header.cards:
+        if card.keyword in (
+            "",
+            "SIMPLE",
+            "BITPIX",
+            "EXTEND",
+            "CHECKSUM",
+            "DATASUM",
+        ) or card.keyword.startswith("NAXIS"):
+            continue
+        value = card.value
+        text = (
+            ("T" if value else "F")
+            if isinstance(value, bool)
+            else (
+                f"'{value}'"
+                if isinstance(value, str) and card.keyword not in ("HISTORY", "COMMENT")
+                else str(value)
+            )
+        )
+        if card.keyword in ("HISTORY", "COMMENT"):
+            keywords.setdefault(card.keyword, []).append({"value": "", "comment": str(value)})
+        else:
+            keywords.setdefault(card.keyword, []).append({"value": text, "comment": card.comment})
+    metadata = {"FITSKeywords": keywords, "XISFProperties": properties}
+    with atomic_path(path) as tmp:
+        XISF.write(str(tmp), np.asarray(data, np.float32)[:, :, None], "nsgflow", image_metadata=metadata)
 
 
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:

@@ -31,6 +31,7 @@ from nsgflow.io import (
     write_csv,
     write_fits,
     write_json,
+    write_xisf,
 )
 from nsgflow.normalized import normalize_frame, normalized_header
 from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
@@ -48,6 +49,7 @@ __all__ = [
     "run_choose_reference",
     "run_detect",
     "run_diagnostics",
+    "run_export_xisf",
     "run_gradient",
     "run_normalize",
     "run_photometry",
@@ -329,3 +331,13 @@ def run_stack(
     write_fits(output, stack, header)
     write_fits(rejected, counts.astype(np.float32), fits.Header({"COMMENT": "frames rejected per pixel"}))
     log.info("stacked %d frames into %s", len(paths), output)
+
+
+def run_export_xisf(frame: PathLike, normalized: PathLike, output: PathLike) -> None:
+    """Also write an XISF input's normalized frame as XISF: its data and keywords, the input's properties."""
+    from xisf import XISF
+
+    data, header = fits.getdata(normalized, header=True)
+    properties = XISF(str(frame)).get_images_metadata()[0].get("XISFProperties", {})
+    write_xisf(output, data, header, properties)
+    log.info("%s: written %s", frame_name(frame), output)

@@ -2,6 +2,7 @@
 from pathlib import Path
 
 import nsgflow
+from nsgflow.io import is_xisf
 from nsgflow.summary import write_summary
 from nsgflow.workflow import check_frames, find_frames, validate_config
 

@@ -39,6 +39,25 @@ rule normalize_frame:
         "../../scripts/normalize_frame.py"
 
 
+rule export_xisf:
+    # for PixInsight users: XISF inputs also get an XISF normalized frame
+    input:
+        frame=frame_path,
+        normalized=f"{RESULTS}/normalized/{{frame}}_nsg.fits",
+    output:
+        xisf=f"{RESULTS}/normalized/{{frame}}_nsg.xisf",
+    log:
+        f"{RESULTS}/logs/export_xisf/{{frame}}.log",
+    threads: 1
+    resources:
+        mem_mb=frame_mb,
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/export_xisf.py"
+
+
 rule summarize:
     input:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
