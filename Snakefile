@@ -35,6 +35,7 @@ rule all:
             frame=FRAMES if config["diagnostics"]["plots"] else [],
             graph=["photometry", "gradient", "samples"],
         ),
+        [f"{RESULTS}/blink/index.html"] if config["diagnostics"]["blink"] else [],
 
 
 onerror:

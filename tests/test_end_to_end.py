@@ -223,3 +223,22 @@ def test_stack_of_the_normalized_frames(run):
     assert abs(np.median((stack - reference)[both])) < 0.1 * synthetic.sky_noise(specs["frame_01"])
     assert fits.getheader(run["results"] / "stack" / "stack.fits")["NCOMBINE"] == 4
     assert fits.getdata(run["results"] / "stack" / "rejected.fits").max() <= 4
+
+
+def test_blink_shows_inputs_differ_and_outputs_match(run):
+    from PIL import Image
+
+    means = {}
+    for name in ("inputs", "normalized"):
+        gif = Image.open(run["results"] / "blink" / f"{name}.gif")
+        assert gif.n_frames == len(run["inputs"])
+        frames = []
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            frames.append(np.asarray(gif.convert("L"), dtype=float)[20:, :])  # below the label
+        means[name] = [np.median(f) for f in frames]
+    # one shared stretch: the inputs' sky levels differ, the normalized frames' do not
+    assert np.ptp(means["normalized"]) < 0.2 * np.ptp(means["inputs"])
+    page = (run["results"] / "blink" / "index.html").read_text()
+    assert page.count("data:image/png;base64,") == 2 * len(run["inputs"])
+    assert all(name in page for name in run["inputs"])

@@ -20,7 +20,7 @@ SPECS = synthetic.demo_specs(3, seed=5)
 FRAMES = "data/**/*.fits"
 REFERENCE = "data/night1/frame_01.fits"
 #: rules that summarize the whole set: they rerun whenever any frame's outputs do
-SET_WIDE = {"index_provenance": 1, "summarize": 1, "all": 1}
+SET_WIDE = {"index_provenance": 1, "summarize": 1, "blink": 1, "all": 1}
 ALL_RULES = [rule for rule, _ in STAGE_OUTPUTS]
 
 
@@ -140,7 +140,15 @@ def test_a_new_night_adds_only_its_frames(copy):
     after = files(copy / "results")
     changed = {k for k in before if before[k] != after[k]}
     # only the set-wide files change; every per-frame file is untouched
-    assert changed == {"provenance.json", "summary.csv", "weights.csv", "accepted.txt"}
+    assert changed == {
+        "provenance.json",
+        "summary.csv",
+        "weights.csv",
+        "accepted.txt",
+        "blink/index.html",
+        "blink/inputs.gif",
+        "blink/normalized.gif",
+    }
     assert {k for k in after if k not in before} == {
         f"{stage}/n2_001.{ext}"
         for stage, ext in [

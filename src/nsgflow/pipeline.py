@@ -46,6 +46,7 @@ from nsgflow.stages import (
 from nsgflow.weight import frame_weight, weight_noise
 
 __all__ = [
+    "run_blink",
     "run_choose_reference",
     "run_detect",
     "run_diagnostics",
@@ -341,3 +342,27 @@ def run_export_xisf(frame: PathLike, normalized: PathLike, output: PathLike) -> 
     properties = XISF(str(frame)).get_images_metadata()[0].get("XISFProperties", {})
     write_xisf(output, data, header, properties)
     log.info("%s: written %s", frame_name(frame), output)
+
+
+def run_blink(
+    inputs: list[PathLike], normalized: list[PathLike], reference: str, outputs: dict[str, PathLike]
+) -> None:
+    """Blink GIFs of the inputs and of the normalized frames, and an HTML page of both, one shared stretch.
+
+    The stretch (1st to 99.5th percentile) is the reference's, which is the same frame in both sets.
+    """
+    from nsgflow.blink import blink_gif, blink_html, stretch, thumbnail
+
+    names = [frame_name(p) for p in inputs]
+    sets = {
+        "inputs": [thumbnail(read_frame(p)[0]) for p in inputs],
+        "normalized": [thumbnail(read_frame(p)[0]) for p in normalized],
+    }
+    ref = sets["inputs"][names.index(reference)]
+    low, high = np.percentile(ref[ref != 0], [1, 99.5])
+    images = {key: [stretch(t, low, high) for t in thumbs] for key, thumbs in sets.items()}
+    blink_gif(images["inputs"], names, outputs["inputs"])
+    blink_gif(images["normalized"], names, outputs["normalized"])
+    blink_html(
+        images, names, outputs["html"], title=f"nsgflow blink: {len(names)} frames, reference {reference}"
+    )

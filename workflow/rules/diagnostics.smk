@@ -36,3 +36,28 @@ rule plot_diagnostics:
         "../../envs/nsgflow.yaml"
     script:
         "../../scripts/plot_diagnostics.py"
+
+
+rule blink:
+    input:
+        frames=[FRAMES[name] for name in sorted(FRAMES)],
+        normalized=[f"{RESULTS}/normalized/{name}_nsg.fits" for name in sorted(FRAMES)],
+        choice=reference_choice,
+    output:
+        inputs=f"{RESULTS}/blink/inputs.gif",
+        normalized=f"{RESULTS}/blink/normalized.gif",
+        html=report(f"{RESULTS}/blink/index.html", caption="../report/blink.rst", category="Blink"),
+    params:
+        reference=reference_name,
+        algo=ALGO["diagnostics"],
+    log:
+        f"{RESULTS}/logs/blink.log",
+    threads: 1
+    resources:
+        # one frame at a time, as frame_mb
+        mem_mb=lambda wc, input: max(500, int(12 * max(os.path.getsize(f) for f in input.frames) / 2**20)),
+        runtime=30,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/blink.py"

@@ -1,0 +1,12 @@
+"""Snakemake script of rule blink: nsgflow.pipeline.run_blink."""
+
+from nsgflow.pipeline import run_blink, run_step
+
+run_step(
+    snakemake.log[0],
+    run_blink,
+    list(snakemake.input.frames),
+    list(snakemake.input.normalized),
+    snakemake.params.reference,
+    dict(snakemake.output.items()),
+)
