@@ -9,6 +9,7 @@ run_step(
     snakemake.input.reference,
     snakemake.input.catalog,
     snakemake.input.ref_catalog,
+    snakemake.input.stats,
     snakemake.output.table,
     snakemake.output.info,
     snakemake.params.match,

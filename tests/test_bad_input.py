@@ -196,3 +196,21 @@ def test_a_killed_run_completes_when_run_again(tmp_path):
     finally:
         os.chdir(cwd)
     shutil.rmtree(tmp_path / "out")
+
+
+def test_a_bad_frame_does_not_stop_the_automatic_reference_choice(tmp_path):
+    specs = synthetic.demo_specs(3, seed=4)
+    synthetic.make_frame_set(tmp_path / "data", SCENE, specs, "frame_01")
+    write(tmp_path / "data" / "zeros.fits", np.zeros(SCENE.shape, np.float32))
+    out = nsgflow(tmp_path, "run", "data/*.fits", "--results", "out", "--cores", "2")
+    assert out.returncode == 1 and "FAILED zeros: measure_photometry:" in out.stderr
+    assert (tmp_path / "out" / "reference.txt").read_text().strip() == "frame_01"  # CENTALT 70
+    ranking = pd.read_csv(tmp_path / "out" / "reference.csv")
+    assert ranking.set_index("frame").loc["zeros", "eligible"] == False  # noqa: E712
+    summary = pd.read_csv(tmp_path / "out" / "summary.csv").set_index("frame")
+    assert summary["status"].to_dict() == {
+        "frame_00": "ok",
+        "frame_01": "ok",
+        "frame_02": "ok",
+        "zeros": "failed",
+    }

@@ -20,6 +20,7 @@ import pandas as pd
 from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
+from nsgflow.detect import CATALOG_COLUMNS
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.io import (
     atomic_path,
@@ -90,12 +91,22 @@ def _named(frame: PathLike, exc: FrameError) -> FrameError:
 
 
 def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: dict) -> None:
-    """Detect stars in ``frame``; write the star catalog CSV and the frame's statistics JSON."""
-    data, header = read_frame(frame)
+    """Detect stars in ``frame``; write the star catalog CSV and the frame's statistics JSON.
+
+    A frame that cannot be used (unreadable, no data, no stars) is flagged
+    rather than failed: its catalog is empty and its statistics carry the
+    ``error``, so the set-wide steps (the automatic reference choice) still
+    run, and the frame's next stage fails with that reason.
+    """
     try:
+        data, header = read_frame(frame)
         stars, summary = detect_frame(data, header, settings)
     except FrameError as exc:
-        raise _named(frame, exc) from exc
+        error = str(exc) if str(exc).startswith(str(frame)) else f"{frame}: {exc}"
+        log.error("%s", error)
+        write_csv(catalog, pd.DataFrame(columns=CATALOG_COLUMNS))
+        write_json(stats, {"frame": frame_name(frame), "error": error, "stars": 0, "stars_clean": 0})
+        return
     missing = [k for k in ("exptime", "focallen", "xpixsz", "altitude") if summary[k] is None]
     if missing:
         log.info("%s: header has no %s; defaults are used where they matter", frame, ", ".join(missing))
@@ -116,12 +127,22 @@ def run_photometry(
     reference: PathLike,
     catalog: PathLike,
     ref_catalog: PathLike,
+    stats: list[PathLike],
     table: PathLike,
     info: PathLike,
     match_settings: dict,
     settings: dict,
 ) -> None:
-    """Match the frame's stars to the reference's and measure both; write the table and aperture info."""
+    """Match the frame's stars to the reference's and measure both; write the table and aperture info.
+
+    ``stats`` are the frame's and the reference's statistics: a frame flagged
+    by detection fails here with detection's reason.
+    """
+    target_stats, ref_stats = (read_json(path) for path in stats)
+    if "error" in ref_stats:
+        raise FrameError(f"the reference cannot be used: {ref_stats['error']}")
+    if "error" in target_stats:
+        raise FrameError(target_stats["error"])
     target_data, _ = read_frame(frame)
     ref_data, _ = read_frame(reference)
     try:

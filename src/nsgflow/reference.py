@@ -12,7 +12,7 @@ def rank_references(stats: list[dict], min_star_fraction: float = 0.5) -> pd.Dat
 
     A candidate needs at least ``min_star_fraction`` of the median number of
     clean stars (and at least 10). Among candidates, the highest altitude
-    (CENTALT or OBJCTALT) wins when every frame has one: the least air, so the
+    (CENTALT or OBJCTALT) wins when every candidate has one: the least air, so the
     smallest and simplest gradient. Otherwise the frames are ordered by the sum
     of their ranks in background level and in background range (lowest and
     flattest first), then by more stars.
@@ -42,7 +42,7 @@ def rank_references(stats: list[dict], min_star_fraction: float = 0.5) -> pd.Dat
             table[column] = None
     needed = max(10.0, min_star_fraction * float(table["stars_clean"].median()))
     table["eligible"] = table["stars_clean"] >= needed
-    if table["altitude"].notna().all():
+    if table.loc[table["eligible"], "altitude"].notna().all():
         table["method"] = "highest altitude"
         key = ["eligible", "altitude", "stars_clean"]
         ascending = [False, False, False]

@@ -26,8 +26,10 @@ wildcard_constraints:
 
 def report_failures():
     """Write the summary of what finished and what failed, and say where it is."""
+    chosen = Path(f"{RESULTS}/reference.txt")  # auto reference: known once choose_reference ran
+    reference = FIXED_REFERENCE or (chosen.read_text().strip() if chosen.is_file() else None)
     try:
-        table = write_summary(RESULTS, FRAMES, reference_name(), config["reject"])
+        table = write_summary(RESULTS, FRAMES, reference, config["reject"])
     except Exception as exc:  # never hide the run's own error behind this one
         print(f"nsgflow: could not write {RESULTS}/summary.csv: {exc}", file=sys.stderr)
         return

@@ -4,6 +4,7 @@ rule measure_photometry:
         reference=reference_path,
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
         ref_catalog=reference_file("catalogs/{}.csv"),
+        stats=lambda wc: [f"{RESULTS}/catalogs/{wc.frame}.json", reference_file("catalogs/{}.json")(wc)],
     output:
         table=f"{RESULTS}/photometry/{{frame}}.csv",
         info=f"{RESULTS}/photometry/{{frame}}.json",
