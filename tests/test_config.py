@@ -29,7 +29,14 @@ def test_defaults_fill_missing_sections():
             {"gradient": {"smoothness": 9.0}},
             r"config key 'gradient.smoothness': 9.0 is greater than.*'maximum': 6",
         ),
-        ({"samples": {"box_px": "big"}}, r"config key 'samples.box_px': 'big' is not of type 'integer'"),
+        (
+            {"samples": {"box_px": "big"}},
+            r"config key 'samples.box_px': 'big' is not valid.*'minimum': 4.*'const': 'auto'",
+        ),
+        (
+            {"samples": {"min_valid_fraction": "big"}},
+            r"'samples.min_valid_fraction': 'big' is not of type 'number'",
+        ),
         ({"colour": True}, r"config key '\(top level\)'.*'colour' was unexpected"),
     ],
 )

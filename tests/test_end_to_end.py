@@ -242,3 +242,16 @@ def test_blink_shows_inputs_differ_and_outputs_match(run):
     page = (run["results"] / "blink" / "index.html").read_text()
     assert page.count("data:image/png;base64,") == 2 * len(run["inputs"])
     assert all(name in page for name in run["inputs"])
+
+
+def test_automatic_sample_size_is_recorded(run):
+    """box_px: auto follows the star size; the value used is in the samples and the provenance."""
+    record = json.loads((run["results"] / "provenance" / "frame_02.json").read_text())
+    samples = pd.read_csv(run["results"] / "samples" / "frame_02.csv")
+    stats = [
+        json.loads((run["results"] / "catalogs" / f"{n}.json").read_text()) for n in ("frame_02", "frame_01")
+    ]
+    fwhm = max(s["hlr_px"] for s in stats) / 0.63
+    assert record["resolved"]["sample_box_px"] == samples["box_px"].iloc[0] == 8 * np.ceil(8 * fwhm / 8)
+    assert record["settings"]["samples"]["box_px"] == "auto"
+    assert "sample box" in (run["results"] / "logs" / "sample_background" / "frame_02.log").read_text()

@@ -143,7 +143,7 @@ def normalize(
         reference,
         fit["scale"],
         [target_catalog, ref_catalog],
-        [target_stats["noise"], ref_stats["noise"]],
+        [target_stats, ref_stats],
         config["samples"],
     )
     model = gradient_model(samples, target.shape, config["gradient"])

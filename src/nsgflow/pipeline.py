@@ -215,7 +215,7 @@ def run_samples(
             ref,
             read_json(scale)["scale"],
             [pd.read_csv(c) for c in catalogs],
-            [read_json(s)["noise"] for s in stats],
+            [read_json(s) for s in stats],
             settings,
         )
     except FrameError as exc:
@@ -299,6 +299,14 @@ def run_normalize(
         settings,
         environment(workflow_folder),
     )
+    # the values that automatic settings resolved to, for this frame
+    record["resolved"] = {
+        "aperture_radius_px": read_json(upstream["aperture"])["aperture_radius_px"],
+        "sample_box_px": int(pd.read_csv(upstream["samples"], usecols=["box_px"], nrows=1)["box_px"].iloc[0]),
+        "image_scale_arcsec_per_px": 206.265 * target_stats["xpixsz"] / target_stats["focallen"]
+        if target_stats.get("xpixsz") and target_stats.get("focallen")
+        else None,
+    }
     write_json(provenance, record)
     log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])
 

@@ -29,6 +29,7 @@ __all__ = [
     "gradient_samples",
     "header_values",
     "match_and_measure",
+    "sample_box_px",
     "scale_from_photometry",
 ]
 
@@ -184,21 +185,67 @@ def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict) -> np.ndarra
     return np.where(saturated, radius * settings["saturated_growth"], radius)
 
 
+#: Seeing assumed for the automatic sample size when star sizes cannot be measured, arcsec FWHM.
+TYPICAL_SEEING_ARCSEC = 2.5
+#: Automatic sample box: this many star FWHMs, a multiple of 8 px, within these bounds.
+AUTO_BOX_FWHM, AUTO_BOX_PX = 8.0, (16, 128)
+
+
+def sample_box_px(setting: int | str, stats: list[dict]) -> tuple[int, str]:
+    """The sample box size to use, and how it was found.
+
+    An integer setting is used as it is. ``"auto"``, as NormalizeScaleGradient
+    does, follows the star size: :data:`AUTO_BOX_FWHM` times the larger FWHM
+    of the two frames (measured: the median half-light radius / 0.63, as for a
+    Moffat profile of beta 3), or, when no frame has measured stars, the FWHM
+    that :data:`TYPICAL_SEEING_ARCSEC` gives at the image scale from FOCALLEN
+    (mm) and XPIXSZ (um); rounded up to a multiple of 8 px within :data:`AUTO_BOX_PX`.
+
+    Examples
+    --------
+    >>> sample_box_px(48, [])
+    (48, 'set by hand')
+    >>> sample_box_px("auto", [{"hlr_px": 2.5}, {"hlr_px": 1.9}])[0]
+    32
+    >>> sample_box_px("auto", [{"hlr_px": None, "focallen": 2000.0, "xpixsz": 3.76}])
+    (56, 'auto: 8 x FWHM 6.4 px (2.5 arcsec seeing at 0.39 arcsec/px)')
+    """
+    if setting != "auto":
+        return int(setting), "set by hand"
+    measured = [s["hlr_px"] / 0.63 for s in stats if s.get("hlr_px")]
+    if measured:
+        fwhm, why = max(measured), "measured star size"
+    else:
+        optics = next((s for s in stats if s.get("focallen") and s.get("xpixsz")), None)
+        if optics is None:
+            return 32, "auto: no stars measured and no FOCALLEN/XPIXSZ in the headers: 32 px"
+        arcsec_per_px = 206.265 * optics["xpixsz"] / optics["focallen"]
+        fwhm = TYPICAL_SEEING_ARCSEC / arcsec_per_px
+        why = f"{TYPICAL_SEEING_ARCSEC} arcsec seeing at {arcsec_per_px:.2f} arcsec/px"
+    low, high = AUTO_BOX_PX
+    box = int(min(max(8 * np.ceil(AUTO_BOX_FWHM * fwhm / 8), low), high))
+    return box, f"auto: {AUTO_BOX_FWHM:g} x FWHM {fwhm:.1f} px ({why})"
+
+
 def gradient_samples(
     target: np.ndarray,
     reference: np.ndarray,
     scale: float,
     catalogs: list[pd.DataFrame],
-    noises: list[float],
+    stats: list[dict],
     settings: dict,
 ) -> pd.DataFrame:
     """Stage ``sample_background``: box medians of m*T - R, masking the stars of every catalog.
 
-    ``catalogs`` and ``noises`` are the two frames' star catalogs and
-    background noises (each star's mask radius depends on its own frame's noise).
+    ``catalogs`` and ``stats`` are the two frames' star catalogs and
+    statistics: each star's mask radius depends on its own frame's noise, and
+    the box size (:func:`sample_box_px`) on the star sizes and image scale.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
+    box_px, why = sample_box_px(settings["box_px"], stats)
+    log.info("sample box %d px (%s)", box_px, why)
+    noises = [s["noise"] for s in stats]
     radii = np.concatenate([_mask_radius(s, n, settings) for s, n in zip(catalogs, noises, strict=True)])
     mask = star_mask(
         reference.shape,
@@ -210,7 +257,7 @@ def gradient_samples(
     return sample_background(
         np.float32(scale) * target - reference,
         valid,
-        box_px=settings["box_px"],
+        box_px=box_px,
         min_valid_fraction=settings["min_valid_fraction"],
     )
 

@@ -67,6 +67,12 @@ def validate_config(config: dict, schema_path: str | os.PathLike | None = None) 
             allowed = {
                 k: sub[k] for k in ("type", "minimum", "maximum", "exclusiveMinimum", "enum") if k in sub
             }
+            if error.validator == "oneOf":
+                allowed = {
+                    "one of": [
+                        {k: v for k, v in alt.items() if k != "description"} for alt in error.validator_value
+                    ]
+                }
             if error.validator == "additionalProperties":
                 allowed = {"keys": sorted(error.schema.get("properties", {}))}
             lines.append(
