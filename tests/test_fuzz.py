@@ -1,5 +1,7 @@
 """Random small frames through every stage: a valid result or nsgflow's own FrameError, nothing else."""
 
+import os
+
 import numpy as np
 import pandas as pd
 from hypothesis import HealthCheck, event, given, settings
@@ -42,7 +44,13 @@ def frames(draw):
     return clean_frame(image)
 
 
-@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+# CI replays the same examples (a red CI must be reproducible); local runs explore new ones
+@settings(
+    max_examples=100,
+    deadline=None,
+    derandomize=os.environ.get("CI") == "true",
+    suppress_health_check=[HealthCheck.too_slow],
+)
 @given(frames(), st.floats(0.3, 3.0))
 def test_every_stage_returns_valid_results_or_a_frame_error(frame, m):
     target = frame * np.float32(1 / m)
@@ -53,7 +61,10 @@ def test_every_stage_returns_valid_results_or_a_frame_error(frame, m):
     assert np.isfinite(cat_r[["x", "y", "flux"]].to_numpy()).all()
     pairs = match_stars(cat_r, cat_t)
     assert pairs["ref_index"].is_unique and pairs["target_index"].is_unique
-    table, info = measure_photometry(frame, target, cat_r, cat_t, pairs)
+    try:
+        table, info = measure_photometry(frame, target, cat_r, cat_t, pairs)
+    except FrameError:
+        return
     assert len(table) == len(pairs) and np.isfinite(info["aperture_correction"])
     used = table[table["status"] == "used"]
     try:

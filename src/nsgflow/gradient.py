@@ -72,10 +72,17 @@ def star_radius(
 
 
 def star_mask(shape: tuple[int, int], x: np.ndarray, y: np.ndarray, radius: np.ndarray) -> np.ndarray:
-    """Boolean image, True within ``radius`` of any star."""
+    """Boolean image, True within ``radius`` of any star (stars with a non-finite radius are skipped)."""
     mask = np.zeros(shape, dtype=bool)
     ny, nx = shape
-    for xc, yc, r in zip(x, y, radius, strict=True):
+    finite = (
+        np.isfinite(np.asarray(radius, float))
+        & np.isfinite(np.asarray(x, float))
+        & np.isfinite(np.asarray(y, float))
+    )
+    for xc, yc, r in zip(
+        np.asarray(x)[finite], np.asarray(y)[finite], np.asarray(radius)[finite], strict=True
+    ):
         x1, x2 = max(int(xc - r), 0), min(int(np.ceil(xc + r)) + 1, nx)
         y1, y2 = max(int(yc - r), 0), min(int(np.ceil(yc + r)) + 1, ny)
         if x1 >= x2 or y1 >= y2:

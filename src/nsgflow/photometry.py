@@ -20,6 +20,7 @@ from scipy.optimize import least_squares
 from scipy.spatial import cKDTree
 
 from nsgflow.detect import StarFlag
+from nsgflow.errors import FrameError
 
 __all__ = [
     "GrowthFit",
@@ -40,11 +41,14 @@ GROWTH_RADII = np.array([0.25, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2, 1.4])
 
 
 def frame_hlr(catalog: pd.DataFrame, stars: int = 200) -> float:
-    """Median half-light radius (px) of the brightest clean stars of a catalog."""
-    clean = catalog[(catalog["flags"] == 0) & np.isfinite(catalog["hlr_px"])]
-    if len(clean) == 0:
-        clean = catalog
-    return float(np.median(clean.nlargest(stars, "flux")["hlr_px"]))
+    """Median half-light radius (px) of the brightest clean stars of a catalog (any star if none is clean).
+
+    NaN when no star has a finite, positive half-light radius.
+    """
+    measured = catalog[np.isfinite(catalog["hlr_px"]) & (catalog["hlr_px"] > 0)]
+    clean = measured[measured["flags"] == 0]
+    chosen = clean if len(clean) else measured
+    return float(np.median(chosen.nlargest(stars, "flux")["hlr_px"])) if len(chosen) else float("nan")
 
 
 def annulus_background(
@@ -269,6 +273,11 @@ def measure_photometry(
         for a Moffat profile of beta :data:`FALLBACK_BETA`, with an
         uncertainty of half its size plus 0.1 %.
 
+    Raises
+    ------
+    FrameError
+        Neither frame's star sizes can be measured.
+
     Returns
     -------
     table : pandas.DataFrame
@@ -279,6 +288,8 @@ def measure_photometry(
         aperture correction with its uncertainty.
     """
     hlr_ref, hlr_target = frame_hlr(ref_catalog), frame_hlr(target_catalog)
+    if not (np.isfinite(hlr_ref) and np.isfinite(hlr_target)):
+        raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
     radius = aperture_hlr * max(hlr_ref, hlr_target)
     annulus = (annulus_inner * radius, annulus_outer * radius)
     ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)

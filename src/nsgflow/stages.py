@@ -212,7 +212,7 @@ def sample_box_px(setting: int | str, stats: list[dict]) -> tuple[int, str]:
     """
     if setting != "auto":
         return int(setting), "set by hand"
-    measured = [s["hlr_px"] / 0.63 for s in stats if s.get("hlr_px")]
+    measured = [s["hlr_px"] / 0.63 for s in stats if s.get("hlr_px") and np.isfinite(s["hlr_px"])]
     if measured:
         fwhm, why = max(measured), "measured star size"
     else:
