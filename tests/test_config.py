@@ -77,3 +77,28 @@ def test_reference_must_be_a_frame(tmp_path):
         find_frames(str(tmp_path / "*.fits"), str(Path(tmp_path) / "missing.fits"))
     with pytest.raises(ConfigError, match="no FITS frames match"):
         find_frames(str(tmp_path / "*.fts"), str(tmp_path / "a.fits"))
+
+
+def test_function_defaults_agree_with_config_yaml():
+    """The science functions' keyword defaults are the documented defaults (box_px: the resolved size)."""
+    import inspect
+
+    import nsgflow
+
+    functions = {
+        "detect": nsgflow.detect_stars,
+        "match": nsgflow.match_stars,
+        "photometry": nsgflow.measure_photometry,
+        "scale": nsgflow.fit_scale,
+        "samples": nsgflow.sample_background,
+        "gradient": nsgflow.fit_gradient,
+    }
+    for section, function in functions.items():
+        defaults = {
+            name: p.default
+            for name, p in inspect.signature(function).parameters.items()
+            if p.default is not inspect.Parameter.empty
+        }
+        shared = {key for key in DEFAULTS[section] if key in defaults} - {"box_px"}
+        assert shared, section
+        assert {k: defaults[k] for k in shared} == {k: DEFAULTS[section][k] for k in shared}, section
