@@ -31,7 +31,7 @@ ALGORITHM_VERSIONS = {
     "photometry": 1,
     "scale": 1,
     "samples": 1,
-    "gradient": 1,
+    "gradient": 2,
     "normalize": 1,
     "diagnostics": 1,
 }

@@ -72,7 +72,7 @@ class NormalizeResult:
     aperture: dict
     #: The scale fit: stars used and rejected, intercept, method, ...
     scale_fit: dict
-    #: Gradient samples of m*T - R.
+    #: Gradient samples of m*T - R; ``status`` ``outlier`` for those the model left out.
     samples: pd.DataFrame
     #: Frame statistics (sky, noise, star size, header values) of reference and target.
     ref_stats: dict
@@ -146,7 +146,8 @@ def normalize(
         [target_stats, ref_stats],
         config["samples"],
     )
-    model = gradient_model(samples, target.shape, config["gradient"])
+    model, status = gradient_model(samples, target.shape, config["gradient"])
+    samples = samples.assign(status=status)
     return NormalizeResult(
         normalized=normalize_frame(target, fit["scale"], model),
         scale=fit["scale"],

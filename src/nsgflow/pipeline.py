@@ -231,7 +231,7 @@ def run_gradient(
     header = read_header(frame)
     shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
     try:
-        model = gradient_model(pd.read_csv(samples), shape, settings)
+        model, status = gradient_model(pd.read_csv(samples), shape, settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     out = fits.Header()
@@ -239,6 +239,13 @@ def run_gradient(
     out["NSGSMOOT"] = (settings["smoothness"], "gradient smoothness (log10)")
     out["NSGGMIN"] = (float(model.min()), "smallest value of the gradient model")
     out["NSGGMAX"] = (float(model.max()), "largest value of the gradient model")
+    out["NSGGREJ"] = (int((status == "outlier").sum()), "samples left out as outliers of the model")
+    log.info(
+        "%s: gradient from %d samples, %d outliers left out",
+        frame,
+        int((status == "used").sum()),
+        out["NSGGREJ"],
+    )
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
     write_fits(curvature_output, curvature(model), out)

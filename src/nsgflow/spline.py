@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import numpy as np
 from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
 from nsgflow.errors import FrameError
 
-__all__ = ["curvature", "fit_gradient", "merge_samples"]
+__all__ = ["curvature", "fit_gradient", "merge_samples", "reject_outlier_samples"]
 
 
 def merge_samples(
@@ -37,6 +39,77 @@ def merge_samples(
         return np.bincount(inverse, weight * v) / total
 
     return mean(x), mean(y), mean(value), total
+
+
+def _surface(
+    x: np.ndarray,
+    y: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    unit: float,
+    smoothness: float,
+    max_points: int,
+) -> Callable[[np.ndarray], np.ndarray]:
+    """The smoothing spline through (merged) samples, as a function of ``[y, x] / unit`` positions."""
+    x, y, value, weight = merge_samples(x, y, value, weight, max_points)
+    points = np.column_stack([y, x]) / unit
+    weight = weight / weight.mean()
+    try:
+        return RBFInterpolator(
+            points, value, kernel="thin_plate_spline", degree=1, smoothing=10.0**smoothness / weight
+        )
+    except np.linalg.LinAlgError:
+        # samples on one line (a very narrow frame) define no surface: use the
+        # least-squares plane of smallest slope through them instead
+        plane = np.column_stack([np.ones(len(points)), points]) * np.sqrt(weight)[:, None]
+        coef = np.linalg.lstsq(plane, value * np.sqrt(weight), rcond=None)[0]
+        return lambda p: coef[0] + p @ coef[1:]
+
+
+def reject_outlier_samples(
+    x: np.ndarray,
+    y: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    clip_sigma: float = 3.0,
+    smoothness: float = -2.0,
+    max_points: int = 2000,
+    iterations: int = 3,
+) -> np.ndarray:
+    """Samples that agree with the smooth model of the others: True to keep.
+
+    The spline is fitted, samples further than ``clip_sigma`` robust standard
+    deviations (1.4826 MAD) from it are dropped, and the fit is repeated, at
+    most ``iterations`` times. A satellite trail or a halo that leaks into a
+    row of samples is narrower than anything the smooth model follows, so it
+    stands out; a real gradient, which the model follows, does not.
+
+    Examples
+    --------
+    >>> yy, xx = np.mgrid[16:600:32, 16:900:32]
+    >>> x, y = xx.ravel().astype(float), yy.ravel().astype(float)
+    >>> value = 0.05 * x + np.random.default_rng(0).normal(0, 0.5, x.size)
+    >>> value[y == 304] += 8.0  # a trail along one row of samples
+    >>> keep = reject_outlier_samples(x, y, value, np.ones_like(x), (600, 900))
+    >>> bool(keep[y == 304].any()), round(float(keep[y != 304].mean()), 2)
+    (False, 0.99)
+    """
+    keep = np.ones(len(x), dtype=bool)
+    unit = float(max(shape))
+    for _ in range(iterations):
+        if keep.sum() < 4:
+            break
+        model = _surface(x[keep], y[keep], value[keep], weight[keep], unit, smoothness, max_points)
+        resid = value - model(np.column_stack([y, x]) / unit)
+        centre = np.median(resid[keep])
+        spread = 1.4826 * np.median(np.abs(resid[keep] - centre))
+        new = np.abs(resid - centre) <= clip_sigma * max(spread, 1e-12)
+        if np.array_equal(new, keep):
+            break
+        keep = new
+    return keep
 
 
 def fit_gradient(
@@ -82,21 +155,9 @@ def fit_gradient(
     """
     if len(x) < 3:
         raise FrameError(f"{len(x)} gradient sample(s); need at least 3")
-    x, y, value, weight = merge_samples(x, y, value, weight, max_points)
     ny, nx = shape
     unit = float(max(ny, nx))
-    points = np.column_stack([y, x]) / unit
-    weight = weight / weight.mean()
-    try:
-        spline = RBFInterpolator(
-            points, value, kernel="thin_plate_spline", degree=1, smoothing=10.0**smoothness / weight
-        )
-    except np.linalg.LinAlgError:
-        # samples on one line (a very narrow frame) define no surface: use the
-        # least-squares plane of smallest slope through them instead
-        plane = np.column_stack([np.ones(len(points)), points]) * np.sqrt(weight)[:, None]
-        coef = np.linalg.lstsq(plane, value * np.sqrt(weight), rcond=None)[0]
-        spline = lambda p: coef[0] + p @ coef[1:]  # noqa: E731
+    spline = _surface(x, y, value, weight, unit, smoothness, max_points)
     gy = np.linspace(0, ny - 1, max(int(np.ceil((ny - 1) / grid_px)) + 1, 2))
     gx = np.linspace(0, nx - 1, max(int(np.ceil((nx - 1) / grid_px)) + 1, 2))
     grid = np.stack(np.meshgrid(gy, gx, indexing="ij"), axis=-1).reshape(-1, 2) / unit

@@ -20,7 +20,7 @@ from nsgflow.gradient import background_statistics, sample_background, star_mask
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
-from nsgflow.spline import fit_gradient
+from nsgflow.spline import fit_gradient, reject_outlier_samples
 
 __all__ = [
     "HEADER_KEYS",
@@ -262,17 +262,31 @@ def gradient_samples(
     )
 
 
-def gradient_model(samples: pd.DataFrame, shape: tuple[int, int], settings: dict) -> np.ndarray:
-    """Stage ``fit_gradient``: the spline model G of the used samples, full size, float32."""
-    used = samples[samples["status"] == "used"]
+def gradient_model(
+    samples: pd.DataFrame, shape: tuple[int, int], settings: dict
+) -> tuple[np.ndarray, pd.Series]:
+    """Stage ``fit_gradient``: the spline model G of the used samples, full size, float32.
+
+    Samples that disagree with the smooth model of the others by more than
+    ``clip_sigma`` robust sigmas are left out (0 turns this off); the second
+    value is the sample statuses with those marked ``outlier``.
+    """
+    settings = dict(settings)
+    clip_sigma = settings.pop("clip_sigma")
+    status = samples["status"].copy()
+    used = samples[status == "used"]
+    columns = [used[c].to_numpy() for c in ("x", "y", "value", "weight")]
     try:
-        return fit_gradient(
-            used["x"].to_numpy(),
-            used["y"].to_numpy(),
-            used["value"].to_numpy(),
-            used["weight"].to_numpy(),
-            shape,
-            **settings,
-        )
+        if clip_sigma > 0 and len(used) >= 3:
+            keep = reject_outlier_samples(
+                *columns,
+                shape,
+                clip_sigma=clip_sigma,
+                smoothness=settings["smoothness"],
+                max_points=settings["max_points"],
+            )
+            status.loc[used.index[~keep]] = "outlier"
+            columns = [c[keep] for c in columns]
+        return fit_gradient(*columns, shape, **settings), status
     except FrameError as exc:
         raise FrameError(f"{exc}; lower samples.min_valid_fraction or samples.box_px") from exc
