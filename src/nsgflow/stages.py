@@ -268,8 +268,9 @@ def gradient_model(
     """Stage ``fit_gradient``: the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
-    ``clip_sigma`` robust sigmas are left out (0 turns this off); the second
-    value is the sample statuses with those marked ``outlier``.
+    ``clip_sigma`` robust sigmas are left out (0 turns this off), except within
+    1.5 boxes of the frame's edge; the second value is the sample statuses with
+    those marked ``outlier``.
     """
     settings = dict(settings)
     clip_sigma = settings.pop("clip_sigma")
@@ -282,6 +283,7 @@ def gradient_model(
                 *columns,
                 shape,
                 clip_sigma=clip_sigma,
+                edge_px=1.5 * float(samples["box_px"].iloc[0]),
                 smoothness=settings["smoothness"],
                 max_points=settings["max_points"],
             )
