@@ -85,6 +85,7 @@ def detect_stars(
     linear_range: float = 0.9,
     border_margin_hlr: float = 6.0,
     max_stars: int = 20000,
+    saturation: float | None = None,
 ) -> pd.DataFrame:
     """Detect stars in a frame after subtracting its local background.
 
@@ -106,6 +107,9 @@ def detect_stars(
         median half-light radii are flagged ``NEAR_BORDER``.
     max_stars : int, default 20000
         Keep at most this many stars, brightest first.
+    saturation : float, optional
+        The frame's saturation level if already known; by default
+        :func:`estimate_saturation` finds it.
 
     Returns
     -------
@@ -143,7 +147,9 @@ def detect_stars(
     sky = back[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
 
     flags = np.zeros(len(objects), dtype=np.int64)
-    flags[peak >= linear_range * estimate_saturation(data)] |= StarFlag.SATURATED
+    if saturation is None:
+        saturation = estimate_saturation(data)
+    flags[peak >= linear_range * saturation] |= StarFlag.SATURATED
     half = int(np.ceil(border_margin_hlr * np.median(hlr)))
     flags[nodata_counts(nodata, x, y, half) > 0] |= StarFlag.NEAR_BORDER
     flags[(objects["flag"] & sep.OBJ_MERGED) != 0] |= StarFlag.BLENDED

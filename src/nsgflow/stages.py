@@ -65,8 +65,8 @@ def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -
     noise (:func:`nsgflow.gradient.background_statistics`) and the header
     values of :data:`HEADER_KEYS`.
     """
-    stars = detect_stars(data, **settings)
-    saturation = estimate_saturation(data)
+    saturation = estimate_saturation(data)  # found once, used for the flags and the statistics
+    stars = detect_stars(data, saturation=saturation, **settings)
     stats = {
         "shape": list(data.shape),
         "stars": len(stars),
