@@ -70,6 +70,6 @@ def frame_path(wildcards):
 def frame_mb(wildcards, input):
     """Memory a job on one frame may ask a scheduler for: 12 copies of the frame file, at least 500 MB.
 
-    Measured by benchmarks/speed.py at 6000x4000 float32: detect_stars peaks at 9.2x, sample_background 8.4x.
+    Measured by benchmarks/speed.py at 6000x4000 float32 (494f330): detect_stars peaks at 9.1x, sample_background 8.3x.
     """
     return max(500, int(12 * os.path.getsize(input.frame) / 2**20))
