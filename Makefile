@@ -1,5 +1,5 @@
 # The two commands a new user needs:
-#   make demo   install into .venv and normalize a synthetic frame set, printing recovered vs true scale
+#   make demo   install into .venv and normalize synthetic frame sets (mono, then colour), printing recovered vs true scale
 #   make test   install into .venv (with test tools) and run the tests and the linter
 PYTHON ?= python3
 VENV := .venv
@@ -15,6 +15,7 @@ $(BIN)/nsgflow: pyproject.toml
 
 demo: $(BIN)/nsgflow
 	$(BIN)/nsgflow demo --out demo --cores 2
+	$(BIN)/nsgflow demo --colour --frames 3 --out demo/colour --cores 2
 
 test: $(BIN)/nsgflow
 	$(BIN)/ruff check .

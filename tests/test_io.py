@@ -47,10 +47,13 @@ def test_compressed_frame(tmp_path):
     np.testing.assert_array_equal(data, values)
 
 
-def test_colour_frame_is_a_clear_error(tmp_path):
-    fits.PrimaryHDU(np.ones((3, 8, 8), np.float32)).writeto(tmp_path / "rgb.fits")
-    with pytest.raises(FrameError, match=r"rgb.fits: image has shape \(3, 8, 8\)"):
-        read_frame(tmp_path / "rgb.fits")
+def test_colour_frame_reads_channels_first_and_other_plane_counts_are_refused(tmp_path):
+    rgb = np.arange(3 * 8 * 8, dtype=np.float32).reshape(3, 8, 8)
+    fits.PrimaryHDU(rgb).writeto(tmp_path / "rgb.fits")
+    np.testing.assert_array_equal(read_frame(tmp_path / "rgb.fits")[0], rgb)
+    fits.PrimaryHDU(np.ones((4, 8, 8), np.float32)).writeto(tmp_path / "four.fits")
+    with pytest.raises(FrameError, match=r"four.fits: image has shape \(4, 8, 8\); only mono"):
+        read_frame(tmp_path / "four.fits")
 
 
 def test_truncated_file_is_a_clear_error(tmp_path):
@@ -142,3 +145,17 @@ def test_xisf_round_trip_keeps_data_keywords_and_properties(tmp_path):
     assert metadata["XISFProperties"]["Observation:Object:Name"]["value"] == "M31"
     _, header2 = read_frame(tmp_path / "out.xisf")
     assert (header2["NSGSCALE"], header2["OBJECT"], header2["EXPTIME"]) == (1.25, "M31", 120.0)
+
+
+def test_colour_xisf_round_trip_keeps_channels(tmp_path):
+    from xisf import XISF
+
+    from nsgflow.io import write_xisf
+
+    rgb = np.arange(3 * 4 * 5, dtype=np.float32).reshape(3, 4, 5)
+    XISF.write(str(tmp_path / "in.xisf"), np.moveaxis(rgb, 0, -1), "test")  # XISF: channels last
+    data, header = read_frame(tmp_path / "in.xisf")
+    np.testing.assert_array_equal(data, rgb)
+    assert (header["NAXIS"], header["NAXIS3"]) == (3, 3)
+    write_xisf(tmp_path / "out.xisf", data * 2, header, {})
+    np.testing.assert_array_equal(read_frame(tmp_path / "out.xisf")[0], rgb * 2)

@@ -13,6 +13,8 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from nsgflow.channels import channel_values, planes, unsupported_shape
+from nsgflow.errors import FrameError
 from nsgflow.io import clean_frame
 from nsgflow.normalized import normalize_frame
 from nsgflow.spline import curvature
@@ -23,7 +25,7 @@ from nsgflow.stages import (
     match_and_measure,
     scale_from_photometry,
 )
-from nsgflow.weight import frame_weight, weight_noise
+from nsgflow.weight import stats_weight
 from nsgflow.workflow import load_config, validate_config, workflow_dir
 
 __all__ = ["NormalizeResult", "default_settings", "normalize", "resolve_settings"]
@@ -58,11 +60,12 @@ class NormalizeResult:
 
     #: T' = m*T - G, float32; 0 where the target had no data.
     normalized: np.ndarray
+    #: The scale m (colour frames: the mean over channels; see :attr:`scales`).
     scale: float
     scale_err: float
-    #: The gradient model G, float32, full size.
+    #: The gradient model G, float32, the frame's shape.
     gradient: np.ndarray
-    #: NSG weight (noise_ref / (m * noise_target))**2.
+    #: NSG weight (noise_ref / (m * noise_target))**2, averaged over channels.
     weight: float
     #: Star catalogs of the reference and the target.
     ref_catalog: pd.DataFrame
@@ -84,9 +87,14 @@ class NormalizeResult:
         """1/m: the target's brightness relative to the reference."""
         return 1.0 / self.scale
 
+    @property
+    def scales(self) -> list[float]:
+        """Each channel's scale m (one for mono frames)."""
+        return channel_values(self.scale_fit, "scale")
+
     def curvature(self) -> np.ndarray:
-        """The gradient model minus its best-fit plane."""
-        return curvature(self.gradient)
+        """The gradient model minus its best-fit plane (per channel)."""
+        return np.stack([curvature(p) for p in planes(self.gradient)]).reshape(self.gradient.shape)
 
 
 def normalize(
@@ -101,8 +109,9 @@ def normalize(
 
     Parameters
     ----------
-    target, reference : numpy.ndarray, shape (ny, nx)
-        Registered, linear mono frames; 0, NaN and inf are no data.
+    target, reference : numpy.ndarray, shape (ny, nx) or (3, ny, nx)
+        Registered, linear frames, both mono or both colour (channels
+        first); 0, NaN and inf are no data.
     target_header, reference_header : astropy.io.fits.Header, optional
         Headers for EXPTIME, NOISExx and the like (used for the weight).
     **settings : dict
@@ -131,29 +140,33 @@ def normalize(
     (True, 'float32')
     """
     config = resolve_settings(**settings)
+    is_reference = target is reference
     reference, target = clean_frame(reference), clean_frame(target)
+    for name, data in (("reference", reference), ("target", target)):
+        if unsupported_shape(data.shape):
+            raise FrameError(f"{name}: {unsupported_shape(data.shape)}")
     ref_catalog, ref_stats = detect_frame(reference, reference_header, config["detect"])
     target_catalog, target_stats = detect_frame(target, target_header, config["detect"])
     table, aperture = match_and_measure(
         reference, target, ref_catalog, target_catalog, config["match"], config["photometry"]
     )
-    fit = scale_from_photometry(table, aperture, is_reference=target is reference, settings=config["scale"])
+    fit = scale_from_photometry(table, aperture, is_reference=is_reference, settings=config["scale"])
     samples = gradient_samples(
         target,
         reference,
-        fit["scale"],
+        channel_values(fit, "scale"),
         [target_catalog, ref_catalog],
         [target_stats, ref_stats],
         config["samples"],
     )
-    model, status = gradient_model(samples, target.shape, config["gradient"])
+    model, status = gradient_model(samples, target.shape[-2:], config["gradient"])
     samples = samples.assign(status=status)
     return NormalizeResult(
-        normalized=normalize_frame(target, fit["scale"], model),
+        normalized=normalize_frame(target, channel_values(fit, "scale"), model),
         scale=fit["scale"],
         scale_err=fit["scale_err"],
         gradient=model,
-        weight=frame_weight(weight_noise(ref_stats), weight_noise(target_stats), fit["scale"]),
+        weight=stats_weight(ref_stats, target_stats, fit),
         ref_catalog=ref_catalog,
         target_catalog=target_catalog,
         photometry=table,

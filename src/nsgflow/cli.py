@@ -135,12 +135,14 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     out = Path(args.out)
     data = out / "data"
     if not (data / "truth.json").is_file():
-        print(f"making {args.frames} synthetic frames in {data}/ ...", file=sys.stderr, flush=True)
+        kind = "colour (RGB)" if args.colour else "mono"
+        print(f"making {args.frames} synthetic {kind} frames in {data}/ ...", file=sys.stderr, flush=True)
         synthetic.make_frame_set(
             data,
             synthetic.SceneSpec(seed=args.seed),
             synthetic.demo_specs(args.frames, args.seed),
             reference="frame_01",
+            colour=args.colour,
         )
     truth = json.loads((data / "truth.json").read_text())
     reference = truth["frames"][truth["reference"]]["path"]
@@ -152,7 +154,7 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     if status != 0:
         return status
     rows = synthetic.evaluate(results, truth)
-    print(f"\nnsgflow demo: {len(rows)} frames normalized in {time.perf_counter() - start:.0f} s")
+    print(f"\nnsgflow demo: {len(truth['frames'])} frames normalized in {time.perf_counter() - start:.0f} s")
     print(f"  inputs:  {data}/*.fits (truth in {data}/truth.json)")
     print(f"  outputs: {results}/normalized/*_nsg.fits; every stage's files in {results}/")
     print(f"  summary: {results}/summary.csv, graphs: {results}/diagnostics/")
@@ -161,8 +163,9 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
         f"{'frame':<10} {'m true':>8} {'m found':>8} {'+-':>7} {'error %':>8} {'resid rms':>9} {'worst':>6}"
     )
     for r in rows:
+        label = f"{r['frame']}[{'RGB'[r['channel']]}]" if "channel" in r else r["frame"]
         print(
-            f"{r['frame']:<10} {r['m_true']:8.4f} {r['m']:8.4f} {r['m_err']:7.4f} "
+            f"{label:<10} {r['m_true']:8.4f} {r['m']:8.4f} {r['m_err']:7.4f} "
             f"{100 * r['scale_error']:+8.3f} {r['residual_rms']:9.3f} {r['residual_worst']:6.3f}"
         )
     print("\nresiduals: normalized minus ideal frame, medians in 64x64 boxes, in reference sky sigmas")
@@ -225,6 +228,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--frames", type=int, default=6, help="number of frames (default: 6)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
     demo.add_argument("--cores", default="all", help="CPU cores to use (default: all)")
+    demo.add_argument(
+        "--colour",
+        action="store_true",
+        help="make 3-plane (RGB) frames whose channels differ in scale and sky; one row per channel",
+    )
     demo.set_defaults(handler=_cmd_demo)
 
     verify = sub.add_parser(

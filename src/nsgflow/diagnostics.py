@@ -9,12 +9,15 @@ import pandas as pd
 from matplotlib.figure import Figure
 from matplotlib.patches import Rectangle
 
+from nsgflow.channels import channel_record, luminance, planes
 from nsgflow.io import atomic_path
 
 __all__ = ["gradient_graph", "photometry_graph", "sample_map"]
 
 #: Colours of sample and star statuses; anything else is grey.
 COLOURS = {"used": "tab:blue", "ratio_outlier": "tab:red", "too_few_pixels": "tab:orange", "no_data": "black"}
+#: Colours of a colour frame's channels, in order.
+CHANNEL_COLOURS = ("tab:red", "tab:green", "tab:blue")
 
 
 def _figure(ncols: int, size: tuple[float, float]) -> tuple[Figure, list]:
@@ -29,48 +32,76 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
         fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None})
 
 
+def _by_channel(table: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
+    """The table's rows per channel (one group, channel 0, without a ``channel`` column)."""
+    if "channel" not in table or table.empty:
+        return [(0, table)]
+    return [(int(c), sub) for c, sub in table.groupby("channel", sort=True)]
+
+
+def _channel_style(channel: int, colour: bool, status_colour: str) -> tuple[str, str]:
+    """Colour and label prefix for a channel's points: the status colour for mono, R/G/B for colour."""
+    if not colour:
+        return status_colour, ""
+    return CHANNEL_COLOURS[channel % len(CHANNEL_COLOURS)], f"ch{channel} "
+
+
 def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, title: str = "") -> None:
     """Reference against target flux with the fitted line, and the flux ratio against flux.
 
-    Rejected stars are drawn in their reason's colour (ratio outliers red, others grey).
+    Rejected stars are drawn in their reason's colour (ratio outliers red,
+    others grey). For colour frames each channel's used stars, line and m are
+    drawn in the channel's colour.
     """
-    status = table["status"].to_numpy(dtype=object).copy()
-    for item in scale.get("rejected", []):
-        status[(table["ref_id"] == item["ref_id"]).to_numpy() & (status == "used")] = item["reason"]
+    groups = _by_channel(table)
+    colour = len(groups) > 1
     fig, (left, right) = _figure(2, (11, 4.5))
-    ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
-    for name in sorted(set(status), key=lambda s: (s == "used", s)):  # deterministic: used drawn last
-        sel = ok.to_numpy() & (status == name)
-        colour = COLOURS.get(name, "0.6")
-        left.scatter(
-            table["flux_target"][sel], table["flux_ref"][sel], s=8, c=colour, label=f"{name} ({sel.sum()})"
+    for channel, sub in groups:
+        fit = channel_record(scale, channel)
+        status = sub["status"].to_numpy(dtype=object).copy()
+        for item in fit.get("rejected", []):
+            status[(sub["ref_id"] == item["ref_id"]).to_numpy() & (status == "used")] = item["reason"]
+        ok = ((sub["flux_ref"] > 0) & (sub["flux_target"] > 0)).to_numpy()
+        for name in sorted(set(status), key=lambda s: (s == "used", s)):  # deterministic: used drawn last
+            sel = ok & (status == name)
+            used_colour, prefix = _channel_style(channel, colour, COLOURS["used"])
+            dots = used_colour if name == "used" else COLOURS.get(name, "0.6")
+            flux_t, flux_r = sub["flux_target"][sel], sub["flux_ref"][sel]
+            left.scatter(flux_t, flux_r, s=8, c=dots, label=f"{prefix}{name} ({sel.sum()})")
+            right.scatter(flux_t, flux_r / flux_t, s=8, c=dots)
+        flux = (
+            np.geomspace(max(sub["flux_target"][ok].min(), 1e-3), sub["flux_target"][ok].max(), 50)
+            if ok.any()
+            else np.array([1.0, 10.0])
         )
-        right.scatter(
-            table["flux_target"][sel], (table["flux_ref"] / table["flux_target"])[sel], s=8, c=colour
+        line, prefix = _channel_style(channel, colour, "k")
+        slope, intercept = fit.get("fitted_slope", fit["scale"]), fit.get("intercept", 0.0)
+        left.plot(
+            flux,
+            slope * flux + intercept,
+            "-",
+            c=line,
+            lw=1,
+            label=f"{prefix}fit: {slope:.5f} x + {intercept:.4g}",
         )
-    flux = (
-        np.geomspace(max(table["flux_target"][ok].min(), 1e-3), table["flux_target"][ok].max(), 50)
-        if ok.any()
-        else np.array([1.0, 10.0])
-    )
-    slope, intercept = scale.get("fitted_slope", scale["scale"]), scale.get("intercept", 0.0)
-    left.plot(flux, slope * flux + intercept, "k-", lw=1, label=f"fit: {slope:.5f} x + {intercept:.4g}")
-    right.axhline(
-        scale["scale"], color="k", lw=1, label=f"m = {scale['scale']:.5f} ± {scale['scale_err']:.5f}"
-    )
+        right.axhline(
+            fit["scale"], color=line, lw=1, label=f"{prefix}m = {fit['scale']:.5f} ± {fit['scale_err']:.5f}"
+        )
     for ax in (left, right):
         ax.set_xscale("log")
         ax.set_xlabel("target flux")
     left.set_yscale("log")
     left.set_ylabel("reference flux")
     right.set_ylabel("reference / target flux")
+    ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
     if ok.any():
         spread = np.nanpercentile((table["flux_ref"] / table["flux_target"])[ok], [2, 98])
         right.set_ylim(spread[0] - 0.1 * abs(spread[0]), spread[1] + 0.1 * abs(spread[1]))
     left.legend(fontsize=7, loc="upper left")
     right.legend(fontsize=7, loc="upper right")
+    what = "m" if not colour else "m (channel mean)"
     fig.suptitle(
-        f"{title} photometry: m = {scale['scale']:.5f} ± {scale['scale_err']:.5f} "
+        f"{title} photometry: {what} = {scale['scale']:.5f} ± {scale['scale_err']:.5f} "
         f"from {scale.get('stars_used', 0)} stars"
     )
     _save(fig, path)
@@ -79,20 +110,31 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
 def gradient_graph(
     gradient: np.ndarray, samples: pd.DataFrame, path: str | os.PathLike, title: str = ""
 ) -> None:
-    """Horizontal and vertical profiles of G through the frame's centre, with the samples near them."""
-    ny, nx = gradient.shape
-    used = samples[samples["status"] == "used"]
+    """Horizontal and vertical profiles of G through the frame's centre, with the samples near them.
+
+    Colour frames (gradient of shape (3, ny, nx)) get one profile per channel, in its colour.
+    """
+    ny, nx = gradient.shape[-2:]
     box = int(samples["box_px"].iloc[0]) if len(samples) else 1
+    groups = _by_channel(samples)
+    colour = len(groups) > 1
     fig, axes = _figure(2, (11, 4))
-    for ax, along, across, n_along, label in (
-        (axes[0], "x", "y", nx, "row"),
-        (axes[1], "y", "x", ny, "column"),
-    ):
-        centre = (ny if across == "y" else nx) // 2
-        profile = gradient[centre, :] if along == "x" else gradient[:, centre]
-        near = used[np.abs(used[across] - centre) <= box]
-        ax.plot(np.arange(n_along), profile, "k-", lw=1.5, label=f"G along {label} {centre}")
-        ax.scatter(near[along], near["value"], s=10, c="tab:blue", label=f"samples within {box} px")
+    for (channel, sub), model in zip(groups, planes(gradient), strict=True):
+        used = sub[sub["status"] == "used"]
+        line, prefix = _channel_style(channel, colour, "k")
+        dots, _ = _channel_style(channel, colour, "tab:blue")
+        for ax, along, across, n_along, label in (
+            (axes[0], "x", "y", nx, "row"),
+            (axes[1], "y", "x", ny, "column"),
+        ):
+            centre = (ny if across == "y" else nx) // 2
+            profile = model[centre, :] if along == "x" else model[:, centre]
+            near = used[np.abs(used[across] - centre) <= box]
+            ax.plot(
+                np.arange(n_along), profile, "-", c=line, lw=1.5, label=f"{prefix}G along {label} {centre}"
+            )
+            ax.scatter(near[along], near["value"], s=10, c=dots, label=f"{prefix}samples within {box} px")
+    for ax, along in zip(axes, "xy", strict=True):
         ax.set_xlabel(f"{along} (px)")
         ax.set_ylabel("m*T - R (ADU)")
         ax.legend(fontsize=7)
@@ -103,7 +145,15 @@ def gradient_graph(
 def sample_map(
     frame: np.ndarray, samples: pd.DataFrame, path: str | os.PathLike, title: str = "", max_px: int = 900
 ) -> None:
-    """The frame (stretched) with every sample box drawn in its status's colour."""
+    """The frame (stretched) with every sample box drawn in its status's colour.
+
+    A colour frame is drawn as its luminance; a box left out in any channel
+    is drawn with that channel's reason.
+    """
+    frame = luminance(frame)
+    samples = samples.sort_values("status", key=lambda s: s == "used", kind="stable").drop_duplicates(
+        ["x", "y"]
+    )
     step = max(1, int(np.ceil(max(frame.shape) / max_px)))
     small = frame[::step, ::step]
     valid = small[small != 0]

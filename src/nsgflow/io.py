@@ -22,6 +22,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from nsgflow.channels import unsupported_shape
 from nsgflow.errors import FrameError
 
 __all__ = [
@@ -142,7 +143,7 @@ def read_header(path: str | os.PathLike) -> fits.Header:
 
 
 def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
-    """Read a mono frame as float32, with non-finite pixels set to 0 (no data).
+    """Read a mono or colour frame as float32, with non-finite pixels set to 0 (no data).
 
     Parameters
     ----------
@@ -152,15 +153,16 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
 
     Returns
     -------
-    data : numpy.ndarray, shape (ny, nx), float32
-        Pixel values; 0 marks "no data" (registration borders, NaN, inf).
+    data : numpy.ndarray, shape (ny, nx) or (3, ny, nx), float32
+        Pixel values, colour channels first; 0 marks "no data" (registration
+        borders, NaN, inf).
     header : astropy.io.fits.Header
         The image HDU's header.
 
     Raises
     ------
     FrameError
-        The file cannot be read, holds no image, or is not a 2-D image.
+        The file cannot be read, holds no image, or is neither mono nor 3-channel colour.
     """
     try:
         if is_xisf(path):
@@ -182,11 +184,8 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
         raise FrameError(f"{path}: cannot read the image data ({exc}); is the file complete?") from exc
     if data.ndim == 3 and data.shape[0] == 1:
         data = data[0]
-    if data.ndim != 2:
-        raise FrameError(
-            f"{path}: image has shape {data.shape}; only mono (2-D) frames are supported "
-            "so far. Split colour frames into one file per channel."
-        )
+    if unsupported_shape(data.shape):
+        raise FrameError(f"{path}: {unsupported_shape(data.shape)}")
     return clean_frame(data), header
 
 
@@ -232,7 +231,8 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
 
 
 def write_xisf(path: str | os.PathLike, data: np.ndarray, header: fits.Header, properties: dict) -> None:
-    """Write a mono float32 image as XISF with the header's keywords and XISF ``properties``, atomically."""
+    """Write a float32 image (mono, or colour channels first) as XISF with the header's keywords and
+    XISF ``properties``, atomically."""
     from xisf import XISF
 
     keywords: dict[str, list[dict]] = {}
@@ -262,7 +262,9 @@ def write_xisf(path: str | os.PathLike, data: np.ndarray, header: fits.Header, p
             keywords.setdefault(card.keyword, []).append({"value": text, "comment": card.comment})
     metadata = {"FITSKeywords": keywords, "XISFProperties": properties}
     with atomic_path(path) as tmp:
-        XISF.write(str(tmp), np.asarray(data, np.float32)[:, :, None], "nsgflow", image_metadata=metadata)
+        pixels = np.asarray(data, np.float32)
+        pixels = np.moveaxis(pixels, 0, -1) if pixels.ndim == 3 else pixels[:, :, None]  # XISF: channels last
+        XISF.write(str(tmp), pixels, "nsgflow", image_metadata=metadata)
 
 
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:

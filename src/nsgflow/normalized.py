@@ -5,6 +5,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
 from astropy.io import fits
 
@@ -25,16 +27,24 @@ KEYWORDS = {
 }
 
 
-def normalize_frame(data: np.ndarray, scale: float, gradient: np.ndarray) -> np.ndarray:
+def normalize_frame(data: np.ndarray, scale: float | Sequence[float], gradient: np.ndarray) -> np.ndarray:
     """Return ``scale * data - gradient`` as float32, never clipped; no-data pixels stay 0.
+
+    A colour frame (channels, ny, nx) takes one scale per channel and a
+    gradient of the same shape.
 
     Examples
     --------
     >>> import numpy as np
     >>> normalize_frame(np.array([[0.0, 2.0]]), 1.5, np.array([[1.0, 1.0]])).tolist()
     [[0.0, 2.0]]
+    >>> normalize_frame(np.ones((2, 1, 2)), [1.0, 3.0], np.zeros((2, 1, 2))).tolist()
+    [[[1.0, 1.0]], [[3.0, 3.0]]]
     """
-    out = (np.float64(scale) * data - gradient).astype(np.float32)
+    m = np.asarray(scale, np.float64)
+    if data.ndim == 3:
+        m = m.reshape(-1, 1, 1)
+    out = (m * data - gradient).astype(np.float32)
     out[data == 0] = 0.0
     return out
 
@@ -47,15 +57,22 @@ def normalized_header(
     reference: str,
     history: list[str],
     extra: dict[str, str | float] | None = None,
+    channel_scales: Sequence[tuple[float, float]] = (),
 ) -> fits.Header:
     """Copy of the input header with the normalization's keywords and HISTORY added.
 
     ``extra`` may hold any of :data:`KEYWORDS` (weight, noise, transmission,
-    version, hashes, settings digest).
+    version, hashes, settings digest). ``channel_scales``, each channel's
+    scale and uncertainty, become NSGSCLn and NSGSERn for colour frames, whose
+    NSGSCALE is the mean over channels.
     """
     out = header.copy()
-    out["NSGSCALE"] = (scale, "NSG photometric scale m: T' = m*T - G")
+    colour = len(channel_scales) > 1
+    out["NSGSCALE"] = (scale, "mean of NSGSCLn" if colour else "NSG photometric scale m: T' = m*T - G")
     out["NSGSERR"] = (scale_err, "1-sigma uncertainty of NSGSCALE")
+    for channel, (m, m_err) in enumerate(channel_scales if colour else ()):
+        out[f"NSGSCL{channel}"] = (m, f"NSG scale m of channel {channel}")
+        out[f"NSGSER{channel}"] = (m_err, f"1-sigma uncertainty of NSGSCL{channel}")
     out["NSGREF"] = (fits_text(reference), "NSG reference frame")
     for key, value in (extra or {}).items():
         out[key] = (value, KEYWORDS[key])

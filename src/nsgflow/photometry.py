@@ -236,6 +236,7 @@ def measure_photometry(
     pairs: pd.DataFrame,
     *,
     aperture_hlr: float = 5.0,
+    aperture_px: float | str = "auto",
     annulus_inner: float = 1.5,
     annulus_outer: float = 2.2,
     min_snr: float = 10.0,
@@ -257,6 +258,8 @@ def measure_photometry(
         Aperture radius in units of the larger of the two frames' median
         half-light radius (about 3 FWHM). Larger holds more light but adds noise
         and neighbours.
+    aperture_px : float or "auto", default "auto"
+        The aperture radius in px, set by hand; ``"auto"`` uses ``aperture_hlr``.
     annulus_inner, annulus_outer : float, default 1.5, 2.2
         Background annulus radii, in units of the aperture radius.
     min_snr : float, default 10
@@ -290,7 +293,7 @@ def measure_photometry(
     hlr_ref, hlr_target = frame_hlr(ref_catalog), frame_hlr(target_catalog)
     if not (np.isfinite(hlr_ref) and np.isfinite(hlr_target)):
         raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
-    radius = aperture_hlr * max(hlr_ref, hlr_target)
+    radius = aperture_hlr * max(hlr_ref, hlr_target) if aperture_px == "auto" else float(aperture_px)
     annulus = (annulus_inner * radius, annulus_outer * radius)
     ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)
     tgt = target_catalog.iloc[pairs["target_index"].to_numpy()].reset_index(drop=True)

@@ -20,6 +20,7 @@ import pandas as pd
 from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
+from nsgflow.channels import channel_values, luminance, planes
 from nsgflow.detect import CATALOG_COLUMNS
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.io import (
@@ -42,9 +43,10 @@ from nsgflow.stages import (
     gradient_model,
     gradient_samples,
     match_and_measure,
+    resolved_settings,
     scale_from_photometry,
 )
-from nsgflow.weight import frame_weight, weight_noise
+from nsgflow.weight import stats_weight
 
 __all__ = [
     "run_blink",
@@ -152,13 +154,13 @@ def run_photometry(
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc
     log.info(
-        "%s: %d matched, %d usable; aperture %.1f px; aperture correction %.4f (%s)",
+        "%s: %d matched, %d usable; aperture %.1f px; aperture correction %s (%s)",
         frame,
-        len(phot),
-        int((phot["status"] == "used").sum()),
+        int((phot["channel"] == 0).sum()),
+        int(((phot["channel"] == 0) & (phot["status"] == "used")).sum()),
         aperture["aperture_radius_px"],
-        aperture["aperture_correction"],
-        aperture["aperture_correction_method"],
+        " ".join(f"{c:.4f}" for c in channel_values(aperture, "aperture_correction")),
+        "; ".join(sorted(set(channel_values(aperture, "aperture_correction_method")))),
     )
     write_csv(table, phot)
     write_json(info, aperture)
@@ -213,7 +215,7 @@ def run_samples(
         samples = gradient_samples(
             target,
             ref,
-            read_json(scale)["scale"],
+            channel_values(read_json(scale), "scale"),
             [pd.read_csv(c) for c in catalogs],
             [read_json(s) for s in stats],
             settings,
@@ -248,7 +250,7 @@ def run_gradient(
     )
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
-    write_fits(curvature_output, curvature(model), out)
+    write_fits(curvature_output, np.stack([curvature(p) for p in planes(model)]).reshape(model.shape), out)
 
 
 def run_normalize(
@@ -276,7 +278,7 @@ def run_normalize(
     target_stats, reference_stats = read_json(stats), read_json(ref_stats)
     m = result["scale"]
     keys = {
-        "WEIGHT": frame_weight(weight_noise(reference_stats), weight_noise(target_stats), m),
+        "WEIGHT": stats_weight(reference_stats, target_stats, result),
         "NSGNOISE": target_stats["noise"],
         "NSGTRANS": 1.0 / m,
         "NSGVER": __version__,
@@ -297,8 +299,11 @@ def run_normalize(
         reference=Path(reference).name,
         history=history,
         extra=keys,
+        channel_scales=list(
+            zip(channel_values(result, "scale"), channel_values(result, "scale_err"), strict=True)
+        ),
     )
-    write_fits(output, normalize_frame(data, m, model), header)
+    write_fits(output, normalize_frame(data, channel_values(result, "scale"), model), header)
     record = frame_provenance(
         frame_name(frame),
         {"frame": str(frame), "reference": str(reference)},
@@ -307,13 +312,12 @@ def run_normalize(
         environment(workflow_folder),
     )
     # the values that automatic settings resolved to, for this frame
-    record["resolved"] = {
-        "aperture_radius_px": read_json(upstream["aperture"])["aperture_radius_px"],
-        "sample_box_px": int(pd.read_csv(upstream["samples"], usecols=["box_px"], nrows=1)["box_px"].iloc[0]),
-        "image_scale_arcsec_per_px": 206.265 * target_stats["xpixsz"] / target_stats["focallen"]
-        if target_stats.get("xpixsz") and target_stats.get("focallen")
-        else None,
-    }
+    record["resolved"] = resolved_settings(
+        read_json(upstream["aperture"]),
+        [pd.read_csv(upstream[key]) for key in ("catalog", "ref_catalog")],
+        [target_stats, reference_stats],
+        settings["samples"],
+    )
     write_json(provenance, record)
     log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])
 
@@ -391,8 +395,8 @@ def run_blink(
 
     names = [frame_name(p) for p in inputs]
     sets = {
-        "inputs": [thumbnail(read_frame(p)[0]) for p in inputs],
-        "normalized": [thumbnail(read_frame(p)[0]) for p in normalized],
+        "inputs": [thumbnail(luminance(read_frame(p)[0])) for p in inputs],
+        "normalized": [thumbnail(luminance(read_frame(p)[0])) for p in normalized],
     }
     ref = sets["inputs"][names.index(reference)]
     low, high = np.percentile(ref[ref != 0], [1, 99.5])

@@ -26,8 +26,8 @@ def stack_frames(
 
     Parameters
     ----------
-    frames : sequence of numpy.ndarray, shape (ny, nx)
-        Normalized frames (arrays or memory maps).
+    frames : sequence of numpy.ndarray, shape (ny, nx) or (3, ny, nx)
+        Normalized frames (arrays or memory maps), mono or colour.
     weights : sequence of float
         Their weights (WEIGHT keyword); non-positive weights drop a frame.
 
@@ -46,8 +46,18 @@ def stack_frames(
     >>> float(stack[0, 0]), int(rejected[0, 0])
     (11.0, 1)
     """
+    shape = frames[0].shape
+    if len(shape) == 3:  # colour: stack the channels' rows one after another, as one tall image
+        stack, rejected = stack_frames(
+            [f.reshape(-1, shape[-1]) for f in frames],
+            weights,
+            sigma=sigma,
+            iterations=iterations,
+            chunk_rows=chunk_rows,
+        )
+        return stack.reshape(shape), rejected.reshape(shape)
     w = np.asarray(weights, dtype=np.float64)
-    ny, nx = frames[0].shape
+    ny, nx = shape
     stack = np.zeros((ny, nx), np.float32)
     rejected = np.zeros((ny, nx), np.int16)
     for start in range(0, ny, chunk_rows):

@@ -9,14 +9,22 @@ workflow compute the same numbers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from nsgflow.channels import channel_record, combine, luminance, planes
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError
-from nsgflow.gradient import background_statistics, sample_background, star_mask, star_radius
+from nsgflow.gradient import (
+    background_noise,
+    background_statistics,
+    sample_background,
+    star_mask,
+    star_radius,
+)
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
@@ -28,9 +36,13 @@ __all__ = [
     "gradient_model",
     "gradient_samples",
     "header_values",
+    "image_scale",
     "match_and_measure",
+    "resolved_settings",
     "sample_box_px",
     "scale_from_photometry",
+    "star_fwhm",
+    "star_mask_radii",
 ]
 
 log = logging.getLogger("nsgflow")
@@ -45,16 +57,29 @@ HEADER_KEYS = {
 }
 
 
+def _header_float(header: fits.Header | None, key: str) -> float | None:
+    try:
+        return float(header[key]) if header is not None and key in header else None
+    except (TypeError, ValueError):
+        return None
+
+
 def header_values(header: fits.Header | None) -> dict[str, float | None]:
     """Header values nsgflow uses (exposure, focal length, pixel size, altitude, noise); None if absent."""
-    values: dict[str, float | None] = {}
-    for name, keys in HEADER_KEYS.items():
-        found = next((header[k] for k in keys if k in header), None) if header is not None else None
-        try:
-            values[name] = None if found is None else float(found)
-        except (TypeError, ValueError):
-            values[name] = None
-    return values
+    return {
+        name: next((v for v in (_header_float(header, k) for k in keys) if v is not None), None)
+        for name, keys in HEADER_KEYS.items()
+    }
+
+
+def _saturated_in_a_channel(data: np.ndarray, stars: pd.DataFrame, linear_range: float) -> np.ndarray:
+    """True for stars whose centre pixel reaches ``linear_range`` of its channel's saturation level."""
+    iy = np.clip(np.rint(stars["y"].to_numpy()).astype(int), 0, data.shape[1] - 1)
+    ix = np.clip(np.rint(stars["x"].to_numpy()).astype(int), 0, data.shape[2] - 1)
+    saturated = np.zeros(len(stars), bool)
+    for plane in planes(data):
+        saturated |= plane[iy, ix] >= linear_range * estimate_saturation(plane)
+    return saturated
 
 
 def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -> tuple[pd.DataFrame, dict]:
@@ -64,18 +89,32 @@ def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -
     saturation level (None if unsaturated), background level, flatness and
     noise (:func:`nsgflow.gradient.background_statistics`) and the header
     values of :data:`HEADER_KEYS`.
+
+    A colour frame, shape ``(3, ny, nx)``, is searched on its luminance
+    (:func:`nsgflow.channels.luminance`); a star saturated in any channel is
+    flagged, and the statistics add ``channels``: each channel's measured
+    ``noise`` and its header's ``noise_header`` (NOISE00, NOISE01, NOISE02).
     """
-    saturation = estimate_saturation(data)  # found once, used for the flags and the statistics
-    stars = detect_stars(data, saturation=saturation, **settings)
+    lum = luminance(data)
+    saturation = estimate_saturation(lum)  # found once, used for the flags and the statistics
+    stars = detect_stars(lum, saturation=saturation, **settings)
+    if data.ndim == 3:
+        saturated = _saturated_in_a_channel(data, stars, settings["linear_range"])
+        stars["flags"] = stars["flags"] | np.where(saturated, int(StarFlag.SATURATED), 0)
     stats = {
         "shape": list(data.shape),
         "stars": len(stars),
         "stars_clean": int((stars["flags"] == 0).sum()),
         "hlr_px": frame_hlr(stars),
         "saturation": None if np.isinf(saturation) else saturation,
-        **background_statistics(data),
+        **background_statistics(lum),
         **header_values(header),
     }
+    if data.ndim == 3:
+        stats["channels"] = [
+            {"noise": background_noise(plane), "noise_header": _header_float(header, f"NOISE{c:02d}")}
+            for c, plane in enumerate(planes(data))
+        ]
     return stars, stats
 
 
@@ -88,6 +127,11 @@ def match_and_measure(
     settings: dict,
 ) -> tuple[pd.DataFrame, dict]:
     """Stage ``measure_photometry``: match the catalogs and measure the pairs on both frames.
+
+    Colour frames are measured channel by channel with the same pairs and
+    aperture: the table has one row per pair and channel (column ``channel``,
+    0 for mono), the aperture record one entry per channel
+    (:func:`nsgflow.channels.combine`).
 
     Raises
     ------
@@ -108,7 +152,14 @@ def match_and_measure(
             f"{len(pairs)} star(s) match the reference within {match_settings['tolerance_px']} px; "
             "too few to measure the scale."
         )
-    return measure_photometry(reference, target, ref_catalog, target_catalog, pairs, **settings)
+    tables, infos = [], []
+    for channel, (ref_plane, target_plane) in enumerate(zip(planes(reference), planes(target), strict=True)):
+        table, info = measure_photometry(
+            ref_plane, target_plane, ref_catalog, target_catalog, pairs, **settings
+        )
+        tables.append(table.assign(channel=channel))
+        infos.append(info)
+    return pd.concat(tables, ignore_index=True), combine(infos)
 
 
 def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
@@ -117,11 +168,50 @@ def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool
     The fitted slope is multiplied by the aperture correction, and their
     uncertainties are combined. The reference gets m = 1 exactly.
 
+    A colour frame gets a scale per channel (``channels``); its ``scale`` is
+    their mean and its ``scale_err`` that mean times the largest relative
+    uncertainty of a channel, for reports and frame rejection.
+
     Raises
     ------
     FrameError
         Fewer than 2 usable stars: the scale would be a guess.
     """
+    channels = table["channel"].to_numpy() if "channel" in table else np.zeros(len(table), int)
+    results = []
+    for channel in np.unique(channels):
+        try:
+            results.append(
+                _channel_scale(
+                    table[channels == channel],
+                    channel_record(info, int(channel)),
+                    is_reference=is_reference,
+                    settings=settings,
+                )
+            )
+        except FrameError as exc:
+            if "channels" not in info:
+                raise
+            raise FrameError(f"channel {channel}: {exc}") from exc
+    if len(results) == 1:
+        return results[0]
+    scales = np.array([r["scale"] for r in results])
+    scale = float(scales.mean())
+    worst = max(r["scale_err"] / r["scale"] for r in results)
+    return combine(
+        results,
+        {
+            "scale": scale,
+            "scale_err": scale * worst,
+            "transmission": 1.0 / scale,
+            "stars_used": min(r["stars_used"] for r in results),
+            "method": f"per channel: {results[0]['method']}",
+        },
+    )
+
+
+def _channel_scale(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
+    """:func:`scale_from_photometry` for one channel."""
     result: dict = {"stars_matched": len(table)}
     if is_reference:
         result.update(
@@ -172,34 +262,84 @@ def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool
     return result
 
 
-def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict) -> np.ndarray:
-    amplitude = np.maximum(stars["peak"] - stars["sky"], 0.0)
-    radius = star_radius(
-        amplitude,
-        frame_hlr(stars),
-        noise,
-        mask_sigma=settings["star_mask_sigma"],
-        growth=settings["star_growth"],
-    )
-    saturated = (stars["flags"].to_numpy() & StarFlag.SATURATED) != 0
-    return np.where(saturated, radius * settings["saturated_growth"], radius)
-
-
-#: Seeing assumed for the automatic sample size when star sizes cannot be measured, arcsec FWHM.
+#: Seeing assumed when star sizes cannot be measured, arcsec FWHM.
 TYPICAL_SEEING_ARCSEC = 2.5
+#: Half-light radius per FWHM of a Moffat profile of beta 3.
+HLR_PER_FWHM = 0.63
 #: Automatic sample box: this many star FWHMs, a multiple of 8 px, within these bounds.
 AUTO_BOX_FWHM, AUTO_BOX_PX = 8.0, (16, 128)
+
+
+def image_scale(stats: dict) -> float | None:
+    """Image scale in arcsec/px from a frame's FOCALLEN (mm) and XPIXSZ (um); None without them.
+
+    Examples
+    --------
+    >>> round(image_scale({"focallen": 2000.0, "xpixsz": 3.76}), 3)
+    0.388
+    """
+    if stats.get("focallen") and stats.get("xpixsz"):
+        return 206.265 * stats["xpixsz"] / stats["focallen"]
+    return None
+
+
+def star_fwhm(stats: list[dict]) -> tuple[float | None, str]:
+    """The star FWHM (px) the automatic settings follow, and where it comes from.
+
+    The larger of the frames' measured FWHMs (median half-light radius /
+    :data:`HLR_PER_FWHM`); when no frame has measured stars,
+    :data:`TYPICAL_SEEING_ARCSEC` at the image scale (:func:`image_scale`);
+    None when neither is known.
+
+    Examples
+    --------
+    >>> star_fwhm([{"hlr_px": 1.89}, {"hlr_px": 1.26}])
+    (3.0, 'measured star size')
+    >>> star_fwhm([{"hlr_px": None, "focallen": 2000.0, "xpixsz": 3.76}])[1]
+    '2.5 arcsec seeing at 0.39 arcsec/px'
+    """
+    measured = [s["hlr_px"] / HLR_PER_FWHM for s in stats if s.get("hlr_px") and np.isfinite(s["hlr_px"])]
+    if measured:
+        return max(measured), "measured star size"
+    scale = next((image_scale(s) for s in stats if image_scale(s)), None)
+    if scale is None:
+        return None, "no stars measured and no FOCALLEN/XPIXSZ in the headers"
+    return TYPICAL_SEEING_ARCSEC / scale, f"{TYPICAL_SEEING_ARCSEC} arcsec seeing at {scale:.2f} arcsec/px"
+
+
+def star_mask_radii(stars: pd.DataFrame, stats: dict, settings: dict) -> np.ndarray:
+    """Each star's mask radius (px) for the gradient samples, per the ``samples`` settings.
+
+    ``star_radius_px`` set by hand gives every star that radius; ``"auto"``
+    follows each star's peak, the frame's star size (else the image scale's,
+    :func:`star_fwhm`) and noise (:func:`nsgflow.gradient.star_radius`).
+    Saturated stars get ``saturated_growth`` times more.
+    """
+    if settings["star_radius_px"] == "auto":
+        hlr = frame_hlr(stars)
+        if not np.isfinite(hlr):
+            fwhm, _ = star_fwhm([stats])
+            hlr = HLR_PER_FWHM * fwhm if fwhm else np.nan
+        radius = star_radius(
+            np.maximum(stars["peak"] - stars["sky"], 0.0),
+            hlr,
+            stats["noise"],
+            mask_sigma=settings["star_mask_sigma"],
+            growth=settings["star_growth"],
+        )
+    else:
+        radius = np.full(len(stars), float(settings["star_radius_px"]))
+    saturated = (stars["flags"].to_numpy() & StarFlag.SATURATED) != 0
+    return np.where(saturated, radius * settings["saturated_growth"], radius)
 
 
 def sample_box_px(setting: int | str, stats: list[dict]) -> tuple[int, str]:
     """The sample box size to use, and how it was found.
 
     An integer setting is used as it is. ``"auto"``, as NormalizeScaleGradient
-    does, follows the star size: :data:`AUTO_BOX_FWHM` times the larger FWHM
-    of the two frames (measured: the median half-light radius / 0.63, as for a
-    Moffat profile of beta 3), or, when no frame has measured stars, the FWHM
-    that :data:`TYPICAL_SEEING_ARCSEC` gives at the image scale from FOCALLEN
-    (mm) and XPIXSZ (um); rounded up to a multiple of 8 px within :data:`AUTO_BOX_PX`.
+    does, follows the star size: :data:`AUTO_BOX_FWHM` times the FWHM of
+    :func:`star_fwhm` (measured, else from FOCALLEN and XPIXSZ), rounded up to
+    a multiple of 8 px within :data:`AUTO_BOX_PX`; 32 px when neither is known.
 
     Examples
     --------
@@ -212,25 +352,49 @@ def sample_box_px(setting: int | str, stats: list[dict]) -> tuple[int, str]:
     """
     if setting != "auto":
         return int(setting), "set by hand"
-    measured = [s["hlr_px"] / 0.63 for s in stats if s.get("hlr_px") and np.isfinite(s["hlr_px"])]
-    if measured:
-        fwhm, why = max(measured), "measured star size"
-    else:
-        optics = next((s for s in stats if s.get("focallen") and s.get("xpixsz")), None)
-        if optics is None:
-            return 32, "auto: no stars measured and no FOCALLEN/XPIXSZ in the headers: 32 px"
-        arcsec_per_px = 206.265 * optics["xpixsz"] / optics["focallen"]
-        fwhm = TYPICAL_SEEING_ARCSEC / arcsec_per_px
-        why = f"{TYPICAL_SEEING_ARCSEC} arcsec seeing at {arcsec_per_px:.2f} arcsec/px"
+    fwhm, why = star_fwhm(stats)
+    if fwhm is None:
+        return 32, f"auto: {why}: 32 px"
     low, high = AUTO_BOX_PX
     box = int(min(max(8 * np.ceil(AUTO_BOX_FWHM * fwhm / 8), low), high))
     return box, f"auto: {AUTO_BOX_FWHM:g} x FWHM {fwhm:.1f} px ({why})"
 
 
+def resolved_settings(
+    aperture: dict, catalogs: list[pd.DataFrame], stats: list[dict], settings: dict
+) -> dict:
+    """The values the automatic settings took for one frame, for its provenance record.
+
+    ``aperture`` is the frame's aperture record (stage ``measure_photometry``),
+    ``catalogs`` and ``stats`` the target's and reference's, ``settings`` the
+    ``samples`` section.
+    """
+    box, box_why = sample_box_px(settings["box_px"], stats)
+    radii = np.concatenate([star_mask_radii(c, s, settings) for c, s in zip(catalogs, stats, strict=True)])
+    radii = radii[np.isfinite(radii)]
+    fwhm, fwhm_why = star_fwhm(stats)
+    return {
+        "image_scale_arcsec_per_px": image_scale(stats[0]),
+        "star_fwhm_px": fwhm,
+        "star_fwhm_from": fwhm_why,
+        "aperture_radius_px": aperture["aperture_radius_px"],
+        "sample_box_px": box,
+        "sample_box_from": box_why,
+        "star_mask_radius_px": {
+            "from": "set by hand" if settings["star_radius_px"] != "auto" else "auto: peak, star size, noise",
+            **(
+                {"min": float(radii.min()), "median": float(np.median(radii)), "max": float(radii.max())}
+                if radii.size
+                else {}
+            ),
+        },
+    }
+
+
 def gradient_samples(
     target: np.ndarray,
     reference: np.ndarray,
-    scale: float,
+    scale: float | Sequence[float],
     catalogs: list[pd.DataFrame],
     stats: list[dict],
     settings: dict,
@@ -240,26 +404,35 @@ def gradient_samples(
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
     statistics: each star's mask radius depends on its own frame's noise, and
     the box size (:func:`sample_box_px`) on the star sizes and image scale.
+    Colour frames take one scale per channel and are sampled per channel in
+    the same boxes; the ``channel`` column tells them apart (0 for mono).
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
     box_px, why = sample_box_px(settings["box_px"], stats)
     log.info("sample box %d px (%s)", box_px, why)
-    noises = [s["noise"] for s in stats]
-    radii = np.concatenate([_mask_radius(s, n, settings) for s, n in zip(catalogs, noises, strict=True)])
+    radii = np.concatenate([star_mask_radii(c, s, settings) for c, s in zip(catalogs, stats, strict=True)])
+    if np.isfinite(radii).any():
+        low, mid, high = np.nanpercentile(radii, [0, 50, 100])
+        how = "set by hand" if settings["star_radius_px"] != "auto" else "auto"
+        log.info("star mask radius %.1f to %.1f px, median %.1f (%s)", low, high, mid, how)
     mask = star_mask(
-        reference.shape,
+        reference.shape[-2:],
         np.concatenate([s["x"] for s in catalogs]),
         np.concatenate([s["y"] for s in catalogs]),
         radii,
     )
-    valid = (target != 0) & (reference != 0) & ~mask
-    return sample_background(
-        np.float32(scale) * target - reference,
-        valid,
-        box_px=box_px,
-        min_valid_fraction=settings["min_valid_fraction"],
-    )
+    scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
+    tables = [
+        sample_background(
+            m * t - r,
+            (t != 0) & (r != 0) & ~mask,
+            box_px=box_px,
+            min_valid_fraction=settings["min_valid_fraction"],
+        ).assign(channel=channel)
+        for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True))
+    ]
+    return pd.concat(tables, ignore_index=True)
 
 
 def gradient_model(
@@ -270,25 +443,32 @@ def gradient_model(
     Samples that disagree with the smooth model of the others by more than
     ``clip_sigma`` robust sigmas are left out (0 turns this off), except within
     1.5 boxes of the frame's edge; the second value is the sample statuses with
-    those marked ``outlier``.
+    those marked ``outlier``. ``shape`` is the frame's (ny, nx); samples of
+    several channels (colour frames) give one model per channel, shape
+    (channels, ny, nx).
     """
     settings = dict(settings)
     clip_sigma = settings.pop("clip_sigma")
     status = samples["status"].copy()
-    used = samples[status == "used"]
-    columns = [used[c].to_numpy() for c in ("x", "y", "value", "weight")]
-    try:
-        if clip_sigma > 0 and len(used) >= 3:
-            keep = reject_outlier_samples(
-                *columns,
-                shape,
-                clip_sigma=clip_sigma,
-                edge_px=1.5 * float(samples["box_px"].iloc[0]),
-                smoothness=settings["smoothness"],
-                max_points=settings["max_points"],
-            )
-            status.loc[used.index[~keep]] = "outlier"
-            columns = [c[keep] for c in columns]
-        return fit_gradient(*columns, shape, **settings), status
-    except FrameError as exc:
-        raise FrameError(f"{exc}; lower samples.min_valid_fraction or samples.box_px") from exc
+    channels = samples["channel"].to_numpy() if "channel" in samples else np.zeros(len(samples), int)
+    models = []
+    for channel in np.unique(channels):
+        used = samples[(status == "used").to_numpy() & (channels == channel)]
+        columns = [used[c].to_numpy() for c in ("x", "y", "value", "weight")]
+        try:
+            if clip_sigma > 0 and len(used) >= 3:
+                keep = reject_outlier_samples(
+                    *columns,
+                    shape,
+                    clip_sigma=clip_sigma,
+                    edge_px=1.5 * float(samples["box_px"].iloc[0]),
+                    smoothness=settings["smoothness"],
+                    max_points=settings["max_points"],
+                )
+                status.loc[used.index[~keep]] = "outlier"
+                columns = [c[keep] for c in columns]
+            models.append(fit_gradient(*columns, shape, **settings))
+        except FrameError as exc:
+            where = f"channel {channel}: " if len(np.unique(channels)) > 1 else ""
+            raise FrameError(f"{where}{exc}; lower samples.min_valid_fraction or samples.box_px") from exc
+    return (models[0] if len(models) == 1 else np.stack(models)), status

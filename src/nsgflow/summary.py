@@ -12,8 +12,9 @@ from pathlib import Path
 import pandas as pd
 from astropy.io import fits
 
+from nsgflow.channels import channel_values
 from nsgflow.io import atomic_path, read_json, write_csv
-from nsgflow.weight import frame_weight, rejection_reasons, weight_noise
+from nsgflow.weight import rejection_reasons, stats_weight
 
 __all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "write_summary"]
 
@@ -73,11 +74,9 @@ def summarize(
             )
             exptime = stats.get("exptime")
             row["transmission_per_s"] = row["transmission"] / exptime if exptime else None
-            row["weight"] = (
-                frame_weight(weight_noise(ref_stats), weight_noise(stats), scale["scale"])
-                if (ref_stats and stats)
-                else None
-            )
+            row["weight"] = stats_weight(ref_stats, stats, scale) if (ref_stats and stats) else None
+            if "channels" in scale:
+                row["channel_scales"] = " ".join(f"{m:.6g}" for m in channel_values(scale, "scale"))
         gradient = results / "gradient" / f"{name}.fits"
         if gradient.is_file():
             header = fits.getheader(gradient)
@@ -95,6 +94,7 @@ def summarize(
         "reason",
         "scale",
         "scale_err",
+        "channel_scales",
         "transmission",
         "transmission_per_s",
         "weight",

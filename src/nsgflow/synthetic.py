@@ -38,6 +38,7 @@ __all__ = [
     "SceneSpec",
     "background",
     "box_medians",
+    "channel_specs",
     "condition_specs",
     "demo_specs",
     "evaluate",
@@ -295,11 +296,54 @@ def spec_from_truth(entry: dict) -> FrameSpec:
     return FrameSpec(**{**spec, "border_px": tuple(spec["border_px"])})
 
 
+#: Colour frames: the blue channel's scale exceeds the red's by this fraction of (m - 1), as
+#: extinction reddens; the sky falls from red to blue by this fraction per channel.
+COLOUR_TILT, COLOUR_SKY_STEP = 0.5, 0.25
+
+
+def channel_specs(spec: FrameSpec) -> list[FrameSpec]:
+    """The three channels (R, G, B) of a colour frame, each as a mono spec with its own scale, sky and noise.
+
+    Channel ``c`` has scale ``m * (1 + COLOUR_TILT * (m - 1) * c / 2)``, so a
+    reference (m = 1) has scale 1 in every channel and the truth of each
+    channel is its own scale; the sky and gradient are
+    ``1 - COLOUR_SKY_STEP * c`` times the frame's.
+
+    Examples
+    --------
+    >>> [round(c.scale, 3) for c in channel_specs(FrameSpec("t", scale=1.5))]
+    [1.5, 1.688, 1.875]
+    """
+    out = []
+    for c in range(3):
+        sky = 1 - COLOUR_SKY_STEP * c
+        out.append(
+            dataclasses.replace(
+                spec,
+                name=f"{spec.name}[{c}]",
+                scale=spec.scale * (1 + COLOUR_TILT * (spec.scale - 1) * c / 2),
+                sky_adu=spec.sky_adu * sky,
+                slope_x_adu=spec.slope_x_adu * sky,
+                slope_y_adu=spec.slope_y_adu * sky,
+                glow_adu=spec.glow_adu * sky,
+                seed=spec.seed * 7 + 1000 * (c + 1),
+            )
+        )
+    return out
+
+
 def make_frame_set(
-    directory: str | os.PathLike, scene: SceneSpec, specs: list[FrameSpec], reference: str
+    directory: str | os.PathLike,
+    scene: SceneSpec,
+    specs: list[FrameSpec],
+    reference: str,
+    *,
+    colour: bool = False,
 ) -> dict:
     """Render and write ``specs`` as FITS files in ``directory``, plus ``truth.json``.
 
+    With ``colour``, each frame is a 3-plane (R, G, B) FITS whose channels are
+    :func:`channel_specs`, listed under the frame's ``channels`` in the truth.
     Returns the truth: the scene, every frame's spec and its file path.
     """
     directory = Path(directory)
@@ -310,8 +354,15 @@ def make_frame_set(
         for key, value in spec.header.items():
             header[key] = value
         path = directory / f"{spec.name}.fits"
-        write_fits(path, render_frame(scene, spec), header)
-        truth["frames"][spec.name] = {"path": str(path), **dataclasses.asdict(spec)}
+        entry = {"path": str(path), **dataclasses.asdict(spec)}
+        if colour:
+            channels = channel_specs(spec)
+            data = np.stack([render_frame(scene, c) for c in channels])
+            entry["channels"] = [dataclasses.asdict(c) for c in channels]
+        else:
+            data = render_frame(scene, spec)
+        write_fits(path, data, header)
+        truth["frames"][spec.name] = entry
     write_json(directory / "truth.json", truth)
     return truth
 
@@ -468,32 +519,43 @@ def hard_specs(
 def evaluate(results: str | os.PathLike, truth: dict, box: int = 64) -> list[dict]:
     """Compare a workflow's outputs with the truth of a synthetic frame set.
 
-    Returns one row per frame: true and recovered scale, the scale error, its
-    reported uncertainty, and the residual background (normalized minus ideal
-    output, medians in ``box`` x ``box`` blocks): RMS and worst block, in units
-    of the reference's per-pixel sky noise.
+    Returns one row per frame (per channel for colour frames, with
+    ``channel``): true and recovered scale, the scale error, its reported
+    uncertainty, and the residual background (normalized minus ideal output,
+    medians in ``box`` x ``box`` blocks): RMS and worst block, in units of the
+    reference's per-pixel sky noise.
     """
-    from nsgflow.io import read_frame  # local: keep this module's import light for tests
+    from nsgflow.channels import channel_record, planes  # local: keep this module's import light for tests
+    from nsgflow.io import read_frame
 
     results = Path(results)
-    specs = {name: spec_from_truth(f) for name, f in truth["frames"].items()}
-    reference = specs[truth["reference"]]
-    noise = sky_noise(reference)
+
+    def channels(entry: dict) -> list[FrameSpec]:
+        return [spec_from_truth(c) for c in entry.get("channels", [entry])]
+
+    reference = channels(truth["frames"][truth["reference"]])
     rows = []
-    for name, spec in specs.items():
+    for name, entry in truth["frames"].items():
         scale = json.loads((results / "scale" / f"{name}.json").read_text())
-        target, _ = read_frame(truth["frames"][name]["path"])
+        target, _ = read_frame(entry["path"])
         output, _ = read_frame(results / "normalized" / f"{name}_nsg.fits")
-        blocks = box_medians(residual(output, target, spec, reference), box)
-        rows.append(
-            {
-                "frame": name,
-                "m_true": spec.scale,
-                "m": scale["scale"],
-                "m_err": scale["scale_err"],
-                "scale_error": scale["scale"] / spec.scale - 1,
-                "residual_rms": float(np.sqrt(np.mean(blocks**2))) / noise,
-                "residual_worst": float(np.max(np.abs(blocks))) / noise,
-            }
-        )
+        specs = channels(entry)
+        for c, (spec, ref, t, out) in enumerate(
+            zip(specs, reference, planes(target), planes(output), strict=True)
+        ):
+            fit = channel_record(scale, c)
+            blocks = box_medians(residual(out, t, spec, ref), box)
+            noise = sky_noise(ref)
+            rows.append(
+                {
+                    "frame": name,
+                    **({"channel": c} if len(specs) > 1 else {}),
+                    "m_true": spec.scale,
+                    "m": fit["scale"],
+                    "m_err": fit["scale_err"],
+                    "scale_error": fit["scale"] / spec.scale - 1,
+                    "residual_rms": float(np.sqrt(np.mean(blocks**2))) / noise,
+                    "residual_worst": float(np.max(np.abs(blocks))) / noise,
+                }
+            )
     return rows

@@ -3,26 +3,42 @@
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 
-__all__ = ["frame_weight", "rejection_reasons", "weight_noise"]
+import numpy as np
+
+from nsgflow.channels import channel_values
+
+__all__ = ["frame_weight", "rejection_reasons", "stats_weight", "weight_noise"]
 
 
-def frame_weight(noise_ref: float, noise_target: float, scale: float) -> float:
-    """NormalizeScaleGradient's weight: ``(noise_ref / (scale * noise_target))**2``.
+def frame_weight(
+    noise_ref: float | Sequence[float], noise_target: float | Sequence[float], scale: float | Sequence[float]
+) -> float:
+    """NormalizeScaleGradient's weight: ``(noise_ref / (scale * noise_target))**2``, averaged over channels.
 
     After normalization a target's noise is ``scale * noise_target``; the
     weight is its inverse variance relative to the reference's, so it is
     proportional to the light the frame collected: a frame that needed a
-    large scale (cloud, low altitude) gets a small weight.
+    large scale (cloud, low altitude) gets a small weight. For a colour frame
+    pass each channel's noises and scale; NaN if any is not positive.
 
     Examples
     --------
     >>> frame_weight(10.0, 10.0, 2.0)
     0.25
+    >>> frame_weight([10.0, 10.0], [10.0, 5.0], [2.0, 2.0])
+    0.625
     """
-    if not (noise_ref > 0 and noise_target > 0 and scale > 0):
+    noise_ref, noise_target, scale = (np.asarray(v, np.float64) for v in (noise_ref, noise_target, scale))
+    if not (np.all(noise_ref > 0) and np.all(noise_target > 0) and np.all(scale > 0)):
         return float("nan")
-    return (noise_ref / (scale * noise_target)) ** 2
+    return float(np.mean((noise_ref / (scale * noise_target)) ** 2))
+
+
+def stats_weight(ref_stats: dict, target_stats: dict, scale: dict) -> float:
+    """:func:`frame_weight` of a target from both frames' statistics and its scale record (per channel)."""
+    return frame_weight(weight_noise(ref_stats), weight_noise(target_stats), channel_values(scale, "scale"))
 
 
 def rejection_reasons(row: dict, settings: dict) -> list[str]:
@@ -50,6 +66,6 @@ def rejection_reasons(row: dict, settings: dict) -> list[str]:
     return reasons
 
 
-def weight_noise(stats: dict) -> float:
-    """The noise a frame's weight uses: its header's NOISExx value when present, else the measured one."""
-    return stats["noise_header"] if stats.get("noise_header") else stats["noise"]
+def weight_noise(stats: dict) -> list[float]:
+    """Each channel's noise for the weight: its header's NOISExx value when present, else the measured one."""
+    return [c.get("noise_header") or c["noise"] for c in stats.get("channels", [stats])]

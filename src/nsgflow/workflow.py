@@ -10,6 +10,7 @@ from typing import Any
 import yaml
 from jsonschema import Draft202012Validator, validators
 
+from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
 from nsgflow.io import FRAME_SUFFIXES, frame_name, read_header
 
@@ -126,7 +127,7 @@ def find_frames(pattern: str, reference: str) -> dict[str, str]:
 
 
 def check_frames(frames: dict[str, str]) -> None:
-    """Check from the headers that all frames have one size and are all mono, before any work starts.
+    """Check from the headers that all frames have one size and are all mono or all colour, before any work.
 
     Raises
     ------
@@ -142,6 +143,8 @@ def check_frames(frames: dict[str, str]) -> None:
             raise ConfigError(f"{exc}; remove the file or fix it") from exc
         shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
         shape = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
+        if unsupported_shape(shape):
+            raise ConfigError(f"{path}: {unsupported_shape(shape)}; remove the file or convert it")
         shapes.setdefault(shape, []).append(path)
     if len(shapes) > 1:
         groups = "; ".join(f"{len(p)} of shape {s} (e.g. {p[0]})" for s, p in sorted(shapes.items()))

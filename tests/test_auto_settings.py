@@ -1,0 +1,80 @@
+"""Automatic settings (aperture, sample box, star-mask radius) from star sizes and FOCALLEN/XPIXSZ."""
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from nsgflow import normalize
+from nsgflow.api import default_settings
+from nsgflow.stages import HLR_PER_FWHM, image_scale, resolved_settings, star_fwhm, star_mask_radii
+
+SAMPLES = default_settings()["samples"]
+OPTICS = {"hlr_px": None, "focallen": 1000.0, "xpixsz": 4.0, "noise": 10.0}
+
+
+def _stars(n=5, hlr=2.0, saturated=()):
+    flags = np.zeros(n, int)
+    flags[list(saturated)] = 1
+    return pd.DataFrame(
+        {
+            "x": np.arange(n) * 30.0,
+            "y": np.full(n, 50.0),
+            "flux": np.geomspace(1e3, 1e6, n),
+            "peak": np.geomspace(1e2, 1e5, n) + 500,
+            "sky": np.full(n, 500.0),
+            "hlr_px": np.full(n, hlr),
+            "flags": flags,
+        }
+    )
+
+
+def test_image_scale_sets_the_star_size_when_no_star_is_measured():
+    assert image_scale(OPTICS) == pytest.approx(206.265 * 4.0 / 1000.0)
+    fwhm, why = star_fwhm([OPTICS])
+    assert fwhm == pytest.approx(2.5 / image_scale(OPTICS)) and "arcsec/px" in why
+    # measured star sizes win over the optics
+    assert star_fwhm([{**OPTICS, "hlr_px": 1.26}]) == (
+        pytest.approx(1.26 / HLR_PER_FWHM),
+        "measured star size",
+    )
+    assert star_fwhm([{"hlr_px": None}])[0] is None
+
+
+def test_star_mask_radius_auto_grows_with_peak_and_can_be_set_by_hand():
+    stars = _stars(saturated=[4])
+    auto = star_mask_radii(stars, {"noise": 10.0}, SAMPLES)
+    assert np.all(np.diff(auto[:4]) > 0)  # brighter stars are masked further out
+    assert auto.min() >= 2 * 2.0  # at least two half-light radii
+    by_hand = star_mask_radii(stars, {"noise": 10.0}, {**SAMPLES, "star_radius_px": 7.0})
+    np.testing.assert_array_equal(by_hand, [7.0, 7.0, 7.0, 7.0, 7.0 * SAMPLES["saturated_growth"]])
+    # no measurable star size: the image scale gives it
+    no_size = _stars(hlr=np.nan)
+    from_optics = star_mask_radii(no_size, OPTICS, SAMPLES)
+    assert np.all(np.isfinite(from_optics))
+    assert from_optics.min() == pytest.approx(2 * HLR_PER_FWHM * star_fwhm([OPTICS])[0])
+
+
+def test_resolved_settings_record_every_automatic_value():
+    stats = [{"hlr_px": 2.0, "noise": 10.0, "focallen": 1000.0, "xpixsz": 4.0}, {"hlr_px": 1.5, "noise": 8.0}]
+    resolved = resolved_settings({"aperture_radius_px": 10.0}, [_stars(), _stars(hlr=1.5)], stats, SAMPLES)
+    assert resolved["image_scale_arcsec_per_px"] == pytest.approx(0.825, rel=1e-3)
+    assert resolved["star_fwhm_px"] == pytest.approx(2.0 / HLR_PER_FWHM)
+    assert resolved["sample_box_px"] == 8 * np.ceil(8 * 2.0 / HLR_PER_FWHM / 8)
+    assert resolved["aperture_radius_px"] == 10.0
+    radius = resolved["star_mask_radius_px"]
+    assert radius["min"] <= radius["median"] <= radius["max"] and radius["from"].startswith("auto")
+
+
+def test_settings_by_hand_are_used(pair):
+    auto = normalize(pair["tgt"], pair["ref"])
+    hlr = max(auto.aperture["hlr_ref_px"], auto.aperture["hlr_target_px"])
+    assert auto.aperture["aperture_radius_px"] == pytest.approx(5.0 * hlr)
+    by_hand = normalize(
+        pair["tgt"],
+        pair["ref"],
+        photometry={"aperture_px": 14.0},
+        samples={"box_px": 40, "star_radius_px": 9.0},
+    )
+    assert by_hand.aperture["aperture_radius_px"] == 14.0
+    assert (by_hand.samples["box_px"] == 40).all()
+    assert abs(by_hand.scale / pair["tgt_spec"].scale - 1) < 0.005
