@@ -23,7 +23,8 @@ DESCRIPTION = """\
 Normalize registered, linear light frames to a reference frame, the way
 PixInsight's NormalizeScaleGradient does: for every frame a photometric scale
 m from matched stars and a smooth gradient model G, and a normalized frame
-T' = m*T - G (float32, never clipped) ready for stacking.
+T' = m*T - G (float32, never clipped) ready for stacking. Frames are FITS or
+XISF, mono or colour (3 planes: each channel gets its own m and G).
 """
 
 RUN_EPILOG = """\
