@@ -161,12 +161,12 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     print(f"  summary: {results}/summary.csv, graphs: {results}/diagnostics/")
     print(f"  stack:   {results}/stack/stack.fits\n")
     print(
-        f"{'frame':<10} {'m true':>8} {'m found':>8} {'+-':>7} {'error %':>8} {'resid rms':>9} {'worst':>6}"
+        f"{'frame':<12} {'m true':>8} {'m found':>8} {'+-':>7} {'error %':>8} {'resid rms':>9} {'worst':>6}"
     )
     for r in rows:
         label = f"{r['frame']}[{'RGB'[r['channel']]}]" if "channel" in r else r["frame"]
         print(
-            f"{label:<10} {r['m_true']:8.4f} {r['m']:8.4f} {r['m_err']:7.4f} "
+            f"{label:<12} {r['m_true']:8.4f} {r['m']:8.4f} {r['m_err']:7.4f} "
             f"{100 * r['scale_error']:+8.3f} {r['residual_rms']:9.3f} {r['residual_worst']:6.3f}"
         )
     print("\nresiduals: normalized minus ideal frame, medians in 64x64 boxes, in reference sky sigmas")

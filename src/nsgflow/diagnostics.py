@@ -67,7 +67,9 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
             used_colour, prefix = _channel_style(channel, colour, COLOURS["used"])
             dots = used_colour if name == "used" else COLOURS.get(name, "0.6")
             flux_t, flux_r = sub["flux_target"][sel], sub["flux_ref"][sel]
-            left.scatter(flux_t, flux_r, s=8, c=dots, label=f"{prefix}{name} ({sel.sum()})")
+            # colour: rejections are much the same in every channel, so only channel 0's are labelled
+            label = f"{prefix}{name} ({sel.sum()})" if name == "used" or channel == 0 else None
+            left.scatter(flux_t, flux_r, s=8, c=dots, label=label)
             right.scatter(flux_t, flux_r / flux_t, s=8, c=dots)
         flux = (
             np.geomspace(max(sub["flux_target"][ok].min(), 1e-3), sub["flux_target"][ok].max(), 50)
