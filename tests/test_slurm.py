@@ -144,6 +144,8 @@ def test_demo_set_on_slurm_same_as_local(tmp_path):
             )
             try:
                 status = proc.wait(timeout=timeout)
+            except subprocess.TimeoutExpired:
+                pass  # status None: reported below, with the log
             finally:
                 if proc.poll() is None:  # timed out, or pytest was interrupted
                     _stop(proc)
@@ -152,6 +154,8 @@ def test_demo_set_on_slurm_same_as_local(tmp_path):
     seconds = time.monotonic() - start
     text = log.read_text(errors="replace")
     tail = "\n".join(text.splitlines()[-60:])
+    if leftovers:
+        tail += f"\n(test: killed what the script left running: pids {leftovers})"
     assert status is not None, f"not done in {timeout:.0f} s (NSGFLOW_SLURM_TEST_TIMEOUT); log {log}:\n{tail}"
     assert status == 0, f"run_slurm_test.sh exited {status} after {seconds:.0f} s; log {log}:\n{tail}"
     assert not leftovers, f"processes the script started were still running after it ended: {leftovers}"
