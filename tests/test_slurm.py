@@ -3,8 +3,10 @@
 Runs ``tests/slurm/run_slurm_test.sh``: it installs Debian's slurm-wlm and munge if they are
 missing, starts a one-node cluster of its own (munged, slurmctld, slurmd), runs three small demo
 frames locally and through ``--executor slurm --profile profiles/slurm`` and compares the
-normalized FITS data. Part of ``make test`` and so of CI: about 2-3 minutes on a 2-core machine,
-plus about a minute the first time, when it installs Slurm.
+normalized FITS data. Part of ``make test`` and so of CI. It needs about 160 CPU-seconds
+(mostly Python starting: 3 times in each of 22 SLURM jobs): at least 1.5 minutes on 2 cores;
+measured 3.5-4.5 minutes on the shared 2-core machine (load 6-9). Installing Slurm, the first
+time, took 10 s of that.
 
 It needs root (apt-get, daemons, /etc/slurm/slurm.conf) and either Slurm or apt-get. Where it
 cannot run it is skipped, with the reason. ``NSGFLOW_SLURM_TEST`` decides:

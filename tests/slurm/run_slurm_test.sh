@@ -1,8 +1,9 @@
 #!/usr/bin/env bash
 # SLURM end-to-end test: run the demo frame set through a one-node SLURM cluster set up on this
 # machine (snakemake --executor slurm --profile profiles/slurm) and locally, and check that both
-# give identical normalized frames. CI runs it through tests/test_slurm.py (part of `make test`);
-# about 2-3 minutes on a 2-core machine once Slurm is installed (installing it adds about a minute).
+# give identical normalized frames. CI runs it through tests/test_slurm.py (part of `make test`;
+# NSGFLOW_SLURM_TEST=0 skips it there). About 160 CPU-seconds, so at least 1.5 minutes on 2 cores;
+# 3.5-4.5 minutes measured on a shared, loaded 2-core machine. Installing Slurm took 10 s more.
 #
 # Usage, as root (it installs packages and starts daemons), from anywhere:
 #   tests/slurm/run_slurm_test.sh
