@@ -19,7 +19,7 @@ demo: $(BIN)/nsgflow
 
 test: $(BIN)/nsgflow
 	$(BIN)/ruff check .
-	$(BIN)/python -m pytest --doctest-modules src tests
+	$(BIN)/python -m pytest --doctest-modules --durations=5 src tests
 
 clean:
 	rm -rf demo .snakemake .pytest_cache
