@@ -6,8 +6,8 @@ import os
 
 import numpy as np
 import pandas as pd
+from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
-from matplotlib.patches import Rectangle
 
 from nsgflow.io import atomic_path
 
@@ -35,8 +35,12 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     Rejected stars are drawn in their reason's colour (ratio outliers red, others grey).
     """
     status = table["status"].to_numpy(dtype=object).copy()
-    for item in scale.get("rejected", []):
-        status[(table["ref_id"] == item["ref_id"]).to_numpy() & (status == "used")] = item["reason"]
+    reasons: dict = {}
+    for item in scale.get("rejected", []):  # the first reason given for a star is its reason
+        reasons.setdefault(item["ref_id"], item["reason"])
+    ref_ids = table["ref_id"].to_numpy()
+    for i in np.flatnonzero(status == "used"):
+        status[i] = reasons.get(ref_ids[i], "used")
     fig, (left, right) = _figure(2, (11, 4.5))
     ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
     for name in sorted(set(status), key=lambda s: (s == "used", s)):  # deterministic: used drawn last
@@ -116,18 +120,21 @@ def sample_map(
         origin="lower",
         extent=(-0.5, frame.shape[1] - 0.5, -0.5, frame.shape[0] - 0.5),
     )
-    for row in samples.itertuples():
-        half = row.box_px / 2
-        ax.add_patch(
-            Rectangle(
-                (row.x - half, row.y - half),
-                row.box_px,
-                row.box_px,
-                fill=False,
-                lw=0.5,
-                ec=COLOURS.get(row.status, "0.6"),
-            )
+    # all box outlines in one collection: a patch per box took ~30 s for the 23000 boxes of 24 megapixels
+    x, y, half = (samples[c].to_numpy(float) for c in ("x", "y", "box_px"))
+    half = half / 2
+    corners = np.stack(
+        [np.column_stack([x + dx * half, y + dy * half]) for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1))],
+        axis=1,
+    )
+    ax.add_collection(
+        PolyCollection(
+            corners,
+            facecolors="none",
+            edgecolors=[COLOURS.get(status, "0.6") for status in samples["status"]],
+            linewidths=0.5,
         )
+    )
     counts = samples["status"].value_counts().to_dict()
     ax.set_title(f"{title} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), fontsize=9)
     ax.set_axis_off()
