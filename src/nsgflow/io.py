@@ -230,6 +230,8 @@ def clean_frame(data: np.ndarray) -> np.ndarray:
 
 def _cleaned(data: np.ndarray) -> np.ndarray:
     """Set the non-finite pixels of a native float32 array to 0, in place; return it."""
+    if data.size and np.isfinite(data.min()) and np.isfinite(data.max()):
+        return data  # NaN or inf would show in the extremes: nothing to clean
     bad = ~np.isfinite(data)
     if bad.any():
         data[bad] = 0.0

@@ -21,6 +21,7 @@ from scipy.spatial import cKDTree
 
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
+from nsgflow.robust import sorted_mad, sorted_median
 
 __all__ = [
     "GrowthFit",
@@ -49,60 +50,6 @@ def frame_hlr(catalog: pd.DataFrame, stars: int = 200) -> float:
     clean = measured[measured["flags"] == 0]
     chosen = clean if len(clean) else measured
     return float(np.median(chosen.nlargest(stars, "flux")["hlr_px"])) if len(chosen) else float("nan")
-
-
-def _sorted_median(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
-    """Per-row median of rows sorted ascending with their ``count`` valid values first (NaN after).
-
-    The same number as :func:`numpy.median` of the valid values: the middle
-    value, or the mean of the two middle values computed in the rows' dtype.
-    """
-    rows = np.arange(len(ordered))
-    low = ordered[rows, np.maximum(count - 1, 0) // 2]
-    high = ordered[rows, np.maximum(count, 1) // 2]
-    return np.where(count % 2 == 1, low, (low + high) / ordered.dtype.type(2))
-
-
-def _sorted_mad(ordered: np.ndarray, count: np.ndarray, centre: np.ndarray) -> np.ndarray:
-    """Per-row median of ``|value - centre|`` (float64) of rows as for :func:`_sorted_median`.
-
-    The deviations below and above the centre are two ascending sequences, so
-    their median is found by bisecting on how many of the smaller half come from
-    each (a selection in two sorted arrays) rather than by sorting them: the same
-    number as :func:`numpy.median` of the deviations.
-    """
-    n_rows, width = ordered.shape
-    flat = ordered.ravel()
-    base = np.arange(n_rows) * width
-    centre = centre.astype(np.float64)
-    below = (ordered < centre[:, None].astype(ordered.dtype)).sum(axis=1)
-    below = np.minimum(below, count)
-    above = count - below
-
-    def lower(t: np.ndarray) -> np.ndarray:  # t-th smallest deviation below the centre
-        return centre - flat[base + np.clip(below - 1 - t, 0, width - 1)]
-
-    def upper(t: np.ndarray) -> np.ndarray:  # t-th smallest deviation above the centre
-        return flat[base + np.clip(below + t, 0, width - 1)] - centre
-
-    def select(k: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """The k-th and (k+1)-th smallest deviation of each row (0-based)."""
-        lo = np.maximum(0, k + 1 - above)
-        hi = np.minimum(below, k + 1)
-        while np.any(lo < hi):  # smallest i with upper(k - i) <= lower(i), or hi
-            mid = (lo + hi) // 2
-            done = (mid >= below) | (upper(k - mid) <= lower(mid))
-            active = lo < hi
-            hi = np.where(active & done, mid, hi)
-            lo = np.where(active & ~done, mid + 1, lo)
-        i, j = lo, k + 1 - lo
-        kth = np.maximum(np.where(i > 0, lower(i - 1), -np.inf), np.where(j > 0, upper(j - 1), -np.inf))
-        after = np.minimum(np.where(i < below, lower(i), np.inf), np.where(j < above, upper(j), np.inf))
-        return kth, after
-
-    k = np.maximum(count - 1, 0) // 2
-    kth, after = select(k)
-    return np.where(count % 2 == 1, kth, (kth + after) / 2)
 
 
 def annulus_background(
@@ -141,8 +88,8 @@ def annulus_background(
         ok = inside & (values != 0) & (r2 >= r_in**2) & (r2 <= r_out**2)
         n = ok.sum(axis=1)
         ordered = np.sort(np.where(ok, values, np.nan), axis=1)  # NaN sort last
-        med = _sorted_median(ordered, n)
-        mad = _sorted_mad(ordered, n, med)
+        med = sorted_median(ordered, n)
+        mad = sorted_mad(ordered, n, med)
         valid = n > 0
         median[start : start + chunk] = np.where(valid, med, np.nan)
         sigma[start : start + chunk] = np.where(valid, 1.4826 * mad, np.nan)

@@ -217,6 +217,7 @@ def run_samples(
             [pd.read_csv(c) for c in catalogs],
             [read_json(s) for s in stats],
             settings,
+            overwrite_target=True,
         )
     except FrameError as exc:
         raise _named(frame, exc) from exc

@@ -234,12 +234,16 @@ def gradient_samples(
     catalogs: list[pd.DataFrame],
     stats: list[dict],
     settings: dict,
+    *,
+    overwrite_target: bool = False,
 ) -> pd.DataFrame:
     """Stage ``sample_background``: box medians of m*T - R, masking the stars of every catalog.
 
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
     statistics: each star's mask radius depends on its own frame's noise, and
     the box size (:func:`sample_box_px`) on the star sizes and image scale.
+    With ``overwrite_target`` (float32 ``target`` only), m*T - R is computed in
+    ``target``'s memory, which saves a frame's worth.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
@@ -253,9 +257,15 @@ def gradient_samples(
         np.concatenate([s["y"] for s in catalogs]),
         radii,
     )
-    valid = (target != 0) & (reference != 0) & ~mask
+    valid = np.not_equal(target, 0)  # in place from here: each frame-sized temporary costs 24 or 96 MB
+    valid &= reference != 0
+    valid &= ~mask
+    del mask
+    overwrite = overwrite_target and target.dtype == np.float32
+    difference = np.multiply(target, np.float32(scale), out=target if overwrite else None, dtype=np.float32)
+    difference -= reference
     return sample_background(
-        np.float32(scale) * target - reference,
+        difference,
         valid,
         box_px=box_px,
         min_valid_fraction=settings["min_valid_fraction"],
