@@ -28,15 +28,28 @@ def background_noise(data: np.ndarray) -> float:
     of the stars, so this is the noise even in a crowded or nebulous frame.
     """
     a, b = data[:, :-1], data[:, 1:]
-    ok = (a != 0) & (b != 0)
-    diff = (a - b)[ok]
+    diff = np.subtract(a, b)
+    if (data == 0).any():  # only differences between two pixels with data
+        ok = a != 0
+        ok &= b != 0
+        diff = diff[ok]
+        del ok
+    diff = diff.ravel()
     if diff.size == 0:
         return float("nan")
-    return float(1.4826 * np.median(np.abs(diff - np.median(diff))) / np.sqrt(2))
+    # in place: the medians reorder diff, which changes neither them nor what follows
+    diff -= np.median(diff, overwrite_input=True)
+    np.abs(diff, out=diff)
+    return float(1.4826 * np.median(diff, overwrite_input=True) / np.sqrt(2))
 
 
-def background_statistics(data: np.ndarray, box_px: int = 64) -> dict[str, float]:
+def background_statistics(
+    data: np.ndarray, box_px: int = 64, background: sep.Background | None = None
+) -> dict[str, float]:
     """Level, flatness and noise of a frame's background.
+
+    ``background``, sep's background of ``data`` with no-data pixels masked and
+    mesh ``box_px``, is used if given rather than made again.
 
     Returns
     -------
@@ -49,8 +62,13 @@ def background_statistics(data: np.ndarray, box_px: int = 64) -> dict[str, float
     valid_fraction = float(1.0 - nodata.mean())
     if valid_fraction == 0:
         return {"sky": float("nan"), "sky_range": float("nan"), "noise": float("nan"), "valid_fraction": 0.0}
-    back = sep.Background(data, mask=nodata, bw=box_px, bh=box_px).back()[~nodata]
-    low, mid, high = np.percentile(back, [5, 50, 95])
+    if background is None:
+        background = sep.Background(data, mask=nodata, bw=box_px, bh=box_px)
+    back = background.back()
+    back = back[~nodata] if valid_fraction < 1 else back.ravel()
+    del nodata
+    low, mid, high = np.percentile(back, [5, 50, 95], overwrite_input=True)
+    del back
     return {
         "sky": float(mid),
         "sky_range": float(high - low),

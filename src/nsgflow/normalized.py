@@ -34,8 +34,12 @@ def normalize_frame(data: np.ndarray, scale: float, gradient: np.ndarray) -> np.
     >>> normalize_frame(np.array([[0.0, 2.0]]), 1.5, np.array([[1.0, 1.0]])).tolist()
     [[0.0, 2.0]]
     """
-    out = (np.float64(scale) * data - gradient).astype(np.float32)
-    out[data == 0] = 0.0
+    out = np.empty(np.broadcast_shapes(np.shape(data), np.shape(gradient)), dtype=np.float32)
+    data, gradient = np.broadcast_to(data, out.shape), np.broadcast_to(gradient, out.shape)
+    for start in range(0, out.shape[0], 256):  # float64 arithmetic a block of rows at a time
+        rows = slice(start, start + 256)
+        out[rows] = np.float64(scale) * data[rows] - gradient[rows]
+        np.copyto(out[rows], 0.0, where=data[rows] == 0)
     return out
 
 

@@ -12,6 +12,7 @@ import logging
 
 import numpy as np
 import pandas as pd
+import sep
 from astropy.io import fits
 
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
@@ -34,6 +35,9 @@ __all__ = [
 ]
 
 log = logging.getLogger("nsgflow")
+
+#: Mesh of the background map whose level and range are a frame's statistics (px).
+STATISTICS_BOX_PX = 64
 
 #: Header keywords read into a frame's statistics, first found wins.
 HEADER_KEYS = {
@@ -66,14 +70,19 @@ def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -
     values of :data:`HEADER_KEYS`.
     """
     saturation = estimate_saturation(data)  # found once, used for the flags and the statistics
-    stars = detect_stars(data, saturation=saturation, **settings)
+    # sep's background, made once when detection and the statistics use the same mesh
+    background = None
+    box = settings.get("background_box_px", 64)
+    if box == STATISTICS_BOX_PX and (data != 0).any():
+        background = sep.Background(data, mask=data == 0, bw=box, bh=box)
+    stars = detect_stars(data, saturation=saturation, background=background, **settings)
     stats = {
         "shape": list(data.shape),
         "stars": len(stars),
         "stars_clean": int((stars["flags"] == 0).sum()),
         "hlr_px": frame_hlr(stars),
         "saturation": None if np.isinf(saturation) else saturation,
-        **background_statistics(data),
+        **background_statistics(data, STATISTICS_BOX_PX, background=background),
         **header_values(header),
     }
     return stars, stats
