@@ -16,8 +16,6 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import sep
-from scipy.optimize import least_squares
-from scipy.spatial import cKDTree
 
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
@@ -173,6 +171,8 @@ def fit_growth_curve(
     """
     if len(x) < 5:
         return None
+    from scipy.optimize import least_squares  # here: only the photometry job fits growth curves
+
     radii = GROWTH_RADII * radius
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -224,6 +224,8 @@ def fit_growth_curve(
 
 def _isolated(catalog: pd.DataFrame, index: np.ndarray, radius: float, contrast: float = 0.02) -> np.ndarray:
     """True for catalog rows with no neighbour brighter than ``contrast`` times theirs within ``radius``."""
+    from scipy.spatial import cKDTree
+
     xy = catalog[["x", "y"]].to_numpy()
     flux = catalog["flux"].to_numpy()
     tree = cKDTree(xy)
