@@ -45,8 +45,8 @@ def brentq(
 
     Examples
     --------
-    >>> round(brentq(lambda x: x**3 - 2.0, 0.0, 2.0), 12)
-    1.25992104989
+    >>> round(brentq(lambda x: x**3 - 2.0, 0.0, 2.0), 10)
+    1.2599210499
     """
     xpre, xcur = float(a), float(b)
     fpre, fcur = f(xpre), f(xcur)
