@@ -6,8 +6,9 @@ import os
 
 import numpy as np
 import pandas as pd
-from matplotlib.collections import PolyCollection
 from matplotlib.figure import Figure
+from matplotlib.patches import PathPatch
+from matplotlib.path import Path
 
 from nsgflow.io import atomic_path
 
@@ -120,21 +121,25 @@ def sample_map(
         origin="lower",
         extent=(-0.5, frame.shape[1] - 0.5, -0.5, frame.shape[0] - 0.5),
     )
-    # all box outlines in one collection: a patch per box took ~30 s for the 23000 boxes of 24 megapixels
+    # the box outlines as one path per colour: a patch per box took ~30 s for the 23000 boxes of 24 megapixels
     x, y, half = (samples[c].to_numpy(float) for c in ("x", "y", "box_px"))
     half = half / 2
     corners = np.stack(
-        [np.column_stack([x + dx * half, y + dy * half]) for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1))],
+        [
+            np.column_stack([x + dx * half, y + dy * half])
+            for dx, dy in ((-1, -1), (1, -1), (1, 1), (-1, 1), (-1, -1))
+        ],
         axis=1,
     )
-    ax.add_collection(
-        PolyCollection(
-            corners,
-            facecolors="none",
-            edgecolors=[COLOURS.get(status, "0.6") for status in samples["status"]],
-            linewidths=0.5,
-        )
-    )
+    codes = np.array([Path.MOVETO, *[Path.LINETO] * 3, Path.CLOSEPOLY], dtype=Path.code_type)
+    colours = np.array([COLOURS.get(status, "0.6") for status in samples["status"]], dtype=object)
+    for colour in sorted(set(colours)):
+        boxes = colours == colour
+        outlines = Path(corners[boxes].reshape(-1, 2), np.tile(codes, int(boxes.sum())))
+        ax.add_artist(PathPatch(outlines, fill=False, lw=0.5, ec=colour))  # add_patch: slow limits
+    if len(corners):
+        ax.update_datalim(corners.reshape(-1, 2))
+        ax.autoscale_view()
     counts = samples["status"].value_counts().to_dict()
     ax.set_title(f"{title} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), fontsize=9)
     ax.set_axis_off()
