@@ -28,6 +28,10 @@ rule plot_diagnostics:
         algo=ALGO["diagnostics"],
     log:
         f"{RESULTS}/logs/plot_diagnostics/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plot_diagnostics/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
         mem_mb=frame_mb,

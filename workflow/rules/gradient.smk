@@ -14,6 +14,8 @@ rule sample_background:
         f"{RESULTS}/logs/sample_background/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/sample_background/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
         mem_mb=frame_mb,
@@ -38,6 +40,8 @@ rule fit_gradient:
         f"{RESULTS}/logs/fit_gradient/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fit_gradient/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
         mem_mb=frame_mb,

@@ -29,6 +29,8 @@ rule normalize_frame:
         f"{RESULTS}/logs/normalize_frame/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/normalize_frame/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
         mem_mb=frame_mb,
@@ -48,6 +50,8 @@ rule export_xisf:
         xisf=f"{RESULTS}/normalized/{{frame}}_nsg.xisf",
     log:
         f"{RESULTS}/logs/export_xisf/{{frame}}.log",
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
         mem_mb=frame_mb,
