@@ -16,13 +16,15 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 
 from nsgflow.errors import FrameError
+
+if TYPE_CHECKING:
+    from astropy.io import fits  # imported where used: jobs that only read plain FITS do without it
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -34,6 +36,8 @@ __all__ = [
     "read_frame",
     "read_header",
     "read_json",
+    "read_pixels",
+    "read_shape",
     "write_csv",
     "write_fits",
     "write_json",
@@ -103,6 +107,8 @@ def _fits_value(text: str) -> str | int | float | bool:
 
 def _xisf_header(metadata: dict) -> fits.Header:
     """A FITS header from an XISF image's metadata: its FITS keywords and its shape as NAXISn."""
+    from astropy.io import fits
+
     width, height, channels = metadata["geometry"]
     header = fits.Header()
     header["NAXIS"] = 2 if channels == 1 else 3
@@ -128,6 +134,8 @@ def _xisf_header(metadata: dict) -> fits.Header:
 
 def read_header(path: str | os.PathLike) -> fits.Header:
     """Read the header of a frame's image without reading its pixels (FITS, or XISF's FITS keywords)."""
+    from astropy.io import fits
+
     try:
         if is_xisf(path):
             from xisf import XISF
@@ -162,6 +170,8 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
     FrameError
         The file cannot be read, holds no image, or is not a 2-D image.
     """
+    from astropy.io import fits
+
     fresh = None  # the pixels as read by _read_float32: native float32, ours to clean in place
     try:
         if is_xisf(path):
@@ -201,6 +211,8 @@ def _read_float32(hdu: fits.hdu.base.ExtensionHDU, path: str | os.PathLike) -> n
     place, so a frame costs its own size in memory once. None for any other kind
     of HDU (integers, scaling, tile or gzip compression), which astropy reads.
     """
+    from astropy.io import fits
+
     header = hdu.header
     info = hdu.fileinfo()
     if (
@@ -221,6 +233,128 @@ def _read_float32(hdu: fits.hdu.base.ExtensionHDU, path: str | os.PathLike) -> n
         raise FrameError(f"{path}: cannot read the image data (the file ends early); is the file complete?")
     data.byteswap(inplace=True)
     return data.view(np.float32).reshape(shape)
+
+
+#: FITS header and data blocks are multiples of this many bytes.
+_BLOCK = 2880
+
+
+def _card_value(text: str) -> object:
+    """The value of a FITS card's value field (after ``= ``); ValueError if it is not a plain one."""
+    text = text.lstrip()
+    if text.startswith("'"):  # a string: '' stands for ', trailing blanks do not count
+        end, value = 1, []
+        while True:
+            close = text.find("'", end)
+            if close < 0:
+                raise ValueError("unterminated string")
+            value.append(text[end:close])
+            if text[close + 1 : close + 2] != "'":
+                break
+            value.append("'")
+            end = close + 2
+        if text[close + 1 :].strip()[:1] not in ("", "/"):
+            raise ValueError("text after a string")
+        return "".join(value).rstrip()
+    token = text.split("/", 1)[0].strip()
+    if token in ("T", "F"):
+        return token == "T"
+    if token == "":
+        return None  # an undefined value
+    try:
+        return int(token)
+    except ValueError:
+        return float(token.replace("D", "E").replace("d", "e"))
+
+
+def _plain_header(path: str | os.PathLike) -> tuple[dict[str, object], int] | None:
+    """The keyword values of a plain FITS file's primary header and the offset of its data.
+
+    Read without astropy (whose import costs each job a quarter of a second).
+    Plain means: a primary HDU holding an uncompressed, unscaled float32 image
+    of 2 or more axes, every header value a plain string, number or logical.
+    None for any other file; astropy reads those. Repeated keywords keep their
+    first value (as ``header[key]`` does).
+    """
+    values: dict[str, object] = {}
+    blocks, ended = 0, False
+    try:
+        with open(path, "rb") as handle:
+            while not ended and blocks < 1000:
+                block = handle.read(_BLOCK)
+                if len(block) < _BLOCK:
+                    return None
+                blocks += 1
+                text = block.decode("ascii")
+                for start in range(0, _BLOCK, 80):
+                    card = text[start : start + 80]
+                    key = card[:8].rstrip()
+                    if key == "END":
+                        ended = True
+                        break
+                    if card[8:10] == "= " and key not in values:
+                        values[key] = _card_value(card[10:])
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not ended:
+        return None
+    if any(isinstance(v, str) and v.endswith("&") for v in values.values()):
+        return None  # a long string continued on CONTINUE cards: astropy's business
+    axes = values.get("NAXIS")
+    if (
+        values.get("SIMPLE") is not True
+        or values.get("BITPIX") != -32
+        or type(axes) is not int
+        or axes < 2
+        or not all(
+            type(values.get(f"NAXIS{i}")) is int and values[f"NAXIS{i}"] > 0 for i in range(1, axes + 1)
+        )
+        or values.get("BSCALE", 1) != 1
+        or values.get("BZERO", 0) != 0
+        or values.get("GROUPS") is True
+    ):
+        return None
+    return values, blocks * _BLOCK
+
+
+def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape of a frame's image, numpy order (e.g. ``(ny, nx)``), without reading its pixels."""
+    plain = _plain_header(path) if not is_xisf(path) else None
+    header = plain[0] if plain else read_header(path)
+    return tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+
+
+def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
+    """The pixels of a frame as :func:`read_frame` gives them, and its header's keyword values.
+
+    For plain FITS files (:func:`_plain_header`) the values are a dict read
+    without astropy; otherwise :func:`read_frame`'s astropy header. Use
+    :func:`read_frame` where the header itself is written out again.
+    """
+    plain = _plain_header(path) if not is_xisf(path) else None
+    if plain is None:
+        return read_frame(path)
+    values, offset = plain
+    shape = tuple(int(values[f"NAXIS{i}"]) for i in range(int(values["NAXIS"]), 0, -1))
+    count = int(np.prod(shape))
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = np.fromfile(handle, dtype=">f4", count=count)
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read the image data ({exc}); is the file complete?") from exc
+    if data.size != count:
+        raise FrameError(f"{path}: cannot read the image data (the file ends early); is the file complete?")
+    data.byteswap(inplace=True)
+    data = data.view(np.float32).reshape(shape)
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if data.ndim != 2:
+        raise FrameError(
+            f"{path}: image has shape {data.shape}; only mono (2-D) frames are supported "
+            "so far. Split colour frames into one file per channel."
+        )
+    return _cleaned(data), values
 
 
 def clean_frame(data: np.ndarray) -> np.ndarray:
@@ -264,6 +398,8 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
     The CHECKSUM and DATASUM cards carry a fixed comment instead of astropy's
     time stamp, so the same data and header give the same bytes on every run.
     """
+    from astropy.io import fits
+
     hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
     for key in ("BZERO", "BSCALE", "BLANK"):
         hdu.header.remove(key, ignore_missing=True)

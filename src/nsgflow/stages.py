@@ -9,11 +9,12 @@ workflow compute the same numbers.
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sep
-from astropy.io import fits
 
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError
@@ -49,7 +50,7 @@ HEADER_KEYS = {
 }
 
 
-def header_values(header: fits.Header | None) -> dict[str, float | None]:
+def header_values(header: Mapping[str, Any] | None) -> dict[str, float | None]:
     """Header values nsgflow uses (exposure, focal length, pixel size, altitude, noise); None if absent."""
     values: dict[str, float | None] = {}
     for name, keys in HEADER_KEYS.items():
@@ -61,7 +62,9 @@ def header_values(header: fits.Header | None) -> dict[str, float | None]:
     return values
 
 
-def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -> tuple[pd.DataFrame, dict]:
+def detect_frame(
+    data: np.ndarray, header: Mapping[str, Any] | None, settings: dict
+) -> tuple[pd.DataFrame, dict]:
     """Stage ``detect_stars``: the star catalog and the frame's statistics.
 
     The statistics hold the shape, star counts, median half-light radius,

@@ -11,7 +11,7 @@ import yaml
 from jsonschema import Draft202012Validator, validators
 
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, frame_name, read_header
+from nsgflow.io import FRAME_SUFFIXES, frame_name, read_shape
 
 __all__ = ["check_frames", "find_frames", "load_config", "validate_config", "workflow_dir"]
 
@@ -137,10 +137,9 @@ def check_frames(frames: dict[str, str]) -> None:
     shapes: dict[tuple[int, ...], list[str]] = {}
     for path in frames.values():
         try:
-            header = read_header(path)
+            shape = read_shape(path)
         except FrameError as exc:
             raise ConfigError(f"{exc}; remove the file or fix it") from exc
-        shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
         shape = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
         shapes.setdefault(shape, []).append(path)
     if len(shapes) > 1:
