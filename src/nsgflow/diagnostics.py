@@ -10,7 +10,7 @@ from matplotlib.figure import Figure
 from matplotlib.patches import PathPatch
 from matplotlib.path import Path
 
-from nsgflow.io import atomic_path
+from nsgflow.io import atomic_path, clean_frame
 
 __all__ = ["gradient_graph", "photometry_graph", "sample_map"]
 
@@ -91,9 +91,16 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
 
 
 def gradient_graph(
-    gradient: np.ndarray, samples: pd.DataFrame, path: str | os.PathLike, title: str = ""
+    gradient: np.ndarray,
+    samples: pd.DataFrame,
+    path: str | os.PathLike,
+    title: str = "",
+    value_range: tuple[float | None, float | None] = (None, None),
 ) -> None:
-    """Horizontal and vertical profiles of G through the frame's centre, with the samples near them."""
+    """Horizontal and vertical profiles of G through the frame's centre, with the samples near them.
+
+    ``value_range`` is G's smallest and largest value if known (its FITS header has them).
+    """
     ny, nx = gradient.shape
     used = samples[samples["status"] == "used"]
     box = int(samples["box_px"].iloc[0]) if len(samples) else 1
@@ -103,14 +110,17 @@ def gradient_graph(
         (axes[1], "y", "x", ny, "column"),
     ):
         centre = (ny if across == "y" else nx) // 2
-        profile = gradient[centre, :] if along == "x" else gradient[:, centre]
+        profile = clean_frame(gradient[centre, :] if along == "x" else gradient[:, centre])
         near = used[np.abs(used[across] - centre) <= box]
         ax.plot(np.arange(n_along), profile, "k-", lw=1.5, label=f"G along {label} {centre}")
         ax.scatter(near[along], near["value"], s=10, c="tab:blue", label=f"samples within {box} px")
         ax.set_xlabel(f"{along} (px)")
         ax.set_ylabel("m*T - R (ADU)")
         ax.legend(fontsize=7)
-    fig.suptitle(f"{title} gradient: range {gradient.min():.4g} to {gradient.max():.4g}")
+    low, high = value_range
+    low = float(np.min(gradient)) if low is None else low
+    high = float(np.max(gradient)) if high is None else high
+    fig.suptitle(f"{title} gradient: range {low:.4g} to {high:.4g}")
     _save(fig, path)
 
 
@@ -119,7 +129,7 @@ def sample_map(
 ) -> None:
     """The frame (stretched) with every sample box drawn in its status's colour."""
     step = max(1, int(np.ceil(max(frame.shape) / max_px)))
-    small = frame[::step, ::step]
+    small = clean_frame(frame[::step, ::step])
     valid = small[small != 0]
     low, high = np.percentile(valid, [1, 99.5]) if valid.size else (0.0, 1.0)
     stretched = np.arcsinh(np.clip((small - low) / max(high - low, 1e-12), 0, 1) * 10) / np.arcsinh(10)

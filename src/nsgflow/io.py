@@ -33,6 +33,7 @@ __all__ = [
     "fits_text",
     "frame_name",
     "is_xisf",
+    "map_pixels",
     "read_frame",
     "read_header",
     "read_json",
@@ -355,6 +356,24 @@ def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
             "so far. Split colour frames into one file per channel."
         )
     return _cleaned(data), values
+
+
+def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
+    """A frame's pixels mapped from the file (read only as they are used) and its keyword values.
+
+    For a plain FITS file (:func:`_plain_header`) the array is a read-only
+    memory map in the file's byte order, with non-finite pixels as they are:
+    pass what is used through :func:`clean_frame`. Other files are read whole
+    by :func:`read_pixels`.
+    """
+    plain = _plain_header(path) if not is_xisf(path) else None
+    if plain is None:
+        return read_pixels(path)
+    values, offset = plain
+    shape = tuple(int(values[f"NAXIS{i}"]) for i in range(int(values["NAXIS"]), 0, -1))
+    if len(shape) != 2 or os.path.getsize(path) < offset + 4 * int(np.prod(shape)):
+        return read_pixels(path)  # its errors for colour frames and short files
+    return np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape), values
 
 
 def clean_frame(data: np.ndarray) -> np.ndarray:

@@ -25,6 +25,7 @@ from nsgflow.io import (
     atomic_path,
     fits_text,
     frame_name,
+    map_pixels,
     read_frame,
     read_json,
     read_pixels,
@@ -340,8 +341,11 @@ def run_diagnostics(
     name = frame_name(frame)
     table, sample_table = pd.read_csv(photometry), pd.read_csv(samples)
     photometry_graph(table, read_json(scale), outputs["photometry"], title=name)
-    gradient_graph(read_pixels(gradient)[0], sample_table, outputs["gradient"], title=name)
-    sample_map(read_pixels(frame)[0], sample_table, outputs["samples"], title=name)
+    # mapped, not read: the graphs use a row, a column and every few pixels of the frames
+    model, keys = map_pixels(gradient)
+    value_range = (keys.get("NSGGMIN"), keys.get("NSGGMAX"))  # the model's range, in its header
+    gradient_graph(model, sample_table, outputs["gradient"], title=name, value_range=value_range)
+    sample_map(map_pixels(frame)[0], sample_table, outputs["samples"], title=name)
 
 
 def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLike) -> None:
