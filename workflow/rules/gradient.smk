@@ -18,7 +18,7 @@ rule sample_background:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(5),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
@@ -44,7 +44,7 @@ rule fit_gradient:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(5),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
