@@ -76,22 +76,33 @@ def annulus_background(
     median = np.full(len(x), np.nan)
     sigma = np.full(len(x), np.nan)
     count = np.zeros(len(x), dtype=np.int64)
-    for start in range(0, len(x), chunk):
-        xs, ys = x[start : start + chunk, None], y[start : start + chunk, None]
-        cx = np.rint(xs).astype(np.int64) + ox
-        cy = np.rint(ys).astype(np.int64) + oy
-        r2 = (cy - ys) ** 2 + (cx - xs) ** 2
-        inside = (cy >= 0) & (cy < ny) & (cx >= 0) & (cx < nx)
-        values = data.ravel().take(np.clip(cy, 0, ny - 1) * nx + np.clip(cx, 0, nx - 1))
-        ok = inside & (values != 0) & (r2 >= r_in**2) & (r2 <= r_out**2)
-        n = ok.sum(axis=1)
-        ordered = np.sort(np.where(ok, values, np.nan), axis=1)  # NaN sort last
-        med = sorted_median(ordered, n)
-        mad = sorted_mad(ordered, n, med)
-        valid = n > 0
-        median[start : start + chunk] = np.where(valid, med, np.nan)
-        sigma[start : start + chunk] = np.where(valid, 1.4826 * mad, np.nan)
-        count[start : start + chunk] = n
+    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    # the offsets of each position from its pixel: exact, so (oy - fy) is the same number as (iy + oy) - y
+    fx, fy = x - ix, y - iy
+    oxf, oyf = ox.astype(np.float64), oy.astype(np.float64)
+    flat = data.ravel()
+    # positions whose every candidate pixel is in the frame need no clipping or test for it
+    interior = (ix - half >= 0) & (ix + half < nx) & (iy - half >= 0) & (iy + half < ny)
+    for stars in (np.flatnonzero(interior), np.flatnonzero(~interior)):
+        for start in range(0, len(stars), chunk):
+            pick = stars[start : start + chunk]
+            r2 = (oyf - fy[pick, None]) ** 2 + (oxf - fx[pick, None]) ** 2
+            ok = (r2 >= r_in**2) & (r2 <= r_out**2)
+            if interior[pick[0]]:
+                values = flat.take((iy[pick] * nx + ix[pick])[:, None] + (oy * nx + ox))
+            else:
+                cx, cy = ix[pick, None] + ox, iy[pick, None] + oy
+                ok &= (cy >= 0) & (cy < ny) & (cx >= 0) & (cx < nx)
+                values = flat.take(np.clip(cy, 0, ny - 1) * nx + np.clip(cx, 0, nx - 1))
+            ok &= values != 0
+            n = ok.sum(axis=1)
+            ordered = np.sort(np.where(ok, values, np.nan), axis=1)  # NaN sort last
+            med = sorted_median(ordered, n)
+            mad = sorted_mad(ordered, n, med)
+            valid = n > 0
+            median[pick] = np.where(valid, med, np.nan)
+            sigma[pick] = np.where(valid, 1.4826 * mad, np.nan)
+            count[pick] = n
     return median, sigma, count
 
 
@@ -111,9 +122,9 @@ def aperture_photometry(
     bkg, bkg_sigma, n_ann = annulus_background(data, x, y, *annulus)
     total, _, flag = sep.sum_circle(data, x, y, radius, subpix=0)
     nodata = data == 0
-    if nodata.any():
-        holes, _, _ = sep.sum_circle(nodata.astype(np.float32), x, y, radius, subpix=0)
-    else:  # no no-data pixel anywhere: spare a frame-sized count image
+    if nodata.any():  # sep sums the mask's bytes as they are: no frame-sized float copy
+        holes, _, _ = sep.sum_circle(nodata.view(np.uint8), x, y, radius, subpix=0)
+    else:
         holes = np.zeros(len(x))
     del nodata
     area = np.pi * radius**2
