@@ -214,3 +214,25 @@ def test_a_bad_frame_does_not_stop_the_automatic_reference_choice(tmp_path):
         "frame_02": "ok",
         "zeros": "failed",
     }
+
+
+def test_reason_of_a_frame_whose_cluster_job_failed_late(tmp_path):
+    """On a cluster a frame's stages after detection run as one job; a failure there removes every
+    output of that job, so the reason is the error a later stage logged, not 'failed or interrupted'."""
+    from nsgflow.summary import failure_reason
+
+    (tmp_path / "catalogs").mkdir()
+    (tmp_path / "catalogs" / "f.csv").write_text("id\n")
+    logs = tmp_path / "logs"
+    for rule, text in [
+        ("measure_photometry", "INFO f: 300 matched\n"),
+        ("fit_scale", "INFO f: m = 1.1\n"),
+        ("sample_background", "INFO f: 12 of 300 samples used\n"),
+        ("fit_gradient", "ERROR f.fits: 2 gradient sample(s); need at least 3\n"),
+    ]:
+        (logs / rule).mkdir(parents=True)
+        (logs / rule / "f.log").write_text(text)
+    assert failure_reason(tmp_path, "f") == "fit_gradient: f.fits: 2 gradient sample(s); need at least 3"
+    # an error a later stage logged in an earlier run does not count
+    os.utime(logs / "fit_gradient" / "f.log", ns=(0, 0))
+    assert failure_reason(tmp_path, "f").startswith("measure_photometry failed or was interrupted")

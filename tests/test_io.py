@@ -159,3 +159,48 @@ def test_colour_xisf_round_trip_keeps_channels(tmp_path):
     assert (header["NAXIS"], header["NAXIS3"]) == (3, 3)
     write_xisf(tmp_path / "out.xisf", data * 2, header, {})
     np.testing.assert_array_equal(read_frame(tmp_path / "out.xisf")[0], rgb * 2)
+
+
+def test_plain_fits_read_without_astropy_as_astropy_reads_it(tmp_path):
+    from nsgflow.io import _plain_header, read_pixels, read_shape
+
+    values = np.arange(12 * 10, dtype=np.float32).reshape(12, 10)
+    values[3, 4] = np.nan
+    header = fits.Header()
+    header["EXPTIME"] = (120.5, "s")
+    header["FOCALLEN"] = 1000
+    header["OBJECT"] = "M31 'core'   "
+    header["FLAG"] = False
+    header["BIG"] = 1.5e-300
+    header["EMPTY"] = ""
+    header["HIERARCH ESO DET DIT"] = 2.0
+    header["LONGSTR"] = "x" * 100  # continued on CONTINUE cards: left to astropy
+    fits.PrimaryHDU(values, header).writeto(tmp_path / "long.fits")
+    assert _plain_header(tmp_path / "long.fits") is None
+    del header["LONGSTR"]
+    header.append(("UNDEF", None))
+    header.add_history("a history line = not a value")
+    fits.PrimaryHDU(values, header).writeto(tmp_path / "plain.fits")
+    plain, offset = _plain_header(tmp_path / "plain.fits")
+    expected = fits.getheader(tmp_path / "plain.fits")
+    for key, value in plain.items():
+        assert value == expected[key] or (value is None and key == "UNDEF"), key
+    assert offset == 2880
+    data, found = read_pixels(tmp_path / "plain.fits")
+    np.testing.assert_array_equal(data, read_frame(tmp_path / "plain.fits")[0])
+    assert found["EXPTIME"] == 120.5 and found["OBJECT"] == "M31 'core'" and found["FLAG"] is False
+    assert read_shape(tmp_path / "plain.fits") == (12, 10)
+    # integers, scaling, extensions and gzip go through astropy, with the same pixels
+    hdu = fits.PrimaryHDU(np.nan_to_num(values))
+    hdu.scale("int16", bzero=32768)
+    hdu.writeto(tmp_path / "scaled.fits")
+    fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(values)]).writeto(tmp_path / "ext.fits")
+    fits.PrimaryHDU(values).writeto(tmp_path / "z.fits.gz")
+    for name in ("scaled.fits", "ext.fits", "z.fits.gz"):
+        assert _plain_header(tmp_path / name) is None
+        data, found = read_pixels(tmp_path / name)
+        np.testing.assert_array_equal(data, read_frame(tmp_path / name)[0])
+        assert isinstance(found, fits.Header)
+    (tmp_path / "cut.fits").write_bytes((tmp_path / "plain.fits").read_bytes()[:3000])
+    with pytest.raises(FrameError, match=r"cut.fits: cannot read the image data"):
+        read_pixels(tmp_path / "cut.fits")

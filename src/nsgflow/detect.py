@@ -64,16 +64,47 @@ def nodata_counts(nodata: np.ndarray, x: np.ndarray, y: np.ndarray, half: np.nda
         Box half-size in pixels (box side ``2*half+1``).
     """
     ny, nx = nodata.shape
-    integral = np.zeros((ny + 1, nx + 1), dtype=np.int64)
-    np.cumsum(np.cumsum(nodata, axis=0, dtype=np.int64), axis=1, out=integral[1:, 1:])
     ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
     half = np.broadcast_to(np.asarray(half, dtype=np.int64), ix.shape)
     x1, x2 = ix - half, ix + half + 1
     y1, y2 = iy - half, iy + half + 1
     cx1, cx2, cy1, cy2 = (np.clip(v, 0, n) for v, n in ((x1, nx), (x2, nx), (y1, ny), (y2, ny)))
-    inside = integral[cy2, cx2] - integral[cy1, cx2] - integral[cy2, cx1] + integral[cy1, cx1]
     outside = (x2 - x1) * (y2 - y1) - (cx2 - cx1).clip(0) * (cy2 - cy1).clip(0)
-    return inside + outside
+    if not nodata.any():  # the usual frame: no summed-area table needed
+        return outside
+    # summed-area table, a block of rows at a time (int32 holds counts below 2**31 pixels)
+    kind = np.int32 if nodata.size < 2**31 else np.int64
+    integral = np.zeros((ny + 1, nx + 1), dtype=kind)
+    above = np.zeros(nx, dtype=kind)  # no-data pixels per column in the rows before the block
+    for start in range(0, ny, 256):
+        block = np.cumsum(nodata[start : start + 256], axis=0, dtype=kind)
+        block += above
+        above = block[-1].copy()
+        np.cumsum(block, axis=1, out=integral[start + 1 : start + 1 + len(block), 1:])
+    inside = integral[cy2, cx2] - integral[cy1, cx2] - integral[cy2, cx1] + integral[cy1, cx1]
+    return inside.astype(np.int64) + outside
+
+
+#: Pixels sep may hold in its extraction buffer at first (~50 bytes each); doubled while it overflows.
+PIXSTACK = 1_000_000
+
+
+def _extract(data: np.ndarray, threshold: float, **kwargs: object) -> np.ndarray:
+    """``sep.extract``, with a pixel buffer grown only as far as the frame needs.
+
+    sep allocates its whole buffer up front: a quarter of a 24-megapixel frame
+    costs 300 MB, while most frames need a small part of that. The result does
+    not depend on the buffer's size, only whether it suffices.
+    """
+    stack = min(PIXSTACK, max(300_000, data.size))
+    while True:
+        sep.set_extract_pixstack(stack)
+        try:
+            return sep.extract(data, threshold, **kwargs)
+        except Exception as exc:
+            if "pixel buffer full" not in str(exc) or stack >= data.size:
+                raise
+            stack = min(2 * stack, data.size)
 
 
 def detect_stars(
@@ -86,6 +117,7 @@ def detect_stars(
     border_margin_hlr: float = 6.0,
     max_stars: int = 20000,
     saturation: float | None = None,
+    background: sep.Background | None = None,
 ) -> pd.DataFrame:
     """Detect stars in a frame after subtracting its local background.
 
@@ -110,6 +142,9 @@ def detect_stars(
     saturation : float, optional
         The frame's saturation level if already known; by default
         :func:`estimate_saturation` finds it.
+    background : sep.Background, optional
+        sep's background of ``data`` (no-data pixels masked, mesh
+        ``background_box_px``) if already made.
 
     Returns
     -------
@@ -127,24 +162,26 @@ def detect_stars(
     nodata = data == 0
     if nodata.all():
         raise FrameError("frame holds no data (all pixels are 0, NaN or inf)")
-    sep.set_extract_pixstack(max(300_000, data.size // 4))
     sep.set_sub_object_limit(4096)
-    bkg = sep.Background(data, mask=nodata, bw=background_box_px, bh=background_box_px)
+    bkg = background
+    if bkg is None:
+        bkg = sep.Background(data, mask=nodata, bw=background_box_px, bh=background_box_px)
     rms = bkg.globalrms
     if not np.isfinite(rms) or rms <= 0:
         raise FrameError("frame has no background noise (constant frame?)")
-    back = bkg.back()
-    subtracted = data - back
-    subtracted[nodata] = 0.0
-    objects = sep.extract(subtracted, threshold_sigma, err=rms, mask=nodata, minarea=min_area_px)
+    subtracted = bkg.back()
+    np.subtract(data, subtracted, out=subtracted)  # the map's memory, reused; made again for the sky
+    np.copyto(subtracted, 0.0, where=nodata)
+    objects = _extract(subtracted, threshold_sigma, err=rms, mask=nodata, minarea=min_area_px)
     objects = objects[(objects["flux"] > 0) & (objects["a"] > 0)]
     if len(objects) == 0:
         raise FrameError(f"no stars found above {threshold_sigma} sigma")
     objects = objects[np.argsort(-objects["flux"], kind="stable")][:max_stars]
     x, y = objects["x"].astype(np.float64), objects["y"].astype(np.float64)
     hlr, _ = sep.flux_radius(subtracted, x, y, 6.0 * objects["a"], 0.5, mask=nodata)
+    del subtracted
     peak = data[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
-    sky = back[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
+    sky = bkg.back()[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
 
     flags = np.zeros(len(objects), dtype=np.int64)
     if saturation is None:

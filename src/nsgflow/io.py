@@ -16,14 +16,16 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import FrameError
+
+if TYPE_CHECKING:
+    from astropy.io import fits  # imported where used: jobs that only read plain FITS do without it
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -32,9 +34,12 @@ __all__ = [
     "fits_text",
     "frame_name",
     "is_xisf",
+    "map_pixels",
     "read_frame",
     "read_header",
     "read_json",
+    "read_pixels",
+    "read_shape",
     "write_csv",
     "write_fits",
     "write_json",
@@ -104,6 +109,8 @@ def _fits_value(text: str) -> str | int | float | bool:
 
 def _xisf_header(metadata: dict) -> fits.Header:
     """A FITS header from an XISF image's metadata: its FITS keywords and its shape as NAXISn."""
+    from astropy.io import fits
+
     width, height, channels = metadata["geometry"]
     header = fits.Header()
     header["NAXIS"] = 2 if channels == 1 else 3
@@ -129,6 +136,8 @@ def _xisf_header(metadata: dict) -> fits.Header:
 
 def read_header(path: str | os.PathLike) -> fits.Header:
     """Read the header of a frame's image without reading its pixels (FITS, or XISF's FITS keywords)."""
+    from astropy.io import fits
+
     try:
         if is_xisf(path):
             from xisf import XISF
@@ -164,6 +173,9 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
     FrameError
         The file cannot be read, holds no image, or is neither mono nor 3-channel colour.
     """
+    from astropy.io import fits
+
+    fresh = None  # the pixels as read by _read_float32: native float32, ours to clean in place
     try:
         if is_xisf(path):
             from xisf import XISF
@@ -176,8 +188,10 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
         else:
             with fits.open(path, memmap=False) as hdul:
                 hdu = _image_hdu(hdul, path)
-                data = np.asarray(hdu.data)
                 header = hdu.header.copy()
+                data = fresh = _read_float32(hdu, path)
+                if data is None:
+                    data = np.asarray(hdu.data)
     except FrameError:
         raise
     except Exception as exc:
@@ -186,13 +200,190 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
         data = data[0]
     if unsupported_shape(data.shape):
         raise FrameError(f"{path}: {unsupported_shape(data.shape)}")
-    return clean_frame(data), header
+    return (clean_frame(data) if fresh is None else _cleaned(data)), header
+
+
+def _read_float32(hdu: fits.hdu.base.ExtensionHDU, path: str | os.PathLike) -> np.ndarray | None:
+    """The pixels of an uncompressed, unscaled float32 image HDU, read straight into one native array.
+
+    astropy would hold the file's big-endian array and a native copy at the same
+    time; this reads the bytes into the array that is returned and swaps them in
+    place, so a frame costs its own size in memory once. None for any other kind
+    of HDU (integers, scaling, tile or gzip compression), which astropy reads.
+    """
+    from astropy.io import fits
+
+    header = hdu.header
+    info = hdu.fileinfo()
+    if (
+        type(hdu) not in (fits.PrimaryHDU, fits.ImageHDU)
+        or header.get("BITPIX") != -32
+        or header.get("BSCALE", 1) != 1
+        or header.get("BZERO", 0) != 0
+        or info is None
+        or getattr(info["file"], "compression", None)
+    ):
+        return None
+    shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+    count = int(np.prod(shape))
+    with open(path, "rb") as handle:
+        handle.seek(info["datLoc"])
+        data = np.fromfile(handle, dtype=">f4", count=count)
+    if data.size != count:
+        raise FrameError(f"{path}: cannot read the image data (the file ends early); is the file complete?")
+    data.byteswap(inplace=True)
+    return data.view(np.float32).reshape(shape)
+
+
+#: FITS header and data blocks are multiples of this many bytes.
+_BLOCK = 2880
+
+
+def _card_value(text: str) -> object:
+    """The value of a FITS card's value field (after ``= ``); ValueError if it is not a plain one."""
+    text = text.lstrip()
+    if text.startswith("'"):  # a string: '' stands for ', trailing blanks do not count
+        end, value = 1, []
+        while True:
+            close = text.find("'", end)
+            if close < 0:
+                raise ValueError("unterminated string")
+            value.append(text[end:close])
+            if text[close + 1 : close + 2] != "'":
+                break
+            value.append("'")
+            end = close + 2
+        if text[close + 1 :].strip()[:1] not in ("", "/"):
+            raise ValueError("text after a string")
+        return "".join(value).rstrip()
+    token = text.split("/", 1)[0].strip()
+    if token in ("T", "F"):
+        return token == "T"
+    if token == "":
+        return None  # an undefined value
+    try:
+        return int(token)
+    except ValueError:
+        return float(token.replace("D", "E").replace("d", "e"))
+
+
+def _plain_header(path: str | os.PathLike) -> tuple[dict[str, object], int] | None:
+    """The keyword values of a plain FITS file's primary header and the offset of its data.
+
+    Read without astropy (whose import costs each job a quarter of a second).
+    Plain means: a primary HDU holding an uncompressed, unscaled float32 image
+    of 2 or more axes, every header value a plain string, number or logical.
+    None for any other file; astropy reads those. Repeated keywords keep their
+    first value (as ``header[key]`` does).
+    """
+    values: dict[str, object] = {}
+    blocks, ended = 0, False
+    try:
+        with open(path, "rb") as handle:
+            while not ended and blocks < 1000:
+                block = handle.read(_BLOCK)
+                if len(block) < _BLOCK:
+                    return None
+                blocks += 1
+                text = block.decode("ascii")
+                for start in range(0, _BLOCK, 80):
+                    card = text[start : start + 80]
+                    key = card[:8].rstrip()
+                    if key == "END":
+                        ended = True
+                        break
+                    if card[8:10] == "= " and key not in values:
+                        values[key] = _card_value(card[10:])
+    except (OSError, UnicodeDecodeError, ValueError):
+        return None
+    if not ended:
+        return None
+    if any(isinstance(v, str) and v.endswith("&") for v in values.values()):
+        return None  # a long string continued on CONTINUE cards: astropy's business
+    axes = values.get("NAXIS")
+    if (
+        values.get("SIMPLE") is not True
+        or values.get("BITPIX") != -32
+        or type(axes) is not int
+        or axes < 2
+        or not all(
+            type(values.get(f"NAXIS{i}")) is int and values[f"NAXIS{i}"] > 0 for i in range(1, axes + 1)
+        )
+        or values.get("BSCALE", 1) != 1
+        or values.get("BZERO", 0) != 0
+        or values.get("GROUPS") is True
+    ):
+        return None
+    return values, blocks * _BLOCK
+
+
+def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
+    """The shape of a frame's image, numpy order (e.g. ``(ny, nx)``), without reading its pixels."""
+    plain = _plain_header(path) if not is_xisf(path) else None
+    header = plain[0] if plain else read_header(path)
+    return tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+
+
+def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
+    """The pixels of a frame as :func:`read_frame` gives them, and its header's keyword values.
+
+    For plain FITS files (:func:`_plain_header`) the values are a dict read
+    without astropy; otherwise :func:`read_frame`'s astropy header. Use
+    :func:`read_frame` where the header itself is written out again.
+    """
+    plain = _plain_header(path) if not is_xisf(path) else None
+    if plain is None:
+        return read_frame(path)
+    values, offset = plain
+    shape = tuple(int(values[f"NAXIS{i}"]) for i in range(int(values["NAXIS"]), 0, -1))
+    count = int(np.prod(shape))
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = np.fromfile(handle, dtype=">f4", count=count)
+    except OSError as exc:
+        raise FrameError(f"{path}: cannot read the image data ({exc}); is the file complete?") from exc
+    if data.size != count:
+        raise FrameError(f"{path}: cannot read the image data (the file ends early); is the file complete?")
+    data.byteswap(inplace=True)
+    data = data.view(np.float32).reshape(shape)
+    if data.ndim == 3 and data.shape[0] == 1:
+        data = data[0]
+    if unsupported_shape(data.shape):
+        raise FrameError(f"{path}: {unsupported_shape(data.shape)}")
+    return _cleaned(data), values
+
+
+def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
+    """A frame's pixels mapped from the file (read only as they are used) and its keyword values.
+
+    For a plain FITS file (:func:`_plain_header`) the array is a read-only
+    memory map in the file's byte order, with non-finite pixels as they are:
+    pass what is used through :func:`clean_frame`. Other files are read whole
+    by :func:`read_pixels`.
+    """
+    plain = _plain_header(path) if not is_xisf(path) else None
+    if plain is None:
+        return read_pixels(path)
+    values, offset = plain
+    shape = tuple(int(values[f"NAXIS{i}"]) for i in range(int(values["NAXIS"]), 0, -1))
+    if len(shape) != 2 or os.path.getsize(path) < offset + 4 * int(np.prod(shape)):
+        return read_pixels(path)  # its errors for colour frames and short files
+    return np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape), values
 
 
 def clean_frame(data: np.ndarray) -> np.ndarray:
     """Return a float32 copy in native byte order with non-finite pixels set to 0 (no data)."""
-    data = np.asarray(data).astype(np.float32)
-    data[~np.isfinite(data)] = 0.0
+    return _cleaned(np.asarray(data).astype(np.float32))
+
+
+def _cleaned(data: np.ndarray) -> np.ndarray:
+    """Set the non-finite pixels of a native float32 array to 0, in place; return it."""
+    if data.size and np.isfinite(data.min()) and np.isfinite(data.max()):
+        return data  # NaN or inf would show in the extremes: nothing to clean
+    bad = ~np.isfinite(data)
+    if bad.any():
+        data[bad] = 0.0
     return data
 
 
@@ -222,6 +413,8 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
     The CHECKSUM and DATASUM cards carry a fixed comment instead of astropy's
     time stamp, so the same data and header give the same bytes on every run.
     """
+    from astropy.io import fits
+
     hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
     for key in ("BZERO", "BSCALE", "BLANK"):
         hdu.header.remove(key, ignore_missing=True)
@@ -268,9 +461,58 @@ def write_xisf(path: str | os.PathLike, data: np.ndarray, header: fits.Header, p
 
 
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
-    """Write a table as CSV (fixed float format, no index), atomically."""
+    """Write a table as CSV (fixed float format, no index), atomically.
+
+    The bytes are those of ``table.to_csv(index=False, float_format="%.10g")``;
+    tables of plain numbers, booleans and text that needs no quoting are
+    formatted here, about three times faster than pandas does it.
+    """
+    text = _csv_text(table)
     with atomic_path(path) as tmp:
-        table.to_csv(tmp, index=False, float_format="%.10g")
+        if text is None:
+            table.to_csv(tmp, index=False, float_format="%.10g")
+        else:
+            tmp.write_text(text)
+
+
+#: Characters that make the csv module quote a field.
+_CSV_SPECIAL = frozenset(',"\r\n')
+
+
+def _csv_text(table: pd.DataFrame) -> str | None:
+    """What :func:`write_csv` writes for ``table``, or None when pandas must format it (NaN text, quoting).
+
+    Examples
+    --------
+    >>> import io
+    >>> t = pd.DataFrame({"x": [1.5, np.nan, -0.0, 1e-300], "y": [np.inf, 2 / 3, 1e17, -12.0],
+    ...                   "n": [1, 2, 3, 4], "ok": [True, False, True, True], "s": ["a", "b", "c", "d e"]})
+    >>> buffer = io.StringIO()
+    >>> t.to_csv(buffer, index=False, float_format="%.10g")
+    >>> _csv_text(t) == buffer.getvalue()
+    True
+    >>> _csv_text(pd.DataFrame({"s": ["a,b"]})) is None
+    True
+    """
+    names = [str(c) for c in table.columns]
+    if any(_CSV_SPECIAL.intersection(n) for n in names) or len(names) < 2:
+        return None
+    columns = []
+    for _, series in table.items():
+        kind = series.dtype.kind if isinstance(series.dtype, np.dtype) else None
+        values = series.to_numpy().tolist() if kind in ("f", "i", "u", "b") else None
+        if kind == "f":
+            columns.append(["" if v != v else format(v, ".10g") for v in values])
+        elif kind in ("i", "u"):
+            columns.append([str(v) for v in values])
+        elif kind == "b":
+            columns.append(["True" if v else "False" for v in values])
+        else:
+            text = series.to_numpy(dtype=object).tolist()
+            if not all(type(v) is str and not _CSV_SPECIAL.intersection(v) for v in text):
+                return None
+            columns.append(text)
+    return ",".join(names) + "\n" + "".join(",".join(row) + "\n" for row in zip(*columns, strict=True))
 
 
 def _json_default(value: Any) -> Any:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from scipy.spatial import cKDTree
 
 from nsgflow.errors import FrameError
 
@@ -46,6 +45,8 @@ def match_stars(
     empty = pd.DataFrame({"ref_index": [], "target_index": [], "distance_px": []})
     if len(reference) == 0 or len(target) == 0:
         return empty.astype({"ref_index": int, "target_index": int})
+    from scipy.spatial import cKDTree  # here: the module is imported by jobs that do not match
+
     k = min(neighbours, len(target))
     tree = cKDTree(target[["x", "y"]].to_numpy())
     dist, idx = tree.query(reference[["x", "y"]].to_numpy(), k=k, distance_upper_bound=tolerance_px)
@@ -88,6 +89,8 @@ def estimate_offset(
     tgt = target.nlargest(stars, "flux")[["x", "y"]].to_numpy()
     if len(ref) == 0 or len(tgt) == 0:
         raise FrameError("no stars to compare")
+    from scipy.spatial import cKDTree
+
     # every pairwise offset within the search box votes; the mode is the shift
     tree = cKDTree(tgt)
     pairs = tree.query_ball_point(ref, r=search_px)

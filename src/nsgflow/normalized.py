@@ -10,6 +10,7 @@ from collections.abc import Sequence
 import numpy as np
 from astropy.io import fits
 
+from nsgflow.channels import planes
 from nsgflow.io import fits_text
 
 __all__ = ["KEYWORDS", "normalize_frame", "normalized_header"]
@@ -41,11 +42,14 @@ def normalize_frame(data: np.ndarray, scale: float | Sequence[float], gradient: 
     >>> normalize_frame(np.ones((2, 1, 2)), [1.0, 3.0], np.zeros((2, 1, 2))).tolist()
     [[[1.0, 1.0]], [[3.0, 3.0]]]
     """
-    m = np.asarray(scale, np.float64)
-    if data.ndim == 3:
-        m = m.reshape(-1, 1, 1)
-    out = (m * data - gradient).astype(np.float32)
-    out[data == 0] = 0.0
+    out = np.empty(np.broadcast_shapes(np.shape(data), np.shape(gradient)), dtype=np.float32)
+    data, gradient = np.broadcast_to(data, out.shape), np.broadcast_to(gradient, out.shape)
+    scales = np.broadcast_to(np.asarray(scale, np.float64), (len(planes(out)),))
+    for o, d, g, m in zip(planes(out), planes(data), planes(gradient), scales, strict=True):
+        for start in range(0, o.shape[0], 256):  # float64 arithmetic a block of rows at a time
+            rows = slice(start, start + 256)
+            o[rows] = m * d[rows] - g[rows]
+            np.copyto(o[rows], 0.0, where=d[rows] == 0)
     return out
 
 

@@ -16,11 +16,10 @@ from dataclasses import asdict, dataclass
 import numpy as np
 import pandas as pd
 import sep
-from scipy.optimize import least_squares
-from scipy.spatial import cKDTree
 
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
+from nsgflow.robust import sorted_mad, sorted_median
 
 __all__ = [
     "GrowthFit",
@@ -68,28 +67,42 @@ def annulus_background(
     """
     ny, nx = data.shape
     half = int(np.ceil(r_out))
-    offsets = np.arange(-half, half + 1)
+    # Pixel offsets from the rounded position that can lie in the annulus of a position up to
+    # half a pixel away in x and y (so up to 0.71 px): only these are read, sorted and tested.
+    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
+    near = np.hypot(oy, ox)
+    ring = (near >= r_in - 0.75) & (near <= r_out + 0.75)
+    oy, ox = oy[ring], ox[ring]
     median = np.full(len(x), np.nan)
     sigma = np.full(len(x), np.nan)
     count = np.zeros(len(x), dtype=np.int64)
-    for start in range(0, len(x), chunk):
-        xs, ys = x[start : start + chunk], y[start : start + chunk]
-        cx = np.rint(xs).astype(np.int64)[:, None] + offsets
-        cy = np.rint(ys).astype(np.int64)[:, None] + offsets
-        r2 = (cy - ys[:, None])[:, :, None] ** 2 + (cx - xs[:, None])[:, None, :] ** 2
-        inside = ((cy >= 0) & (cy < ny))[:, :, None] & ((cx >= 0) & (cx < nx))[:, None, :]
-        values = data[np.clip(cy, 0, ny - 1)[:, :, None], np.clip(cx, 0, nx - 1)[:, None, :]]
-        ok = inside & (values != 0) & (r2 >= r_in**2) & (r2 <= r_out**2)
-        values = np.where(ok, values, np.nan).reshape(len(xs), -1)
-        n = ok.reshape(len(xs), -1).sum(axis=1)
-        valid = n > 0
-        med = np.full(len(xs), np.nan)
-        mad = np.full(len(xs), np.nan)
-        med[valid] = np.nanmedian(values[valid], axis=1)
-        mad[valid] = np.nanmedian(np.abs(values[valid] - med[valid, None]), axis=1)
-        median[start : start + chunk] = med
-        sigma[start : start + chunk] = 1.4826 * mad
-        count[start : start + chunk] = n
+    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    # the offsets of each position from its pixel: exact, so (oy - fy) is the same number as (iy + oy) - y
+    fx, fy = x - ix, y - iy
+    oxf, oyf = ox.astype(np.float64), oy.astype(np.float64)
+    flat = data.ravel()
+    # positions whose every candidate pixel is in the frame need no clipping or test for it
+    interior = (ix - half >= 0) & (ix + half < nx) & (iy - half >= 0) & (iy + half < ny)
+    for stars in (np.flatnonzero(interior), np.flatnonzero(~interior)):
+        for start in range(0, len(stars), chunk):
+            pick = stars[start : start + chunk]
+            r2 = (oyf - fy[pick, None]) ** 2 + (oxf - fx[pick, None]) ** 2
+            ok = (r2 >= r_in**2) & (r2 <= r_out**2)
+            if interior[pick[0]]:
+                values = flat.take((iy[pick] * nx + ix[pick])[:, None] + (oy * nx + ox))
+            else:
+                cx, cy = ix[pick, None] + ox, iy[pick, None] + oy
+                ok &= (cy >= 0) & (cy < ny) & (cx >= 0) & (cx < nx)
+                values = flat.take(np.clip(cy, 0, ny - 1) * nx + np.clip(cx, 0, nx - 1))
+            ok &= values != 0
+            n = ok.sum(axis=1)
+            ordered = np.sort(np.where(ok, values, np.nan), axis=1)  # NaN sort last
+            med = sorted_median(ordered, n)
+            mad = sorted_mad(ordered, n, med)
+            valid = n > 0
+            median[pick] = np.where(valid, med, np.nan)
+            sigma[pick] = np.where(valid, 1.4826 * mad, np.nan)
+            count[pick] = n
     return median, sigma, count
 
 
@@ -108,7 +121,12 @@ def aperture_photometry(
     y = np.ascontiguousarray(y, dtype=np.float64)
     bkg, bkg_sigma, n_ann = annulus_background(data, x, y, *annulus)
     total, _, flag = sep.sum_circle(data, x, y, radius, subpix=0)
-    holes, _, _ = sep.sum_circle((data == 0).astype(np.float32), x, y, radius, subpix=0)
+    nodata = data == 0
+    if nodata.any():  # sep sums the mask's bytes as they are: no frame-sized float copy
+        holes, _, _ = sep.sum_circle(nodata.view(np.uint8), x, y, radius, subpix=0)
+    else:
+        holes = np.zeros(len(x))
+    del nodata
     area = np.pi * radius**2
     flux = total - bkg * area
     var = area * bkg_sigma**2 * (1 + area * np.pi / (2 * np.maximum(n_ann, 1)))
@@ -164,6 +182,8 @@ def fit_growth_curve(
     """
     if len(x) < 5:
         return None
+    from scipy.optimize import least_squares  # here: only the photometry job fits growth curves
+
     radii = GROWTH_RADII * radius
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
@@ -215,6 +235,8 @@ def fit_growth_curve(
 
 def _isolated(catalog: pd.DataFrame, index: np.ndarray, radius: float, contrast: float = 0.02) -> np.ndarray:
     """True for catalog rows with no neighbour brighter than ``contrast`` times theirs within ``radius``."""
+    from scipy.spatial import cKDTree
+
     xy = catalog[["x", "y"]].to_numpy()
     flux = catalog["flux"].to_numpy()
     tree = cKDTree(xy)

@@ -17,7 +17,6 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
 from nsgflow.channels import channel_values, luminance, planes
@@ -27,17 +26,16 @@ from nsgflow.io import (
     atomic_path,
     fits_text,
     frame_name,
+    map_pixels,
     read_frame,
-    read_header,
     read_json,
+    read_pixels,
+    read_shape,
     write_csv,
     write_fits,
     write_json,
     write_xisf,
 )
-from nsgflow.normalized import normalize_frame, normalized_header
-from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
-from nsgflow.spline import curvature
 from nsgflow.stages import (
     detect_frame,
     gradient_model,
@@ -47,6 +45,9 @@ from nsgflow.stages import (
     scale_from_photometry,
 )
 from nsgflow.weight import stats_weight
+
+# astropy (a quarter of a second to import), the provenance and the normalized frame's header are
+# imported by the stages that write FITS: the others read plain frames without them.
 
 __all__ = [
     "run_blink",
@@ -101,7 +102,7 @@ def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: di
     run, and the frame's next stage fails with that reason.
     """
     try:
-        data, header = read_frame(frame)
+        data, header = read_pixels(frame)
         stars, summary = detect_frame(data, header, settings)
     except FrameError as exc:
         error = str(exc) if str(exc).startswith(str(frame)) else f"{frame}: {exc}"
@@ -145,8 +146,8 @@ def run_photometry(
         raise FrameError(f"the reference cannot be used: {ref_stats['error']}")
     if "error" in target_stats:
         raise FrameError(target_stats["error"])
-    target_data, _ = read_frame(frame)
-    ref_data, _ = read_frame(reference)
+    target_data, _ = read_pixels(frame)
+    ref_data, _ = read_pixels(reference)
     try:
         phot, aperture = match_and_measure(
             ref_data, target_data, pd.read_csv(ref_catalog), pd.read_csv(catalog), match_settings, settings
@@ -209,8 +210,8 @@ def run_samples(
     ``catalogs`` and ``stats`` are the target's and the reference's star
     catalogs and statistics.
     """
-    target, _ = read_frame(frame)
-    ref, _ = read_frame(reference)
+    target, _ = read_pixels(frame)
+    ref, _ = read_pixels(reference)
     try:
         samples = gradient_samples(
             target,
@@ -219,6 +220,7 @@ def run_samples(
             [pd.read_csv(c) for c in catalogs],
             [read_json(s) for s in stats],
             settings,
+            overwrite_target=True,
         )
     except FrameError as exc:
         raise _named(frame, exc) from exc
@@ -230,8 +232,11 @@ def run_gradient(
     samples: PathLike, frame: PathLike, output: PathLike, curvature_output: PathLike, settings: dict
 ) -> None:
     """Fit the gradient model to the samples; write it and its curvature as full-size float32 FITS."""
-    header = read_header(frame)
-    shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
+    from astropy.io import fits
+
+    from nsgflow.spline import curvature
+
+    shape = read_shape(frame)[-2:]  # (ny, nx), also of a colour frame
     try:
         model, status = gradient_model(pd.read_csv(samples), shape, settings)
     except FrameError as exc:
@@ -272,9 +277,12 @@ def run_normalize(
     ``upstream`` maps each earlier output of this frame (``catalog``,
     ``photometry``, ...) to its path, to be hashed into the record.
     """
+    from nsgflow.normalized import normalize_frame, normalized_header
+    from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
+
     data, header = read_frame(frame)
     result = read_json(scale)
-    model, _ = read_frame(gradient)
+    model, _ = read_pixels(gradient)
     target_stats, reference_stats = read_json(stats), read_json(ref_stats)
     m = result["scale"]
     keys = {
@@ -336,8 +344,11 @@ def run_diagnostics(
     name = frame_name(frame)
     table, sample_table = pd.read_csv(photometry), pd.read_csv(samples)
     photometry_graph(table, read_json(scale), outputs["photometry"], title=name)
-    gradient_graph(read_frame(gradient)[0], sample_table, outputs["gradient"], title=name)
-    sample_map(read_frame(frame)[0], sample_table, outputs["samples"], title=name)
+    # mapped, not read: the graphs use a row, a column and every few pixels of the frames
+    model, keys = map_pixels(gradient)
+    value_range = (keys.get("NSGGMIN"), keys.get("NSGGMAX"))  # the model's range, in its header
+    gradient_graph(model, sample_table, outputs["gradient"], title=name, value_range=value_range)
+    sample_map(map_pixels(frame)[0], sample_table, outputs["samples"], title=name)
 
 
 def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLike) -> None:
@@ -358,6 +369,8 @@ def run_stack(
     accepted: PathLike, weights: PathLike, output: PathLike, rejected: PathLike, settings: dict
 ) -> None:
     """Stack the accepted normalized frames with their weights; write the stack and the rejection map."""
+    from astropy.io import fits
+
     from nsgflow.stack import stack_frames
 
     paths = [line for line in Path(accepted).read_text().splitlines() if line]
@@ -376,6 +389,7 @@ def run_stack(
 
 def run_export_xisf(frame: PathLike, normalized: PathLike, output: PathLike) -> None:
     """Also write an XISF input's normalized frame as XISF: its data and keywords, the input's properties."""
+    from astropy.io import fits
     from xisf import XISF
 
     data, header = fits.getdata(normalized, header=True)
@@ -395,8 +409,8 @@ def run_blink(
 
     names = [frame_name(p) for p in inputs]
     sets = {
-        "inputs": [thumbnail(luminance(read_frame(p)[0])) for p in inputs],
-        "normalized": [thumbnail(luminance(read_frame(p)[0])) for p in normalized],
+        "inputs": [thumbnail(luminance(read_pixels(p)[0])) for p in inputs],
+        "normalized": [thumbnail(luminance(read_pixels(p)[0])) for p in normalized],
     }
     ref = sets["inputs"][names.index(reference)]
     low, high = np.percentile(ref[ref != 0], [1, 99.5])

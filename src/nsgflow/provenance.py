@@ -29,12 +29,26 @@ LIBRARIES = ("numpy", "scipy", "astropy", "sep", "pandas", "snakemake")
 
 
 def sha256(path: str | os.PathLike, chunk: int = 1 << 20) -> str:
-    """SHA-256 of a file's bytes, hex."""
+    """SHA-256 of a file's bytes, hex.
+
+    Remembered for the process, by the file's identity, size and modification
+    time: a normalize job hashes the frame and the reference for the header and
+    again for the provenance record.
+    """
+    info = os.stat(path)
+    key = (os.path.realpath(path), info.st_dev, info.st_ino, info.st_size, info.st_mtime_ns)
+    if key in _HASHES:
+        return _HASHES[key]
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         while block := handle.read(chunk):
             digest.update(block)
-    return digest.hexdigest()
+    _HASHES[key] = digest.hexdigest()
+    return _HASHES[key]
+
+
+#: Hashes computed by :func:`sha256` in this process.
+_HASHES: dict[tuple, str] = {}
 
 
 def _git_commit(folder: Path) -> str | None:

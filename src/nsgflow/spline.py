@@ -1,15 +1,27 @@
-"""Gradient model: a smoothing thin-plate spline through the gradient samples."""
+"""Gradient model: a smoothing thin-plate spline through the gradient samples.
+
+The spline is what scipy's ``RBFInterpolator(kernel="thin_plate_spline",
+degree=1, smoothing=...)`` fits, and the full-size model is its values on a
+coarse grid interpolated by the bicubic spline of ``RectBivariateSpline(...,
+s=0)``; both are computed here with numpy (the same numbers to rounding) so
+that the evaluation can use the grid's structure, stays within a few MB of
+temporaries, and the stage does not pay for importing scipy.interpolate.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
-
 import numpy as np
-from scipy.interpolate import RBFInterpolator, RectBivariateSpline
 
 from nsgflow.errors import FrameError
 
-__all__ = ["curvature", "fit_gradient", "merge_samples", "reject_outlier_samples"]
+__all__ = [
+    "ThinPlateSpline",
+    "bicubic_upsample",
+    "curvature",
+    "fit_gradient",
+    "merge_samples",
+    "reject_outlier_samples",
+]
 
 
 def merge_samples(
@@ -41,6 +53,112 @@ def merge_samples(
     return mean(x), mean(y), mean(value), total
 
 
+#: The smallest positive float, added to squared distances: d2 * log(d2) is then 0 at d2 = 0.
+_TINY = np.finfo(np.float64).tiny
+#: r**2 log(r) = d2 * log2(d2) * _HALF_LN2 with d2 = r**2 (numpy's log2 is several times faster than log).
+_HALF_LN2 = 0.5 * np.log(2.0)
+
+
+def _thin_plate(d2: np.ndarray) -> np.ndarray:
+    """The thin-plate kernel r**2 log(r) from squared distances ``d2`` (0 at 0), a new array."""
+    out = d2 + _TINY
+    np.log2(out, out=out)
+    out *= d2
+    out *= _HALF_LN2
+    return out
+
+
+class ThinPlateSpline:
+    """Smoothing thin-plate spline with a linear polynomial through 2-D points.
+
+    The system and its solution are those of scipy's ``RBFInterpolator`` with
+    ``kernel="thin_plate_spline", degree=1`` (polynomial on coordinates shifted
+    and scaled to [-1, 1]); :meth:`grid` evaluates it on a rectangular grid with
+    one addition per grid point and centre for the distances, and calling it
+    evaluates on the smallest grid holding the points when that is not much
+    larger than their number (gradient samples lie on a grid).
+
+    Raises
+    ------
+    numpy.linalg.LinAlgError
+        The system is singular (e.g. every point on one line).
+    """
+
+    def __init__(self, points: np.ndarray, values: np.ndarray, smoothing: np.ndarray) -> None:
+        points = np.asarray(points, dtype=np.float64)
+        n = len(points)
+        low, high = points.min(axis=0), points.max(axis=0)
+        self.shift = (high + low) / 2
+        scale = (high - low) / 2
+        self.scale = np.where(scale == 0.0, 1.0, scale)
+        self.centres = points
+        lhs = np.zeros((n + 3, n + 3))
+        d2 = (points[:, None, 0] - points[None, :, 0]) ** 2 + (points[:, None, 1] - points[None, :, 1]) ** 2
+        lhs[:n, :n] = _thin_plate(d2)
+        lhs[:n, :n][np.diag_indices(n)] += smoothing
+        poly = self._poly(points)
+        lhs[:n, n:] = poly
+        lhs[n:, :n] = poly.T
+        rhs = np.concatenate([np.asarray(values, dtype=np.float64), np.zeros(3)])
+        coef = np.linalg.solve(lhs, rhs)
+        self.weights, self.affine = coef[:n], coef[n:]
+
+    def _poly(self, points: np.ndarray) -> np.ndarray:
+        return np.column_stack([np.ones(len(points)), (points - self.shift) / self.scale])
+
+    def __call__(self, points: np.ndarray, chunk: int = 1024) -> np.ndarray:
+        """Values at ``points`` (n, 2)."""
+        points = np.asarray(points, dtype=np.float64)
+        u0, i0 = np.unique(points[:, 0], return_inverse=True)
+        u1, i1 = np.unique(points[:, 1], return_inverse=True)
+        if len(u0) * len(u1) <= 2 * len(points):
+            return self.grid(u0, u1)[i0, i1]
+        out = self._poly(points) @ self.affine
+        for start in range(0, len(points), chunk):
+            part = points[start : start + chunk]
+            d2 = (part[:, None, 0] - self.centres[None, :, 0]) ** 2
+            d2 += (part[:, None, 1] - self.centres[None, :, 1]) ** 2
+            out[start : start + chunk] += _thin_plate(d2) @ self.weights
+        return out
+
+    def grid(self, g0: np.ndarray, g1: np.ndarray, block: int = 1 << 16) -> np.ndarray:
+        """Values at every ``(g0[i], g1[j])``, shape (len(g0), len(g1)); ``block`` bounds the temporaries."""
+        g0, g1 = np.asarray(g0, dtype=np.float64), np.asarray(g1, dtype=np.float64)
+        d0 = (g0[:, None] - self.centres[None, :, 0]) ** 2 + _TINY
+        d1 = (g1[:, None] - self.centres[None, :, 1]) ** 2
+        weights = self.weights * _HALF_LN2
+        out = np.empty((len(g0), len(g1)))
+        # d2 * log2(d2) for a block of one grid row at a time, small enough to stay in the CPU's cache
+        step = max(1, block // len(self.centres))
+        d2, kernel = np.empty((step, len(self.centres))), np.empty((step, len(self.centres)))
+        for i in range(len(g0)):
+            for j in range(0, len(g1), step):
+                cols = slice(j, j + step)
+                n = len(d1[cols])
+                np.add(d1[cols], d0[i], out=d2[:n])
+                np.log2(d2[:n], out=kernel[:n])
+                kernel[:n] *= d2[:n]
+                np.matmul(kernel[:n], weights, out=out[i, cols])
+        a = self.affine
+        out += a[0] + a[1] * ((g0 - self.shift[0]) / self.scale[0])[:, None]
+        out += a[2] * ((g1 - self.shift[1]) / self.scale[1])[None, :]
+        return out
+
+
+class _Plane:
+    """The weighted least-squares plane through points: the model when no spline can be fitted."""
+
+    def __init__(self, points: np.ndarray, values: np.ndarray, weight: np.ndarray) -> None:
+        plane = np.column_stack([np.ones(len(points)), points]) * np.sqrt(weight)[:, None]
+        self.coef = np.linalg.lstsq(plane, values * np.sqrt(weight), rcond=None)[0]
+
+    def __call__(self, points: np.ndarray) -> np.ndarray:
+        return self.coef[0] + points @ self.coef[1:]
+
+    def grid(self, g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
+        return self.coef[0] + self.coef[1] * g0[:, None] + self.coef[2] * g1[None, :]
+
+
 def _surface(
     x: np.ndarray,
     y: np.ndarray,
@@ -49,21 +167,33 @@ def _surface(
     unit: float,
     smoothness: float,
     max_points: int,
-) -> Callable[[np.ndarray], np.ndarray]:
-    """The smoothing spline through (merged) samples, as a function of ``[y, x] / unit`` positions."""
+) -> ThinPlateSpline | _Plane:
+    """The smoothing spline through (merged) samples, as a function of ``[y, x] / unit`` positions.
+
+    The last surface is kept: the workflow fits the samples kept by
+    :func:`reject_outlier_samples` again in :func:`fit_gradient`, usually the
+    very samples of its last fit (a solve of a 2000-point system saved).
+    """
+    key = [np.asarray(v, np.float64).tobytes() for v in (x, y, value, weight)]
+    key += [unit, smoothness, max_points]
+    if _LAST_SURFACE and _LAST_SURFACE[0] == key:
+        return _LAST_SURFACE[1]
     x, y, value, weight = merge_samples(x, y, value, weight, max_points)
     points = np.column_stack([y, x]) / unit
     weight = weight / weight.mean()
+    surface: ThinPlateSpline | _Plane
     try:
-        return RBFInterpolator(
-            points, value, kernel="thin_plate_spline", degree=1, smoothing=10.0**smoothness / weight
-        )
+        surface = ThinPlateSpline(points, value, smoothing=10.0**smoothness / weight)
     except np.linalg.LinAlgError:
         # samples on one line (a very narrow frame) define no surface: use the
         # least-squares plane of smallest slope through them instead
-        plane = np.column_stack([np.ones(len(points)), points]) * np.sqrt(weight)[:, None]
-        coef = np.linalg.lstsq(plane, value * np.sqrt(weight), rcond=None)[0]
-        return lambda p: coef[0] + p @ coef[1:]
+        surface = _Plane(points, value, weight)
+    _LAST_SURFACE[:] = [key, surface]
+    return surface
+
+
+#: The inputs and result of the last :func:`_surface` call.
+_LAST_SURFACE: list = []
 
 
 def reject_outlier_samples(
@@ -165,10 +295,82 @@ def fit_gradient(
     spline = _surface(x, y, value, weight, unit, smoothness, max_points)
     gy = np.linspace(0, ny - 1, max(int(np.ceil((ny - 1) / grid_px)) + 1, 2))
     gx = np.linspace(0, nx - 1, max(int(np.ceil((nx - 1) / grid_px)) + 1, 2))
-    grid = np.stack(np.meshgrid(gy, gx, indexing="ij"), axis=-1).reshape(-1, 2) / unit
-    coarse = spline(grid).reshape(len(gy), len(gx))
-    surface = RectBivariateSpline(gy, gx, coarse, kx=min(3, len(gy) - 1), ky=min(3, len(gx) - 1), s=0)
-    return surface(np.arange(ny), np.arange(nx)).astype(np.float32)
+    coarse = spline.grid(gy / unit, gx / unit)
+    return bicubic_upsample(gy, gx, coarse, shape)
+
+
+def _cubic_knots(x: np.ndarray) -> np.ndarray:
+    """Knots of FITPACK's interpolating cubic spline (s=0): the ends 4 times, interior data points but 2."""
+    return np.concatenate([np.full(4, x[0]), x[2:-2], np.full(4, x[-1])])
+
+
+def _cubic_basis(knots: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The 4 non-zero cubic B-splines at each ``u``: index of the first, and their values (len(u), 4)."""
+    last = len(knots) - 5  # the last interval with length: [knots[last], knots[last + 1]]
+    span = np.clip(np.searchsorted(knots, u, side="right") - 1, 3, last)
+    values = np.zeros((len(u), 4))
+    values[:, 0] = 1.0
+    for degree in range(1, 4):  # Cox-de Boor, the values of degree d from those of degree d - 1
+        new = np.zeros_like(values)
+        for r in range(degree):
+            left = knots[span + r + 1 - degree]
+            right = knots[span + r + 1]
+            term = values[:, r] / (right - left)
+            new[:, r] += (right - u) * term
+            new[:, r + 1] = (u - left) * term
+        values = new
+    return span - 3, values
+
+
+def _cubic_matrix(knots: np.ndarray, u: np.ndarray, n_coef: int) -> np.ndarray:
+    first, values = _cubic_basis(knots, u)
+    matrix = np.zeros((len(u), n_coef))
+    rows = np.arange(len(u))[:, None]
+    matrix[rows, first[:, None] + np.arange(4)] = values
+    return matrix
+
+
+def bicubic_upsample(
+    gy: np.ndarray, gx: np.ndarray, coarse: np.ndarray, shape: tuple[int, int], chunk_rows: int = 32
+) -> np.ndarray:
+    """Interpolate values on the grid ``gy`` x ``gx`` to every pixel of ``shape``, float32.
+
+    The interpolating bicubic spline of ``RectBivariateSpline(gy, gx, coarse,
+    s=0)`` (FITPACK's knots), evaluated row block by row block: the tensor
+    product of the cubic B-splines in y and x, 4 terms each. Grids with fewer
+    than 4 points in a direction use scipy (lower degree).
+
+    Examples
+    --------
+    >>> gy, gx = np.linspace(0, 49, 5), np.linspace(0, 59, 6)
+    >>> coarse = 1.0 + 0.5 * gy[:, None] ** 3 - 0.1 * gx[None, :] ** 2
+    >>> full = bicubic_upsample(gy, gx, coarse, (50, 60))
+    >>> yy, xx = np.mgrid[0:50, 0:60]
+    >>> bool(np.allclose(full, 1.0 + 0.5 * yy**3 - 0.1 * xx**2, rtol=1e-5))
+    True
+    """
+    ny, nx = shape
+    if len(gy) < 4 or len(gx) < 4:
+        from scipy.interpolate import RectBivariateSpline
+
+        surface = RectBivariateSpline(gy, gx, coarse, kx=min(3, len(gy) - 1), ky=min(3, len(gx) - 1), s=0)
+        return surface(np.arange(ny), np.arange(nx)).astype(np.float32)
+    ky, kx = _cubic_knots(gy), _cubic_knots(gx)
+    # B-spline coefficients C with coarse = Ay @ C @ Ax.T (interpolation at the grid points)
+    ay, ax = _cubic_matrix(ky, gy, len(gy)), _cubic_matrix(kx, gx, len(gx))
+    coef = np.linalg.solve(ax, np.linalg.solve(ay, coarse).T).T
+    fy, wy = _cubic_basis(ky, np.arange(ny, dtype=np.float64))
+    fx, wx = _cubic_basis(kx, np.arange(nx, dtype=np.float64))
+    # along y for every grid column (small), then along x, one block of rows at a time
+    rows = sum(wy[:, r, None] * coef[fy + r] for r in range(4))
+    out = np.empty(shape, dtype=np.float32)
+    for start in range(0, ny, chunk_rows):
+        block = rows[start : start + chunk_rows]
+        acc = block[:, fx] * wx[:, 0]
+        for r in range(1, 4):
+            acc += block[:, fx + r] * wx[:, r]
+        out[start : start + chunk_rows] = acc
+    return out
 
 
 def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
@@ -186,5 +388,10 @@ def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
     yy, xx = np.mgrid[0:ny:step, 0:nx:step]
     design = np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()])
     coef = np.linalg.lstsq(design, model[::step, ::step].ravel().astype(np.float64), rcond=None)[0]
-    plane = coef[0] + coef[1] * np.arange(nx)[None, :] + coef[2] * np.arange(ny)[:, None]
-    return (model - plane).astype(np.float32)
+    along_x = coef[0] + coef[1] * np.arange(nx)[None, :]
+    along_y = coef[2] * np.arange(ny)[:, None]
+    out = np.empty(model.shape, dtype=np.float32)
+    for start in range(0, ny, 256):  # the float64 plane one block of rows at a time
+        rows = slice(start, start + 256)
+        out[rows] = model[rows] - (along_x + along_y[rows])
+    return out

@@ -9,11 +9,12 @@ workflow compute the same numbers.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
+import sep
 
 from nsgflow.channels import channel_record, combine, luminance, planes
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
@@ -47,6 +48,9 @@ __all__ = [
 
 log = logging.getLogger("nsgflow")
 
+#: Mesh of the background map whose level and range are a frame's statistics (px).
+STATISTICS_BOX_PX = 64
+
 #: Header keywords read into a frame's statistics, first found wins.
 HEADER_KEYS = {
     "exptime": ("EXPTIME", "EXPOSURE"),
@@ -57,14 +61,14 @@ HEADER_KEYS = {
 }
 
 
-def _header_float(header: fits.Header | None, key: str) -> float | None:
+def _header_float(header: Mapping[str, Any] | None, key: str) -> float | None:
     try:
         return float(header[key]) if header is not None and key in header else None
     except (TypeError, ValueError):
         return None
 
 
-def header_values(header: fits.Header | None) -> dict[str, float | None]:
+def header_values(header: Mapping[str, Any] | None) -> dict[str, float | None]:
     """Header values nsgflow uses (exposure, focal length, pixel size, altitude, noise); None if absent."""
     return {
         name: next((v for v in (_header_float(header, k) for k in keys) if v is not None), None)
@@ -82,7 +86,9 @@ def _saturated_in_a_channel(data: np.ndarray, stars: pd.DataFrame, linear_range:
     return saturated
 
 
-def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -> tuple[pd.DataFrame, dict]:
+def detect_frame(
+    data: np.ndarray, header: Mapping[str, Any] | None, settings: dict
+) -> tuple[pd.DataFrame, dict]:
     """Stage ``detect_stars``: the star catalog and the frame's statistics.
 
     The statistics hold the shape, star counts, median half-light radius,
@@ -97,7 +103,12 @@ def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -
     """
     lum = luminance(data)
     saturation = estimate_saturation(lum)  # found once, used for the flags and the statistics
-    stars = detect_stars(lum, saturation=saturation, **settings)
+    # sep's background, made once when detection and the statistics use the same mesh
+    background = None
+    box = settings.get("background_box_px", 64)
+    if box == STATISTICS_BOX_PX and (lum != 0).any():
+        background = sep.Background(lum, mask=lum == 0, bw=box, bh=box)
+    stars = detect_stars(lum, saturation=saturation, background=background, **settings)
     if data.ndim == 3:
         saturated = _saturated_in_a_channel(data, stars, settings["linear_range"])
         stars["flags"] = stars["flags"] | np.where(saturated, int(StarFlag.SATURATED), 0)
@@ -107,7 +118,7 @@ def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -
         "stars_clean": int((stars["flags"] == 0).sum()),
         "hlr_px": frame_hlr(stars),
         "saturation": None if np.isinf(saturation) else saturation,
-        **background_statistics(lum),
+        **background_statistics(lum, STATISTICS_BOX_PX, background=background),
         **header_values(header),
     }
     if data.ndim == 3:
@@ -398,6 +409,8 @@ def gradient_samples(
     catalogs: list[pd.DataFrame],
     stats: list[dict],
     settings: dict,
+    *,
+    overwrite_target: bool = False,
 ) -> pd.DataFrame:
     """Stage ``sample_background``: box medians of m*T - R, masking the stars of every catalog.
 
@@ -406,6 +419,8 @@ def gradient_samples(
     the box size (:func:`sample_box_px`) on the star sizes and image scale.
     Colour frames take one scale per channel and are sampled per channel in
     the same boxes; the ``channel`` column tells them apart (0 for mono).
+    With ``overwrite_target`` (float32 ``target`` only), m*T - R is computed in
+    ``target``'s memory, which saves a frame's worth.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
@@ -422,16 +437,22 @@ def gradient_samples(
         np.concatenate([s["y"] for s in catalogs]),
         radii,
     )
+    # in place from here: each frame-sized temporary costs 24 or 96 MB
+    valid = np.not_equal(planes(target)[0], 0)
+    for plane in [*planes(target)[1:], *planes(reference)]:
+        valid &= plane != 0
+    valid &= ~mask
+    del mask
+    overwrite = overwrite_target and target.dtype == np.float32
     scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
-    tables = [
-        sample_background(
-            m * t - r,
-            (t != 0) & (r != 0) & ~mask,
-            box_px=box_px,
-            min_valid_fraction=settings["min_valid_fraction"],
-        ).assign(channel=channel)
-        for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True))
-    ]
+    tables = []
+    for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
+        difference = np.multiply(t, m, out=t if overwrite else None, dtype=np.float32)
+        difference -= r
+        samples = sample_background(
+            difference, valid, box_px=box_px, min_valid_fraction=settings["min_valid_fraction"]
+        )
+        tables.append(samples.assign(channel=channel))
     return pd.concat(tables, ignore_index=True)
 
 

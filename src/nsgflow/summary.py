@@ -29,20 +29,39 @@ STAGE_OUTPUTS = [
 ]
 
 
+def _logged_error(log: Path) -> str | None:
+    """The last ERROR line of a job's log, without its level; None if there is none."""
+    errors = [line[6:] for line in log.read_text(errors="replace").splitlines() if line.startswith("ERROR ")]
+    return errors[-1] if errors else None
+
+
 def failure_reason(results: Path, name: str) -> str | None:
-    """Why a frame has no normalized output: the error logged by its first unfinished stage; None if done."""
-    for rule, pattern in STAGE_OUTPUTS:
+    """Why a frame has no normalized output: the error logged by its first unfinished stage; None if done.
+
+    On a cluster a frame's stages after detection run as one job (a Snakemake
+    group); when one of them fails, Snakemake removes the outputs of the whole
+    group, so the first stage without output may have succeeded: then the
+    error is the one a later stage of the same run logged.
+    """
+    stages = [(rule, results / "logs" / rule / f"{name}.log") for rule, _ in STAGE_OUTPUTS]
+    for i, (rule, pattern) in enumerate(STAGE_OUTPUTS):
         if (results / pattern.format(name)).is_file():
             continue
-        log = results / "logs" / rule / f"{name}.log"
-        if log.is_file():
-            errors = [
-                line[6:] for line in log.read_text(errors="replace").splitlines() if line.startswith("ERROR ")
-            ]
-            if errors:
-                return f"{rule}: {errors[-1]}"
-            return f"{rule} failed or was interrupted; see {log}"
-        return f"{rule} did not run (the reference or an earlier job failed, or the run was stopped)"
+        log = stages[i][1]
+        if not log.is_file():
+            return f"{rule} did not run (the reference or an earlier job failed, or the run was stopped)"
+        error = _logged_error(log)
+        if error:
+            return f"{rule}: {error}"
+        since = log.stat().st_mtime_ns
+        for later, later_log in stages[i + 1 :]:
+            if (
+                later_log.is_file()
+                and later_log.stat().st_mtime_ns >= since
+                and (error := _logged_error(later_log))
+            ):
+                return f"{later}: {error}"
+        return f"{rule} failed or was interrupted; see {log}"
     return None
 
 

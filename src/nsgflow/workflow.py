@@ -12,7 +12,7 @@ from jsonschema import Draft202012Validator, validators
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, frame_name, read_header
+from nsgflow.io import FRAME_SUFFIXES, frame_name, read_shape
 
 __all__ = ["check_frames", "find_frames", "load_config", "validate_config", "workflow_dir"]
 
@@ -138,10 +138,9 @@ def check_frames(frames: dict[str, str]) -> None:
     shapes: dict[tuple[int, ...], list[str]] = {}
     for path in frames.values():
         try:
-            header = read_header(path)
+            shape = read_shape(path)
         except FrameError as exc:
             raise ConfigError(f"{exc}; remove the file or fix it") from exc
-        shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
         shape = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
         if unsupported_shape(shape):
             raise ConfigError(f"{path}: {unsupported_shape(shape)}; remove the file or convert it")

@@ -1,8 +1,10 @@
 # Validate the configuration, find the frames and define what every rule shares.
+import functools
+import math
 from pathlib import Path
 
 import nsgflow
-from nsgflow.io import is_xisf
+from nsgflow.io import is_xisf, read_shape
 from nsgflow.summary import write_summary
 from nsgflow.workflow import check_frames, find_frames, validate_config
 
@@ -18,6 +20,12 @@ FIXED_REFERENCE = next(
     None,
 )
 ALGO = nsgflow.ALGORITHM_VERSIONS
+#: Group of every per-frame rule after detection. On a cluster a frame's chain (photometry, scale,
+#: samples, gradient, normalized frame, graphs) is then one submitted job that runs its rules one
+#: after the other, each still writing its own files: one scheduler round trip and queue wait per
+#: frame instead of six. Detection stays apart: every frame's photometry needs the reference's
+#: catalog. Local runs ignore groups. `--group-components frame=N` puts N frames in one job.
+FRAME_GROUP = "frame"
 
 
 wildcard_constraints:
@@ -67,9 +75,18 @@ def frame_path(wildcards):
     return FRAMES[wildcards.frame]
 
 
-def frame_mb(wildcards, input):
-    """Memory a job on one frame may ask a scheduler for: 12 copies of the frame file, at least 500 MB.
+@functools.cache
+def frame_size_mb(path):
+    """One frame in memory (float32), MB: from its header, as compressed or integer files are smaller."""
+    return 4 * math.prod(read_shape(path)) / 2**20
 
-    Measured by benchmarks/speed.py at 6000x4000 float32 (494f330): detect_stars peaks at 9.1x, sample_background 8.3x.
+
+def frame_mb(copies):
+    """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
+
+    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (README, Speed), in frames:
+    detect_stars 4.8, measure_photometry 4.9, normalize_frame 4.2, sample_background 3.8,
+    fit_gradient 3.5, plot_diagnostics 3.2 (Python and its libraries, ~100 MB, included); each
+    rule asks for about a fifth more, rounded up.
     """
-    return max(500, int(12 * os.path.getsize(input.frame) / 2**20))
+    return lambda wildcards, input: max(500, int(copies * frame_size_mb(input.frame)))

@@ -13,7 +13,7 @@ rule detect_stars:
         f"{RESULTS}/benchmarks/detect_stars/{{frame}}.tsv"
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(6),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"

@@ -28,9 +28,13 @@ rule plot_diagnostics:
         algo=ALGO["diagnostics"],
     log:
         f"{RESULTS}/logs/plot_diagnostics/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/plot_diagnostics/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(4),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
@@ -54,8 +58,8 @@ rule blink:
         f"{RESULTS}/logs/blink.log",
     threads: 1
     resources:
-        # one frame at a time, as frame_mb
-        mem_mb=lambda wc, input: max(500, int(12 * max(os.path.getsize(f) for f in input.frames) / 2**20)),
+        # one frame at a time, and the thumbnails
+        mem_mb=lambda wc, input: max(500, int(3 * max(frame_size_mb(f) for f in input.frames))),
         runtime=30,
     conda:
         "../../envs/nsgflow.yaml"

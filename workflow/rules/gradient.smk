@@ -14,9 +14,11 @@ rule sample_background:
         f"{RESULTS}/logs/sample_background/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/sample_background/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(5),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
@@ -38,9 +40,11 @@ rule fit_gradient:
         f"{RESULTS}/logs/fit_gradient/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fit_gradient/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(5),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"

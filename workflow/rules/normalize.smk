@@ -29,9 +29,11 @@ rule normalize_frame:
         f"{RESULTS}/logs/normalize_frame/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/normalize_frame/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(6),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
@@ -48,9 +50,11 @@ rule export_xisf:
         xisf=f"{RESULTS}/normalized/{{frame}}_nsg.xisf",
     log:
         f"{RESULTS}/logs/export_xisf/{{frame}}.log",
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(6),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"

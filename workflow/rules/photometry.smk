@@ -16,9 +16,11 @@ rule measure_photometry:
         f"{RESULTS}/logs/measure_photometry/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/measure_photometry/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb,
+        mem_mb=frame_mb(6),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"

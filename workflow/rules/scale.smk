@@ -13,6 +13,8 @@ rule fit_scale:
         f"{RESULTS}/logs/fit_scale/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/fit_scale/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
     threads: 1
     resources:
         mem_mb=500,

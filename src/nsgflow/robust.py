@@ -1,0 +1,89 @@
+"""Medians and MADs of many small samples at once: rows of an array, NaN for values left out.
+
+``numpy.nanmedian`` along the rows of a 2-D array runs Python code per row, which
+costs seconds for the tens of thousands of sample boxes or star annuli of a
+24-megapixel frame. Here each row is sorted once (NaN sorts last) and the
+middle value is picked by the row's count: the same numbers as ``numpy.median``
+of each row's valid values.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+__all__ = ["row_medians", "sorted_mad", "sorted_median"]
+
+
+def sorted_median(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
+    """Per-row median of rows sorted ascending, each with its ``count`` valid values first (NaN after).
+
+    The same number as :func:`numpy.median` of the valid values: the middle
+    value, or the mean of the two middle values computed in the rows' dtype.
+    Rows with no valid value give an arbitrary number: mask them.
+
+    Examples
+    --------
+    >>> rows = np.sort(np.array([[3.0, 1.0, np.nan], [4.0, 1.0, 2.0]]), axis=1)
+    >>> sorted_median(rows, np.array([2, 3])).tolist()
+    [2.0, 2.0]
+    """
+    rows = np.arange(len(ordered))
+    low = ordered[rows, np.maximum(count - 1, 0) // 2]
+    high = ordered[rows, np.maximum(count, 1) // 2]
+    return np.where(count % 2 == 1, low, (low + high) / ordered.dtype.type(2))
+
+
+def row_medians(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Median of each row's finite values (NaN where a row has none) and the count of those values.
+
+    Examples
+    --------
+    >>> row_medians(np.array([[1.0, np.nan, 5.0, 2.0], [np.nan] * 4], dtype=np.float32))
+    (array([ 2., nan], dtype=float32), array([3, 0]))
+    """
+    count = np.isfinite(values).sum(axis=1)
+    median = sorted_median(np.sort(values, axis=1), count)
+    return np.where(count > 0, median, np.nan).astype(values.dtype), count
+
+
+def sorted_mad(ordered: np.ndarray, count: np.ndarray, centre: np.ndarray) -> np.ndarray:
+    """Per-row median of ``|value - centre|`` (float64), rows as for :func:`sorted_median`.
+
+    ``centre`` is usually the rows' median, in the rows' dtype. The deviations below and above it
+    are two ascending runs of each sorted row, so their median is selected by
+    bisecting on how many of the smaller half come from each run, not by
+    sorting them: the same number as :func:`numpy.median` of the deviations.
+
+    Examples
+    --------
+    >>> values = np.array([[1.0, 2.0, 4.0, 8.0, np.nan]])
+    >>> sorted_mad(values, np.array([4]), np.array([3.0])).tolist()
+    [1.5]
+    """
+    n_rows, width = ordered.shape
+    flat = ordered.ravel()
+    base = np.arange(n_rows) * width
+    below = np.minimum((ordered < np.asarray(centre, ordered.dtype)[:, None]).sum(axis=1), count)
+    above = count - below
+    centre = np.asarray(centre, np.float64)
+
+    def lower(t: np.ndarray) -> np.ndarray:  # the t-th smallest deviation below the centre
+        return centre - flat[base + np.clip(below - 1 - t, 0, width - 1)]
+
+    def upper(t: np.ndarray) -> np.ndarray:  # the t-th smallest deviation above the centre
+        return flat[base + np.clip(below + t, 0, width - 1)] - centre
+
+    # the k-th and (k+1)-th smallest deviation: the smallest i (deviations taken from below)
+    # with upper(k - i) <= lower(i), bisected over the rows at once
+    k = np.maximum(count - 1, 0) // 2
+    lo, hi = np.maximum(0, k + 1 - above), np.minimum(below, k + 1)
+    while np.any(lo < hi):
+        mid = (lo + hi) // 2
+        done = (mid >= below) | (upper(k - mid) <= lower(mid))
+        active = lo < hi
+        hi = np.where(active & done, mid, hi)
+        lo = np.where(active & ~done, mid + 1, lo)
+    i, j = lo, k + 1 - lo
+    kth = np.maximum(np.where(i > 0, lower(i - 1), -np.inf), np.where(j > 0, upper(j - 1), -np.inf))
+    after = np.minimum(np.where(i < below, lower(i), np.inf), np.where(j < above, upper(j), np.inf))
+    return np.where(count % 2 == 1, kth, (kth + after) / 2)
