@@ -1,22 +1,16 @@
-"""Snakemake script of rule normalize_frame: nsgflow.pipeline.run_normalize."""
+"""Snakemake script of rule normalize_frame: nsgflow.pipeline.run_normalize_frame."""
 
-from nsgflow.pipeline import run_normalize, run_step
+from nsgflow.pipeline import run_normalize_frame, run_step
 
-upstream = {
-    key: snakemake.input[key] for key in ("catalog", "ref_catalog", "photometry", "aperture", "samples")
-}
 run_step(
     snakemake.log[0],
-    run_normalize,
+    run_normalize_frame,
     snakemake.input.frame,
-    snakemake.input.scale,
-    snakemake.input.gradient,
-    snakemake.input.stats,
-    snakemake.input.ref_stats,
-    snakemake.output.normalized,
-    snakemake.output.provenance,
-    reference=snakemake.input.reference,
-    upstream=upstream,
+    snakemake.input.reference,
+    {key: snakemake.input[key] for key in ("photometry", "aperture", "catalog", "ref_catalog", "stats", "ref_stats")},
+    dict(snakemake.output.items()),
+    frame_label=snakemake.wildcards.frame,
+    reference_label=snakemake.params.reference,
     settings=snakemake.params.settings,
     workflow_folder=snakemake.params.workflow_folder,
 )

@@ -226,13 +226,11 @@ def test_reason_of_a_frame_whose_cluster_job_failed_late(tmp_path):
     logs = tmp_path / "logs"
     for rule, text in [
         ("measure_photometry", "INFO f: 300 matched\n"),
-        ("fit_scale", "INFO f: m = 1.1\n"),
-        ("sample_background", "INFO f: 12 of 300 samples used\n"),
-        ("fit_gradient", "ERROR f.fits: 2 gradient sample(s); need at least 3\n"),
+        ("normalize_frame", "INFO f: m = 1.1\nERROR f.fits: 2 gradient sample(s); need at least 3\n"),
     ]:
         (logs / rule).mkdir(parents=True)
         (logs / rule / "f.log").write_text(text)
-    assert failure_reason(tmp_path, "f") == "fit_gradient: f.fits: 2 gradient sample(s); need at least 3"
+    assert failure_reason(tmp_path, "f") == "normalize_frame: f.fits: 2 gradient sample(s); need at least 3"
     # an error a later stage logged in an earlier run does not count
-    os.utime(logs / "fit_gradient" / "f.log", ns=(0, 0))
+    os.utime(logs / "normalize_frame" / "f.log", ns=(0, 0))
     assert failure_reason(tmp_path, "f").startswith("measure_photometry failed or was interrupted")

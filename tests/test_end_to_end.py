@@ -254,4 +254,4 @@ def test_automatic_sample_size_is_recorded(run):
     fwhm = max(s["hlr_px"] for s in stats) / 0.63
     assert record["resolved"]["sample_box_px"] == samples["box_px"].iloc[0] == 8 * np.ceil(8 * fwhm / 8)
     assert record["settings"]["samples"]["box_px"] == "auto"
-    assert "sample box" in (run["results"] / "logs" / "sample_background" / "frame_02.log").read_text()
+    assert "sample box" in (run["results"] / "logs" / "normalize_frame" / "frame_02.log").read_text()

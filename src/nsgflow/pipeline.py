@@ -57,6 +57,7 @@ __all__ = [
     "run_export_xisf",
     "run_gradient",
     "run_normalize",
+    "run_normalize_frame",
     "run_photometry",
     "run_samples",
     "run_scale",
@@ -328,6 +329,59 @@ def run_normalize(
     )
     write_json(provenance, record)
     log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])
+
+
+def run_normalize_frame(
+    frame: PathLike,
+    reference: PathLike,
+    inputs: dict[str, PathLike],
+    outputs: dict[str, PathLike],
+    *,
+    frame_label: str,
+    reference_label: str,
+    settings: dict,
+    workflow_folder: PathLike | None = None,
+) -> None:
+    """Rule ``normalize_frame``: the scale, the gradient samples, the gradient model and the normalized frame.
+
+    The four stages after photometry run in one process, one after the other
+    (:func:`run_scale`, :func:`run_samples`, :func:`run_gradient`,
+    :func:`run_normalize`), each writing its own files: each needs the one
+    before, so a setting that changes one reruns all that follow anyway, and
+    one process instead of four saves three start-ups per frame.
+
+    ``inputs`` holds the paths of ``photometry`` and ``aperture`` (the
+    photometry table and its JSON), ``catalog``, ``ref_catalog``, ``stats``
+    and ``ref_stats`` (detection's outputs for the frame and the reference);
+    ``outputs`` those of ``scale``, ``samples``, ``gradient``, ``curvature``,
+    ``normalized`` and ``provenance``. ``settings`` holds every stage's
+    section of the configuration.
+    """
+    catalogs = [inputs["catalog"], inputs["ref_catalog"]]
+    stats = [inputs["stats"], inputs["ref_stats"]]
+    run_scale(
+        inputs["photometry"],
+        inputs["aperture"],
+        outputs["scale"],
+        frame=frame_label,
+        reference=reference_label,
+        settings=settings["scale"],
+    )
+    run_samples(frame, reference, outputs["scale"], catalogs, stats, outputs["samples"], settings["samples"])
+    run_gradient(outputs["samples"], frame, outputs["gradient"], outputs["curvature"], settings["gradient"])
+    upstream = {key: inputs[key] for key in ("catalog", "ref_catalog", "photometry", "aperture")}
+    run_normalize(
+        frame,
+        outputs["scale"],
+        outputs["gradient"],
+        *stats,
+        outputs["normalized"],
+        outputs["provenance"],
+        reference=reference,
+        upstream={**upstream, "samples": outputs["samples"]},
+        settings=settings,
+        workflow_folder=workflow_folder,
+    )
 
 
 def run_diagnostics(

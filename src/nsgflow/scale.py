@@ -40,8 +40,8 @@ def brentq(
     """A root of ``f`` in [a, b] by Brent's method: :func:`scipy.optimize.brentq`, step for step.
 
     The same iterations as scipy's (so the same root to the last bit), here so
-    that the fit_scale job does not import scipy.optimize for one call (0.4 s
-    of its ~1 s).
+    that the job fitting the scale does not import scipy.optimize for one call
+    (0.4 s).
 
     Examples
     --------

@@ -174,7 +174,7 @@ def match_and_measure(
 
 
 def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
-    """Stage ``fit_scale``: the scale m with its uncertainty, the fit, and every rejected star with why.
+    """Scale stage (rule ``normalize_frame``): the scale m with its uncertainty, the fit, and every rejected star with why.
 
     The fitted slope is multiplied by the aperture correction, and their
     uncertainties are combined. The reference gets m = 1 exactly.
@@ -412,7 +412,7 @@ def gradient_samples(
     *,
     overwrite_target: bool = False,
 ) -> pd.DataFrame:
-    """Stage ``sample_background``: box medians of m*T - R, masking the stars of every catalog.
+    """Samples stage (rule ``normalize_frame``): box medians of m*T - R, masking the stars of every catalog.
 
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
     statistics: each star's mask radius depends on its own frame's noise, and
@@ -459,7 +459,7 @@ def gradient_samples(
 def gradient_model(
     samples: pd.DataFrame, shape: tuple[int, int], settings: dict
 ) -> tuple[np.ndarray, pd.Series]:
-    """Stage ``fit_gradient``: the spline model G of the used samples, full size, float32.
+    """Gradient stage (rule ``normalize_frame``): the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
     ``clip_sigma`` robust sigmas are left out (0 turns this off), except within

@@ -22,9 +22,6 @@ __all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "write_summary"]
 STAGE_OUTPUTS = [
     ("detect_stars", "catalogs/{}.csv"),
     ("measure_photometry", "photometry/{}.csv"),
-    ("fit_scale", "scale/{}.json"),
-    ("sample_background", "samples/{}.csv"),
-    ("fit_gradient", "gradient/{}.fits"),
     ("normalize_frame", "normalized/{}_nsg.fits"),
 ]
 

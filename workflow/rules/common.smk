@@ -85,8 +85,8 @@ def frame_mb(copies):
     """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
 
     Peak resident memory measured by benchmarks/speed.py at 6000x4000 (dc10d95; README, Speed), in
-    frames: detect_stars 4.6, normalize_frame 4.2, measure_photometry 3.9, sample_background 3.7,
-    fit_gradient 3.5, plot_diagnostics 3.4 (Python and its libraries, ~100 MB, included); each
+    frames: detect_stars 4.6, measure_photometry 3.9, and the stages of normalize_frame: normalize 4.2,
+    samples 3.7, gradient 3.5; plot_diagnostics 3.4 (Python and its libraries, ~100 MB, included); each
     rule asks for a sixth to a fifth more, rounded up to whole frames.
     """
     return lambda wildcards, input: max(500, int(copies * frame_size_mb(input.frame)))

@@ -5,23 +5,28 @@ FRAME_SETTINGS = {
 
 
 rule normalize_frame:
+    # the scale, the gradient samples, the gradient model and the normalized frame, in one job: each
+    # stage needs the one before (a setting of one reruns all that follow anyway), and one Python
+    # process instead of four saves three start-ups per frame; every stage still writes its files
     input:
         frame=frame_path,
         reference=reference_path,
-        scale=f"{RESULTS}/scale/{{frame}}.json",
-        gradient=f"{RESULTS}/gradient/{{frame}}.fits",
-        stats=f"{RESULTS}/catalogs/{{frame}}.json",
-        ref_stats=reference_file("catalogs/{}.json"),
-        # hashed into the provenance record
-        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
-        ref_catalog=reference_file("catalogs/{}.csv"),
         photometry=f"{RESULTS}/photometry/{{frame}}.csv",
         aperture=f"{RESULTS}/photometry/{{frame}}.json",
-        samples=f"{RESULTS}/samples/{{frame}}.csv",
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        ref_catalog=reference_file("catalogs/{}.csv"),
+        stats=f"{RESULTS}/catalogs/{{frame}}.json",
+        ref_stats=reference_file("catalogs/{}.json"),
+        choice=reference_choice,
     output:
+        scale=f"{RESULTS}/scale/{{frame}}.json",
+        samples=f"{RESULTS}/samples/{{frame}}.csv",
+        gradient=f"{RESULTS}/gradient/{{frame}}.fits",
+        curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
         normalized=f"{RESULTS}/normalized/{{frame}}_nsg.fits",
         provenance=f"{RESULTS}/provenance/{{frame}}.json",
     params:
+        reference=reference_name,
         settings=FRAME_SETTINGS,
         algo=ALGO,
         workflow_folder=workflow.basedir,
@@ -34,7 +39,7 @@ rule normalize_frame:
     threads: 1
     resources:
         mem_mb=frame_mb(6),
-        runtime=10,
+        runtime=20,
     conda:
         "../../envs/nsgflow.yaml"
     script:
