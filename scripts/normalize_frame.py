@@ -7,7 +7,10 @@ run_step(
     run_normalize_frame,
     snakemake.input.frame,
     snakemake.input.reference,
-    {key: snakemake.input[key] for key in ("photometry", "aperture", "catalog", "ref_catalog", "stats", "ref_stats")},
+    {
+        key: snakemake.input[key]
+        for key in ("photometry", "aperture", "catalog", "ref_catalog", "stats", "ref_stats")
+    },
     dict(snakemake.output.items()),
     frame_label=snakemake.wildcards.frame,
     reference_label=snakemake.params.reference,

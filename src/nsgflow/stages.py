@@ -174,7 +174,7 @@ def match_and_measure(
 
 
 def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
-    """Scale stage (rule ``normalize_frame``): the scale m with its uncertainty, the fit, and every rejected star with why.
+    """Scale stage (rule ``normalize_frame``): m with its uncertainty, the fit, every rejected star and why.
 
     The fitted slope is multiplied by the aperture correction, and their
     uncertainties are combined. The reference gets m = 1 exactly.
