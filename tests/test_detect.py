@@ -76,3 +76,23 @@ def test_catalog_columns():
     assert isinstance(cat, pd.DataFrame)
     assert list(cat.columns) == ["id", "x", "y", "flux", "peak", "sky", "a", "b", "theta", "hlr_px", "flags"]
     assert cat["flux"].is_monotonic_decreasing
+
+
+
+def test_sizes_of_the_brightest_and_sky_at_the_peaks(monkeypatch):
+    import sep
+
+    import nsgflow.detect
+
+    rng = np.random.default_rng(3)
+    image, _, _ = _field(rng)
+    image += np.linspace(0, 50, image.shape[1], dtype=np.float32)  # a sky that is not flat
+    monkeypatch.setattr(nsgflow.detect, "SIZED_STARS", 5)
+    cat = detect_stars(image)
+    assert np.isfinite(cat["hlr_px"][:5]).all() and cat["hlr_px"][5:].isna().all()
+    back = sep.Background(image, bw=64, bh=64).back()
+    for star in cat.itertuples():
+        iy, ix = round(star.y), round(star.x)
+        box = image[iy - 2 : iy + 3, ix - 2 : ix + 3]
+        dy, dx = np.unravel_index(np.argmax(box), box.shape)  # the star's brightest pixel
+        assert star.sky == pytest.approx(back[iy - 2 + dy, ix - 2 + dx], rel=1e-5)

@@ -70,3 +70,14 @@ def test_aperture_correction_removes_seeing_bias(pair):
     corrected = raw.scale * info["aperture_correction"]
     assert abs(corrected / m_true - 1) < 0.005
     assert abs(corrected / m_true - 1) < abs(raw.scale / m_true - 1)
+
+
+def test_at_most_max_stars_are_measured_the_brightest(pair):
+    ref, tgt = pair["ref"], pair["tgt"]
+    cat_r, cat_t = detect_stars(ref), detect_stars(tgt)
+    pairs = match_stars(cat_r, cat_t)
+    assert len(pairs) > 50
+    table, _ = measure_photometry(ref, tgt, cat_r, cat_t, pairs, max_stars=50)
+    assert len(table) == 50
+    brightest = cat_r.iloc[np.sort(pairs["ref_index"].to_numpy())[:50]]
+    assert table["ref_id"].tolist() == brightest["id"].tolist()

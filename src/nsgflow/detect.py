@@ -85,6 +85,9 @@ def nodata_counts(nodata: np.ndarray, x: np.ndarray, y: np.ndarray, half: np.nda
     return inside.astype(np.int64) + outside
 
 
+#: Stars (the brightest) whose half-light radius is measured: the frame's star size is their median.
+SIZED_STARS = 2000
+
 #: Pixels sep may hold in its extraction buffer at first (~50 bytes each); doubled while it overflows.
 PIXSTACK = 1_000_000
 
@@ -152,7 +155,8 @@ def detect_stars(
         One row per star, brightest first, columns ``id, x, y`` (0-based px),
         ``flux`` (background-subtracted isophotal sum), ``peak`` (raw value of
         the brightest pixel), ``sky`` (local background there), ``a, b, theta`` (sep's shape), ``hlr_px``
-        (half-light radius) and ``flags`` (:class:`StarFlag`).
+        (half-light radius; of the :data:`SIZED_STARS` brightest, NaN for the
+        others) and ``flags`` (:class:`StarFlag`).
 
     Raises
     ------
@@ -178,16 +182,19 @@ def detect_stars(
         raise FrameError(f"no stars found above {threshold_sigma} sigma")
     objects = objects[np.argsort(-objects["flux"], kind="stable")][:max_stars]
     x, y = objects["x"].astype(np.float64), objects["y"].astype(np.float64)
-    hlr, _ = sep.flux_radius(subtracted, x, y, 6.0 * objects["a"], 0.5, mask=nodata)
+    hlr = np.full(len(objects), np.nan)
+    sized = slice(0, SIZED_STARS)
+    hlr[sized], _ = sep.flux_radius(subtracted, x[sized], y[sized], 6.0 * objects["a"][sized], 0.5, mask=nodata)
+    peaks = objects["ycpeak"], objects["xcpeak"]
+    peak = data[peaks].astype(np.float64)
+    sky = peak - subtracted[peaks]  # the background map there, without making the map again
     del subtracted
-    peak = data[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
-    sky = bkg.back()[objects["ycpeak"], objects["xcpeak"]].astype(np.float64)
 
     flags = np.zeros(len(objects), dtype=np.int64)
     if saturation is None:
         saturation = estimate_saturation(data)
     flags[peak >= linear_range * saturation] |= StarFlag.SATURATED
-    half = int(np.ceil(border_margin_hlr * np.median(hlr)))
+    half = int(np.ceil(border_margin_hlr * np.nanmedian(hlr)))
     flags[nodata_counts(nodata, x, y, half) > 0] |= StarFlag.NEAR_BORDER
     flags[(objects["flag"] & sep.OBJ_MERGED) != 0] |= StarFlag.BLENDED
     return pd.DataFrame(

@@ -17,6 +17,9 @@ __all__ = [
     "star_radius",
 ]
 
+#: Pixels whose differences give a frame's noise (:func:`background_noise`).
+NOISE_PIXELS = 4_000_000
+
 #: Moffat beta assumed for star-rejection radii: broad wings, so radii err on the large side.
 MASK_BETA = 2.5
 
@@ -26,10 +29,13 @@ def background_noise(data: np.ndarray) -> float:
 
     Differences of horizontal neighbours cancel smooth background and most
     of the stars, so this is the noise even in a crowded or nebulous frame.
+    Of a large frame every few rows are used, about :data:`NOISE_PIXELS`
+    pixels: enough for the median to 0.1 %.
     """
-    a, b = data[:, :-1], data[:, 1:]
+    rows = data[:: max(1, data.size // NOISE_PIXELS)]
+    a, b = rows[:, :-1], rows[:, 1:]
     diff = np.subtract(a, b)
-    if (data == 0).any():  # only differences between two pixels with data
+    if (rows == 0).any():  # only differences between two pixels with data
         ok = a != 0
         ok &= b != 0
         diff = diff[ok]

@@ -265,6 +265,7 @@ def measure_photometry(
     growth_stars: int = 60,
     aperture_correction: bool = True,
     max_growth_err: float = 0.003,
+    max_stars: int = 5000,
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames with the same aperture.
 
@@ -297,6 +298,9 @@ def measure_photometry(
         correction is computed instead from the two frames' half-light radii
         for a Moffat profile of beta :data:`FALLBACK_BETA`, with an
         uncertainty of half its size plus 0.1 %.
+    max_stars : int, default 5000
+        Measure at most this many pairs, the reference's brightest: fainter
+        ones add little weight to the fit, and time.
 
     Raises
     ------
@@ -317,6 +321,7 @@ def measure_photometry(
         raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
     radius = aperture_hlr * max(hlr_ref, hlr_target) if aperture_px == "auto" else float(aperture_px)
     annulus = (annulus_inner * radius, annulus_outer * radius)
+    pairs = pairs.nsmallest(max_stars, "ref_index")  # catalogs list the brightest first
     ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)
     tgt = target_catalog.iloc[pairs["target_index"].to_numpy()].reset_index(drop=True)
     phot_ref = aperture_photometry(reference, ref["x"].to_numpy(), ref["y"].to_numpy(), radius, annulus)
