@@ -15,20 +15,15 @@ composed per workflow stage in ``stages``; ``io`` reads and writes files;
 ``pipeline`` runs one stage from files to files; ``cli`` is the command.
 """
 
+from functools import cache
 from importlib import import_module
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("nsgflow")
-except PackageNotFoundError:  # running from a source tree that is not installed
-    __version__ = "0+unknown"
 
 #: Per-stage algorithm versions. Bump a stage's number when a change to its code
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 1,
-    "photometry": 1,
+    "detect": 2,
+    "photometry": 2,
     "scale": 1,
     "samples": 1,
     "gradient": 2,
@@ -52,7 +47,20 @@ _PUBLIC = {
 __all__ = ["ALGORITHM_VERSIONS", "__version__", *_PUBLIC]
 
 
+@cache
+def _version() -> str:
+    """The installed package's version; looked up on first use (importlib.metadata takes 0.07 s)."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("nsgflow")
+    except PackageNotFoundError:  # running from a source tree that is not installed
+        return "0+unknown"
+
+
 def __getattr__(name: str) -> object:
+    if name == "__version__":
+        return _version()
     if name in _PUBLIC:
         return getattr(import_module(_PUBLIC[name]), name)
     raise AttributeError(f"module 'nsgflow' has no attribute {name!r}")

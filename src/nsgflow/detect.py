@@ -183,8 +183,8 @@ def detect_stars(
     objects = objects[np.argsort(-objects["flux"], kind="stable")][:max_stars]
     x, y = objects["x"].astype(np.float64), objects["y"].astype(np.float64)
     hlr = np.full(len(objects), np.nan)
-    sized = slice(0, SIZED_STARS)
-    hlr[sized], _ = sep.flux_radius(subtracted, x[sized], y[sized], 6.0 * objects["a"][sized], 0.5, mask=nodata)
+    n = min(len(objects), SIZED_STARS)
+    hlr[:n], _ = sep.flux_radius(subtracted, x[:n], y[:n], 6.0 * objects["a"][:n], 0.5, mask=nodata)
     peaks = objects["ycpeak"], objects["xcpeak"]
     peak = data[peaks].astype(np.float64)
     sky = peak - subtracted[peaks]  # the background map there, without making the map again

@@ -18,7 +18,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from nsgflow import ALGORITHM_VERSIONS, __version__
+import nsgflow
+from nsgflow import ALGORITHM_VERSIONS
 from nsgflow.channels import channel_values, luminance, planes
 from nsgflow.detect import CATALOG_COLUMNS
 from nsgflow.errors import FrameError, NsgflowError
@@ -191,7 +192,7 @@ def run_scale(
             "frame": frame,
             "reference": reference,
             "algorithm_version": ALGORITHM_VERSIONS["scale"],
-            "nsgflow_version": __version__,
+            "nsgflow_version": nsgflow.__version__,
             **result,
         },
     )
@@ -290,14 +291,14 @@ def run_normalize(
         "WEIGHT": stats_weight(reference_stats, target_stats, result),
         "NSGNOISE": target_stats["noise"],
         "NSGTRANS": 1.0 / m,
-        "NSGVER": __version__,
+        "NSGVER": nsgflow.__version__,
         "NSGHASH": sha256(frame),
         "NSGRHASH": sha256(reference),
         "NSGSETT": settings_digest(settings),
     }
     if target_stats.get("exptime"):
         keys["NSGTREXP"] = 1.0 / m / target_stats["exptime"]
-    history = [f"nsgflow {__version__}: normalized against {Path(reference).name}"]
+    history = [f"nsgflow {nsgflow.__version__}: normalized against {Path(reference).name}"]
     history += [
         f"nsgflow {key}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(settings.items())
     ]
@@ -435,7 +436,8 @@ def run_stack(
     stack, counts = stack_frames(frames, [table.loc[p, "weight"] for p in paths], **settings)
     header = fits.getheader(paths[0])
     header["NCOMBINE"] = (len(paths), "frames stacked")
-    header.add_history(f"nsgflow {__version__}: weighted mean of {len(paths)} frames, {json.dumps(settings)}")
+    made_by = f"nsgflow {nsgflow.__version__}: weighted mean of {len(paths)} frames"
+    header.add_history(f"{made_by}, {json.dumps(settings)}")
     write_fits(output, stack, header)
     write_fits(rejected, counts.astype(np.float32), fits.Header({"COMMENT": "frames rejected per pixel"}))
     log.info("stacked %d frames into %s", len(paths), output)
