@@ -78,7 +78,6 @@ def test_catalog_columns():
     assert cat["flux"].is_monotonic_decreasing
 
 
-
 def test_sizes_of_the_brightest_and_sky_at_the_peaks(monkeypatch):
     import sep
 
