@@ -28,7 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 1,
-    "photometry": 1,
+    "photometry": 2,
     "scale": 1,
     "samples": 1,
     "gradient": 2,

@@ -4,9 +4,10 @@ The aperture radius follows the broader of the two frames' star sizes, and the
 local background is the median of an annulus. A fixed aperture still loses a
 PSF-dependent fraction of each star's light (outside the aperture, and into
 the annulus), which biases the ratio towards the sharper frame. So each frame's
-growth curve is measured on its bright isolated stars and fitted with a Moffat
-profile, which gives the fraction of light the aperture measures in that frame;
-the ratio of the two fractions is the *aperture correction* of the scale.
+growth curve is measured on its bright isolated stars and the two are fitted
+with Moffat profiles of one shared beta, which gives the fraction of light the
+aperture measures in each frame; the ratio of the two fractions is the
+*aperture correction* of the scale.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ __all__ = [
     "aperture_fraction",
     "aperture_photometry",
     "fit_growth_curve",
+    "fit_growth_pair",
     "frame_hlr",
     "measure_photometry",
     "moffat_enclosed",
@@ -162,21 +164,11 @@ def fit_growth_curve(
     :func:`aperture_fraction`. Returns None with fewer than 5 stars or when the
     fit fails.
     """
-    if len(x) < 5:
+    measured = _median_growth(data, x, y, radius, annulus)
+    if measured is None:
         return None
+    curve, spread, n_stars = measured
     radii = GROWTH_RADII * radius
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
-    bkg, _, _ = annulus_background(data, x, y, *annulus)
-    sums = np.stack([sep.sum_circle(data, x, y, r, subpix=0)[0] - bkg * np.pi * r**2 for r in radii], 1)
-    at_radius = sums[:, GROWTH_RADII == 1.0][:, 0]
-    good = np.isfinite(at_radius) & (at_radius > 0)
-    if good.sum() < 5:
-        return None
-    ratios = sums[good] / at_radius[good, None]
-    curve = np.median(ratios, axis=0)
-    spread = 1.4826 * np.median(np.abs(ratios - curve), axis=0) / np.sqrt(good.sum())
-    spread = np.maximum(spread, 1e-5)
 
     def model(p: np.ndarray) -> np.ndarray:
         alpha, beta = np.exp(p[0]), p[1]
@@ -210,10 +202,104 @@ def fit_growth_curve(
         ]
     )
     fraction_err = float(np.sqrt(max(grad @ cov @ grad, 0.0)))
-    return GrowthFit(alpha, beta, fraction, fraction_err, int(good.sum()))
+    return GrowthFit(alpha, beta, fraction, fraction_err, n_stars)
 
 
-def _isolated(catalog: pd.DataFrame, index: np.ndarray, radius: float, contrast: float = 0.02) -> np.ndarray:
+def _median_growth(
+    data: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float, annulus: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray, int] | None:
+    """Median growth curve (flux at :data:`GROWTH_RADII` x ``radius`` over flux at ``radius``) of stars.
+
+    Returns the curve, its uncertainty per radius and the number of stars, or
+    None with fewer than 5 stars with a positive flux.
+    """
+    if len(x) < 5:
+        return None
+    radii = GROWTH_RADII * radius
+    x = np.ascontiguousarray(x, dtype=np.float64)
+    y = np.ascontiguousarray(y, dtype=np.float64)
+    bkg, _, _ = annulus_background(data, x, y, *annulus)
+    sums = np.stack([sep.sum_circle(data, x, y, r, subpix=0)[0] - bkg * np.pi * r**2 for r in radii], 1)
+    at_radius = sums[:, GROWTH_RADII == 1.0][:, 0]
+    good = np.isfinite(at_radius) & (at_radius > 0)
+    if good.sum() < 5:
+        return None
+    ratios = sums[good] / at_radius[good, None]
+    curve = np.median(ratios, axis=0)
+    spread = 1.4826 * np.median(np.abs(ratios - curve), axis=0) / np.sqrt(good.sum())
+    return curve, np.maximum(spread, 1e-5), int(good.sum())
+
+
+def fit_growth_pair(
+    frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
+    radius: float,
+    annulus: tuple[float, float],
+) -> tuple[list[GrowthFit], float, float] | None:
+    """Fit two frames' median growth curves with Moffat profiles of one shared beta.
+
+    ``frames`` holds ``(data, x, y, hlr)`` of the reference and the target. A
+    growth curve that ends at the aperture cannot tell a broad core from
+    broad wings (alpha and beta are nearly degenerate), and fitted apart the
+    two frames' betas scatter, biasing the ratio of their light fractions;
+    the same beta for both (one telescope, one atmosphere) leaves only the
+    cores' widths free, which the curves measure well.
+
+    Returns
+    -------
+    fits : list of GrowthFit
+        Reference and target (same beta; ``fraction_err`` from the joint covariance).
+    correction, correction_err : float
+        Target fraction over reference fraction, and its uncertainty.
+        None when a frame has fewer than 5 stars or the fit fails.
+    """
+    measured = [_median_growth(data, x, y, radius, annulus) for data, x, y, _ in frames]
+    if any(m is None for m in measured):
+        return None
+    radii = GROWTH_RADII * radius
+    curves = np.concatenate([m[0] for m in measured])
+    spreads = np.concatenate([m[1] for m in measured])
+
+    def fractions(p: np.ndarray, r: np.ndarray | float) -> list[np.ndarray]:
+        return [aperture_fraction(np.exp(p[i]), p[2], r, annulus) for i in range(2)]
+
+    def model(p: np.ndarray) -> np.ndarray:
+        return np.concatenate([f / f0 for f, f0 in zip(fractions(p, radii), fractions(p, radius), strict=True)])
+
+    beta0 = 3.0
+    alpha0 = [hlr / np.sqrt(2 ** (1 / (beta0 - 1)) - 1) for *_, hlr in frames]
+    fit = least_squares(
+        lambda p: (model(p) - curves) / spreads,
+        [np.log(alpha0[0]), np.log(alpha0[1]), beta0],
+        bounds=(
+            [np.log(0.05 * alpha0[0]), np.log(0.05 * alpha0[1]), 1.5],
+            [np.log(20 * alpha0[0]), np.log(20 * alpha0[1]), 30.0],
+        ),
+    )
+    if not fit.success:
+        return None
+    dof = max(len(curves) - 3, 1)
+    chi2 = max(float(np.sum(fit.fun**2)) / dof, 1.0)
+    try:
+        cov = np.linalg.inv(fit.jac.T @ fit.jac) * chi2
+    except np.linalg.LinAlgError:
+        return None
+
+    def derived(p: np.ndarray) -> np.ndarray:
+        f_ref, f_tgt = fractions(p, radius)
+        return np.array([f_ref, f_tgt, f_tgt / f_ref], dtype=float)
+
+    value = derived(fit.x)
+    step = 1e-6
+    jac = np.stack([(derived(fit.x + step * np.eye(3)[k]) - value) / step for k in range(3)], axis=1)
+    errors = np.sqrt(np.maximum(np.diag(jac @ cov @ jac.T), 0.0))
+    fits = [
+        GrowthFit(float(np.exp(fit.x[i])), float(fit.x[2]), float(value[i]), float(errors[i]), measured[i][2])
+        for i in range(2)
+    ]
+    return fits, float(value[2]), float(errors[2])
+
+
+def _isolated(catalog: pd.DataFrame, index: np.ndarray, radius: float, contrast: float = 0.05) -> np.ndarray:
     """True for catalog rows with no neighbour brighter than ``contrast`` times theirs within ``radius``."""
     xy = catalog[["x", "y"]].to_numpy()
     flux = catalog["flux"].to_numpy()
@@ -267,10 +353,10 @@ def measure_photometry(
         Apply the aperture correction (see module notes); when False the
         factor is 1.
     max_growth_err : float, default 0.003
-        When either frame's growth-curve fit leaves the aperture's light
-        fraction more uncertain than this (few or faint isolated stars), the
-        correction is computed instead from the two frames' half-light radii
-        for a Moffat profile of beta :data:`FALLBACK_BETA`, with an
+        When the growth-curve fit (:func:`fit_growth_pair`) leaves the
+        correction more uncertain than this (few or faint isolated stars),
+        the correction is computed instead from the two frames' half-light
+        radii for a Moffat profile of beta :data:`FALLBACK_BETA`, with an
         uncertainty of half its size plus 0.1 %.
 
     Raises
@@ -347,21 +433,18 @@ def measure_photometry(
             _isolated(ref_catalog, pairs["ref_index"].to_numpy()[bright], annulus[1])
             & _isolated(target_catalog, pairs["target_index"].to_numpy()[bright], annulus[1])
         ][:growth_stars]
-        fit_ref = fit_growth_curve(
-            reference, ref["x"].to_numpy()[lonely], ref["y"].to_numpy()[lonely], radius, annulus, hlr_ref
-        )
-        fit_tgt = fit_growth_curve(
-            target, tgt["x"].to_numpy()[lonely], tgt["y"].to_numpy()[lonely], radius, annulus, hlr_target
-        )
-        info.update(growth_ref=fit_ref and asdict(fit_ref), growth_target=fit_tgt and asdict(fit_tgt))
-        fits = [f for f in (fit_ref, fit_tgt) if f is not None and f.fraction_err <= max_growth_err]
-        if len(fits) == 2:
-            factor = fit_tgt.fraction / fit_ref.fraction
-            rel = np.hypot(fit_tgt.fraction_err / fit_tgt.fraction, fit_ref.fraction_err / fit_ref.fraction)
+        lonely_ref = (reference, ref["x"].to_numpy()[lonely], ref["y"].to_numpy()[lonely], hlr_ref)
+        lonely_tgt = (target, tgt["x"].to_numpy()[lonely], tgt["y"].to_numpy()[lonely], hlr_target)
+        joint = fit_growth_pair([lonely_ref, lonely_tgt], radius, annulus)
+        ok = joint is not None and joint[2] <= max_growth_err
+        if joint is not None:
+            (fit_ref, fit_tgt), factor, factor_err = joint
+            info.update(growth_ref=asdict(fit_ref), growth_target=asdict(fit_tgt))
+        if ok:
             info.update(
                 aperture_correction=factor,
-                aperture_correction_err=factor * rel,
-                aperture_correction_method="Moffat growth-curve fits",
+                aperture_correction_err=factor_err,
+                aperture_correction_method="Moffat growth-curve fits, one beta",
             )
         else:
             # too few or too noisy growth curves: a Moffat of typical beta with each frame's half-light radius
