@@ -29,7 +29,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 ALGORITHM_VERSIONS = {
     "detect": 1,
     "photometry": 2,
-    "scale": 1,
+    "scale": 2,
     "samples": 1,
     "gradient": 2,
     "normalize": 1,
