@@ -30,7 +30,7 @@ ALGORITHM_VERSIONS = {
     "detect": 1,
     "photometry": 2,
     "scale": 2,
-    "samples": 1,
+    "samples": 2,
     "gradient": 2,
     "normalize": 1,
     "diagnostics": 1,

@@ -1,4 +1,4 @@
-"""Gradient samples: robust box statistics of m*T - R away from stars."""
+"""Gradient samples: clipped means of m*T - R in boxes, away from stars."""
 
 from __future__ import annotations
 
@@ -6,7 +6,14 @@ import numpy as np
 import pandas as pd
 import sep
 
-__all__ = ["background_noise", "background_statistics", "sample_background", "star_mask", "star_radius"]
+__all__ = [
+    "background_noise",
+    "background_statistics",
+    "clipped_mean",
+    "sample_background",
+    "star_mask",
+    "star_radius",
+]
 
 #: Moffat beta assumed for star-rejection radii: broad wings, so radii err on the large side.
 MASK_BETA = 2.5
@@ -92,14 +99,84 @@ def star_mask(shape: tuple[int, int], x: np.ndarray, y: np.ndarray, radius: np.n
     return mask
 
 
+def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` of each row of ``ordered`` (sorted, its first ``count`` values finite), interpolated."""
+    last = np.maximum(count - 1, 0)
+    pos = q * last
+    low = np.floor(pos).astype(np.int64)
+    high = np.minimum(low + 1, last)
+    rows = np.arange(len(ordered))
+    return (1 - (pos - low)) * ordered[rows, low] + (pos - low) * ordered[rows, high]
+
+
+def clipped_mean(
+    rows: np.ndarray, clip_sigma: float = 3.0, iterations: int = 2, chunk: int = 4096
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sigma-clipped mean of each row, ignoring NaN, and the rows' robust standard deviation.
+
+    Starting from the median, values further than ``clip_sigma`` robust
+    standard deviations (interquartile range / 1.349) from the current mean
+    are left out and the mean is taken again, ``iterations`` times. Unlike
+    the median, the mean of a box of m*T - R does not depend on how sharp the
+    faint stars are in either frame (they hold the same light); the clipping
+    keeps hot pixels, cosmic rays and trail cores out of it.
+
+    Parameters
+    ----------
+    rows : numpy.ndarray, shape (n, k)
+        Values, NaN for none.
+    clip_sigma : float, default 3.0
+        Clipping threshold in robust standard deviations.
+    iterations : int, default 2
+        Clipping passes.
+    chunk : int, default 4096
+        Rows processed at once (bounds the memory of the sorted copy).
+
+    Returns
+    -------
+    mean, sigma : numpy.ndarray, shape (n,)
+        NaN for rows without values.
+
+    Examples
+    --------
+    >>> rows = np.array([[1.0, 2.0, 3.0, 4.0, 100.0, np.nan], [np.nan] * 6])
+    >>> mean, sigma = clipped_mean(rows)
+    >>> mean.tolist()[0], bool(np.isnan(mean[1]))
+    (2.5, True)
+    """
+    mean = np.full(len(rows), np.nan)
+    sigma = np.full(len(rows), np.nan)
+    for start in range(0, len(rows), chunk):
+        ordered = np.sort(rows[start : start + chunk], axis=1)  # NaN last
+        count = np.isfinite(ordered).sum(axis=1)
+        index = np.arange(len(ordered))
+        centre = _sorted_quantile(ordered, count, 0.5)
+        spread = (_sorted_quantile(ordered, count, 0.75) - _sorted_quantile(ordered, count, 0.25)) / 1.349
+        # cumulative sums of the values less the median: any window's sum by two look-ups
+        offset = np.nan_to_num(ordered - centre[:, None].astype(ordered.dtype), nan=0.0)
+        sums = np.zeros((len(ordered), ordered.shape[1] + 1), dtype=np.float64)
+        np.cumsum(offset, axis=1, out=sums[:, 1:])
+        value = centre.copy()
+        for _ in range(iterations):
+            low = (ordered < (value - clip_sigma * spread)[:, None]).sum(axis=1)
+            high = (ordered <= (value + clip_sigma * spread)[:, None]).sum(axis=1)
+            kept = high - low
+            window = (sums[index, high] - sums[index, low]) / np.maximum(kept, 1)
+            value = np.where(kept > 0, centre + window, value)
+        has = count > 0
+        mean[start : start + chunk] = np.where(has, value, np.nan)
+        sigma[start : start + chunk] = np.where(has, spread, np.nan)
+    return mean, sigma
+
+
 def sample_background(
     difference: np.ndarray,
     valid: np.ndarray,
     *,
     box_px: int = 32,
-    min_valid_fraction: float = 0.4,
+    min_valid_fraction: float = 0.25,
 ) -> pd.DataFrame:
-    """Median of ``difference`` over valid pixels in each box of a regular grid.
+    """Clipped mean of ``difference`` over valid pixels in each box of a regular grid.
 
     Parameters
     ----------
@@ -110,15 +187,15 @@ def sample_background(
     box_px : int, default 32
         Side of the square sample boxes; boxes tile the frame from (0, 0),
         the last row and column may be smaller.
-    min_valid_fraction : float, default 0.4
+    min_valid_fraction : float, default 0.25
         Boxes with fewer valid pixels than this fraction of a full box are
-        rejected (so are slivers at the frame's edges).
+        rejected (so are thin slivers at the frame's edges).
 
     Returns
     -------
     pandas.DataFrame
-        One row per box: ``x, y`` (centre of its valid pixels' box, 0-based px),
-        ``box_px``, ``value`` (median, NaN if rejected), ``weight`` (valid
+        One row per box: ``x, y`` (centroid of its valid pixels, 0-based px),
+        ``box_px``, ``value`` (:func:`clipped_mean`, NaN if rejected), ``weight`` (valid
         pixels / full box area, 0 if rejected), ``valid_fraction`` and ``status`` (``used``,
         ``no_data`` or ``too_few_pixels``).
     """
@@ -137,11 +214,18 @@ def sample_background(
     )
     value = np.full(len(blocks), np.nan)
     use = status == "used"
-    value[use] = np.nanmedian(blocks[use], axis=1)
+    value[use] = clipped_mean(blocks[use])[0]
+    # each sample sits at the centroid of its valid pixels: a box cut by a border or by
+    # masked stars measures the background there, not at the box's centre
+    finite = np.isfinite(blocks).reshape(-1, box_px, box_px)  # box, row, column
+    local = np.arange(box_px, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cx = np.where(count > 0, finite.sum(axis=1) @ local / count, (width - 1) / 2.0)
+        cy = np.where(count > 0, finite.sum(axis=2) @ local / count, (height - 1) / 2.0)
     return pd.DataFrame(
         {
-            "x": ix * box_px + (width - 1) / 2.0,
-            "y": iy * box_px + (height - 1) / 2.0,
+            "x": ix * box_px + cx,
+            "y": iy * box_px + cy,
             "box_px": box_px,
             "value": value,
             "weight": np.where(use, fraction, 0.0),

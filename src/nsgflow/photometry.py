@@ -263,7 +263,8 @@ def fit_growth_pair(
         return [aperture_fraction(np.exp(p[i]), p[2], r, annulus) for i in range(2)]
 
     def model(p: np.ndarray) -> np.ndarray:
-        return np.concatenate([f / f0 for f, f0 in zip(fractions(p, radii), fractions(p, radius), strict=True)])
+        at_radius = fractions(p, radius)
+        return np.concatenate([f / f0 for f, f0 in zip(fractions(p, radii), at_radius, strict=True)])
 
     beta0 = 3.0
     alpha0 = [hlr / np.sqrt(2 ** (1 / (beta0 - 1)) - 1) for *_, hlr in frames]

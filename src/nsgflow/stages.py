@@ -21,6 +21,7 @@ from nsgflow.match import estimate_offset, match_stars
 from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient, reject_outlier_samples
+from nsgflow.trails import find_trails, trail_mask
 
 __all__ = [
     "HEADER_KEYS",
@@ -235,7 +236,7 @@ def gradient_samples(
     stats: list[dict],
     settings: dict,
 ) -> pd.DataFrame:
-    """Stage ``sample_background``: box medians of m*T - R, masking the stars of every catalog.
+    """Stage ``sample_background``: box means of m*T - R, masking stars and trails.
 
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
     statistics: each star's mask radius depends on its own frame's noise, and
@@ -254,8 +255,20 @@ def gradient_samples(
         radii,
     )
     valid = (target != 0) & (reference != 0) & ~mask
+    difference = np.float32(scale) * target - reference
+    trails = find_trails(difference, valid)
+    if len(trails):
+        valid &= ~trail_mask(valid.shape, trails)
+        for t in trails.itertuples():
+            log.info(
+                "trail in the %s masked: %.0f px wide, at %.2f deg to the x axis, %.1f px from pixel (0, 0)",
+                "target" if t.sign > 0 else "reference",
+                2 * t.half_width_px,
+                (np.degrees(t.angle) + 90.0) % 180.0,
+                abs(t.rho_px),
+            )
     return sample_background(
-        np.float32(scale) * target - reference,
+        difference,
         valid,
         box_px=box_px,
         min_valid_fraction=settings["min_valid_fraction"],
