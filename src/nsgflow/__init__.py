@@ -31,7 +31,7 @@ ALGORITHM_VERSIONS = {
     "photometry": 2,
     "scale": 2,
     "samples": 2,
-    "gradient": 2,
+    "gradient": 3,
     "normalize": 1,
     "diagnostics": 1,
 }

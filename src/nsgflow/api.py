@@ -146,7 +146,7 @@ def normalize(
         [target_stats, ref_stats],
         config["samples"],
     )
-    model, status = gradient_model(samples, target.shape, config["gradient"])
+    model, status, _ = gradient_model(samples, target.shape, config["gradient"])
     samples = samples.assign(status=status)
     return NormalizeResult(
         normalized=normalize_frame(target, fit["scale"], model),

@@ -231,12 +231,12 @@ def run_gradient(
     header = read_header(frame)
     shape = (int(header["NAXIS2"]), int(header["NAXIS1"]))
     try:
-        model, status = gradient_model(pd.read_csv(samples), shape, settings)
+        model, status, smoothness = gradient_model(pd.read_csv(samples), shape, settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     out = fits.Header()
     out["NSGFRAME"] = (fits_text(Path(frame).name), "frame this gradient model belongs to")
-    out["NSGSMOOT"] = (settings["smoothness"], "gradient smoothness (log10)")
+    out["NSGSMOOT"] = (smoothness, "gradient smoothness (log10) used")
     out["NSGGMIN"] = (float(model.min()), "smallest value of the gradient model")
     out["NSGGMAX"] = (float(model.max()), "largest value of the gradient model")
     out["NSGGREJ"] = (int((status == "outlier").sum()), "samples left out as outliers of the model")
@@ -310,6 +310,7 @@ def run_normalize(
     record["resolved"] = {
         "aperture_radius_px": read_json(upstream["aperture"])["aperture_radius_px"],
         "sample_box_px": int(pd.read_csv(upstream["samples"], usecols=["box_px"], nrows=1)["box_px"].iloc[0]),
+        "gradient_smoothness": float(read_header(gradient)["NSGSMOOT"]),
         "image_scale_arcsec_per_px": 206.265 * target_stats["xpixsz"] / target_stats["focallen"]
         if target_stats.get("xpixsz") and target_stats.get("focallen")
         else None,

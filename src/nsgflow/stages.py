@@ -20,7 +20,7 @@ from nsgflow.gradient import background_statistics, sample_background, star_mask
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
-from nsgflow.spline import fit_gradient, reject_outlier_samples
+from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
 from nsgflow.trails import find_trails, trail_mask
 
 __all__ = [
@@ -277,31 +277,50 @@ def gradient_samples(
 
 def gradient_model(
     samples: pd.DataFrame, shape: tuple[int, int], settings: dict
-) -> tuple[np.ndarray, pd.Series]:
+) -> tuple[np.ndarray, pd.Series, float]:
     """Stage ``fit_gradient``: the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
     ``clip_sigma`` robust sigmas are left out (0 turns this off), except within
     1.5 boxes of the frame's edge; the second value is the sample statuses with
-    those marked ``outlier``.
+    those marked ``outlier``. With ``smoothness: auto`` the smoothness is the
+    one that minimizes the generalized cross-validation score
+    (:func:`nsgflow.spline.gcv_smoothness`), for the rejection among all
+    samples and for the model among those kept; the third value is the
+    smoothness used.
     """
     settings = dict(settings)
     clip_sigma = settings.pop("clip_sigma")
     status = samples["status"].copy()
     used = samples[status == "used"]
     columns = [used[c].to_numpy() for c in ("x", "y", "value", "weight")]
+    auto = settings["smoothness"] == "auto"
+
+    def chosen() -> float:
+        if auto:
+            return gcv_smoothness(*columns, shape, max_points=settings["max_points"])
+        return float(settings["smoothness"])
+
     try:
         if clip_sigma > 0 and len(used) >= 3:
+            smoothness = chosen()
             keep = reject_outlier_samples(
                 *columns,
                 shape,
                 clip_sigma=clip_sigma,
                 edge_px=1.5 * float(samples["box_px"].iloc[0]),
-                smoothness=settings["smoothness"],
+                smoothness=smoothness,
                 max_points=settings["max_points"],
             )
             status.loc[used.index[~keep]] = "outlier"
-            columns = [c[keep] for c in columns]
-        return fit_gradient(*columns, shape, **settings), status
+            if not keep.all():
+                columns = [c[keep] for c in columns]
+                smoothness = chosen()
+        else:
+            smoothness = chosen()
+        settings["smoothness"] = smoothness
+        if auto:
+            log.info("smoothness %.2f (generalized cross-validation)", settings["smoothness"])
+        return fit_gradient(*columns, shape, **settings), status, settings["smoothness"]
     except FrameError as exc:
         raise FrameError(f"{exc}; lower samples.min_valid_fraction or samples.box_px") from exc
