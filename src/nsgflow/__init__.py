@@ -28,7 +28,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 1,
-    "photometry": 2,
+    "photometry": 3,
     "scale": 2,
     "samples": 2,
     "gradient": 3,
