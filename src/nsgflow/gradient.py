@@ -110,7 +110,7 @@ def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.nda
 
 
 def clipped_mean(
-    rows: np.ndarray, clip_sigma: float = 3.0, iterations: int = 2, chunk: int = 4096
+    rows: np.ndarray, clip_sigma: float = 4.0, iterations: int = 2, chunk: int = 4096
 ) -> tuple[np.ndarray, np.ndarray]:
     """Sigma-clipped mean of each row, ignoring NaN, and the rows' robust standard deviation.
 
@@ -119,13 +119,15 @@ def clipped_mean(
     are left out and the mean is taken again, ``iterations`` times. Unlike
     the median, the mean of a box of m*T - R does not depend on how sharp the
     faint stars are in either frame (they hold the same light); the clipping
-    keeps hot pixels, cosmic rays and trail cores out of it.
+    keeps hot pixels, cosmic rays and trail cores out of it. (At 3 sigmas it
+    also clipped the sharper frame's faint star peaks, not the broader one's
+    wings: 0.01-0.03 sigma of bias on the benchmark's hard set.)
 
     Parameters
     ----------
     rows : numpy.ndarray, shape (n, k)
         Values, NaN for none.
-    clip_sigma : float, default 3.0
+    clip_sigma : float, default 4.0
         Clipping threshold in robust standard deviations.
     iterations : int, default 2
         Clipping passes.

@@ -173,11 +173,11 @@ def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool
     return result
 
 
-def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict) -> np.ndarray:
+def _mask_radius(stars: pd.DataFrame, noise: float, settings: dict, hlr: float | None = None) -> np.ndarray:
     amplitude = np.maximum(stars["peak"] - stars["sky"], 0.0)
     radius = star_radius(
         amplitude,
-        frame_hlr(stars),
+        frame_hlr(stars) if hlr is None else hlr,
         noise,
         mask_sigma=settings["star_mask_sigma"],
         growth=settings["star_growth"],
@@ -239,15 +239,23 @@ def gradient_samples(
     """Stage ``sample_background``: box means of m*T - R, masking stars and trails.
 
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
-    statistics: each star's mask radius depends on its own frame's noise, and
-    the box size (:func:`sample_box_px`) on the star sizes and image scale.
+    statistics: each star's mask radius depends on its own frame's noise and
+    peak and on the broader frame's star size, and the box size
+    (:func:`sample_box_px`) on the star sizes and image scale. Trails in
+    either frame (:func:`nsgflow.trails.find_trails`) are masked too.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
     box_px, why = sample_box_px(settings["box_px"], stats)
     log.info("sample box %d px (%s)", box_px, why)
     noises = [s["noise"] for s in stats]
-    radii = np.concatenate([_mask_radius(s, n, settings) for s, n in zip(catalogs, noises, strict=True)])
+    # every star is masked as if it had the broader frame's size: in the sharper frame its light is
+    # inside that radius, in the broader one its wings reach that far
+    sizes = [frame_hlr(c) for c in catalogs if len(c)]
+    broad = max(sizes) if sizes and np.isfinite(max(sizes)) else None
+    radii = np.concatenate(
+        [_mask_radius(s, n, settings, broad) for s, n in zip(catalogs, noises, strict=True)]
+    )
     mask = star_mask(
         reference.shape,
         np.concatenate([s["x"] for s in catalogs]),
