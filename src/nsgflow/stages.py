@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
+from nsgflow.defects import clean_defects
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError
 from nsgflow.gradient import background_statistics, sample_background, star_mask, star_radius
@@ -61,19 +62,23 @@ def header_values(header: fits.Header | None) -> dict[str, float | None]:
 def detect_frame(data: np.ndarray, header: fits.Header | None, settings: dict) -> tuple[pd.DataFrame, dict]:
     """Stage ``detect_stars``: the star catalog and the frame's statistics.
 
-    The statistics hold the shape, star counts, median half-light radius,
+    Stars are detected on a copy with hot pixels and cosmic-ray tracks
+    replaced (:func:`nsgflow.defects.clean_defects`; their count is in the
+    statistics). The statistics hold the shape, star counts, median half-light radius,
     saturation level (None if unsaturated), background level, flatness and
     noise (:func:`nsgflow.gradient.background_statistics`) and the header
     values of :data:`HEADER_KEYS`.
     """
     saturation = estimate_saturation(data)  # found once, used for the flags and the statistics
-    stars = detect_stars(data, saturation=saturation, **settings)
+    cleaned, defects = clean_defects(data)  # hot pixels would pass for sharp stars
+    stars = detect_stars(cleaned, saturation=saturation, **settings)
     stats = {
         "shape": list(data.shape),
         "stars": len(stars),
         "stars_clean": int((stars["flags"] == 0).sum()),
         "hlr_px": frame_hlr(stars),
         "saturation": None if np.isinf(saturation) else saturation,
+        "defects": defects,
         **background_statistics(data),
         **header_values(header),
     }
