@@ -15,7 +15,7 @@ __all__ = ["clean_defects"]
 
 
 def clean_defects(
-    data: np.ndarray, threshold: float = 6.0, ratio: float = 6.0, passes: int = 2, chunk_rows: int = 1024
+    data: np.ndarray, threshold: float = 6.0, ratio: float = 6.0, passes: int = 1, chunk_rows: int = 1024
 ) -> tuple[np.ndarray, int]:
     """A copy of a frame with hot pixels and cosmic-ray tracks replaced by their surroundings.
 
@@ -25,9 +25,11 @@ def clean_defects(
     around them: a star, however sharp (FWHM >= 2 px), falls off gradually
     over both rings (its peak stands at most about 2-3 times that drop above
     its neighbours), a hot pixel or a one-pixel-wide track does not. Defects
-    are replaced by the mean of that outer ring, and the search is repeated
-    (``passes`` in all): a cosmic-ray track's inner pixels stand out once its
-    brightest ones are gone. Pixels with no data (or the frame's edge) within
+    are replaced by the mean of that outer ring. More ``passes`` repeat the
+    search (a cosmic-ray track's inner pixels stand out once its brightest
+    ones are gone: 90 % of the hit pixels instead of 68 %), but on the
+    benchmark's hard set a second pass made the scale worse (worst frame
+    1.1 % instead of 0.93 %), so one is the default. Pixels with no data (or the frame's edge) within
     2 px are left as they are. Stars sharper than about 1.2 px FWHM would be
     taken for defects.
 
