@@ -27,11 +27,11 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 1,
-    "photometry": 1,
-    "scale": 1,
-    "samples": 1,
-    "gradient": 2,
+    "detect": 2,
+    "photometry": 3,
+    "scale": 2,
+    "samples": 2,
+    "gradient": 3,
     "normalize": 1,
     "diagnostics": 1,
 }
