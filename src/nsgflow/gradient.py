@@ -180,16 +180,18 @@ def box_statistic(
     index = np.arange(len(ordered))
     centre = _sorted_quantile(ordered, count, 0.5)
     spread = (_sorted_quantile(ordered, count, 0.75) - _sorted_quantile(ordered, count, 0.25)) / 1.349
-    # cumulative sums of the values less the median: any window's sum by two look-ups
-    offset = np.nan_to_num(ordered - centre[:, None].astype(ordered.dtype), nan=0.0)
-    sums = np.zeros((len(ordered), ordered.shape[1] + 1), dtype=np.float64)
+    # cumulative sums of the values less the median: any window's sum by two look-ups (in float32:
+    # the outliers sorted below the window shift its sums by about 1e-7 of theirs)
+    offset = ordered - centre[:, None].astype(ordered.dtype)
+    offset[~np.isfinite(offset)] = 0.0
+    sums = np.zeros((len(ordered), ordered.shape[1] + 1), dtype=np.float32)
     np.cumsum(offset, axis=1, out=sums[:, 1:])
     value = centre.copy()
     for _ in range(iterations):
         low = (ordered < (value - clip_sigma * spread)[:, None]).sum(axis=1)
         high = (ordered <= (value + clip_sigma * spread)[:, None]).sum(axis=1)
         kept = high - low
-        window = (sums[index, high] - sums[index, low]) / np.maximum(kept, 1)
+        window = (sums[index, high].astype(np.float64) - sums[index, low]) / np.maximum(kept, 1)
         value = np.where(kept > 0, centre + window, value)
     return np.where(count > 0, value, np.nan), count
 
