@@ -27,7 +27,7 @@ except PackageNotFoundError:  # running from a source tree that is not installed
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 2,
+    "detect": 3,
     "photometry": 3,
     "scale": 2,
     "samples": 2,

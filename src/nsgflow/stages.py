@@ -525,7 +525,6 @@ def gradient_model(
     for channel in np.unique(channels):
         used = samples[(status == "used").to_numpy() & (channels == channel)]
         columns = [used[c].to_numpy() for c in ("x", "y", "value", "weight")]
-
         where = f"channel {channel}: " if len(np.unique(channels)) > 1 else ""
         try:
             smoothness = _smoothness(columns, shape, settings)
