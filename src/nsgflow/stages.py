@@ -474,7 +474,14 @@ def gradient_samples(
         difference = np.multiply(t, m, out=t if overwrite else None, dtype=np.float32)
         difference -= r
         differences.append(difference)
-    trails = find_trails(differences[0] if len(differences) == 1 else np.mean(differences, axis=0), valid)
+    mean = differences[0]
+    if len(differences) > 1:  # the channels' mean, in place: one plane more
+        mean = mean.copy()
+        for difference in differences[1:]:
+            mean += difference
+        mean /= np.float32(len(differences))
+    trails = find_trails(mean, valid)
+    del mean
     if len(trails):
         valid &= ~trail_mask(valid.shape, trails)
         for t in trails.itertuples():
