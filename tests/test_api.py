@@ -17,4 +17,4 @@ def test_public_names_are_the_documented_functions_whatever_was_imported():
 def test_default_settings_are_the_config_sections():
     settings = nsgflow.default_settings()
     assert set(settings) == {"detect", "match", "photometry", "scale", "samples", "gradient"}
-    assert settings["gradient"]["smoothness"] == -2.0
+    assert settings["gradient"]["smoothness"] == "auto"

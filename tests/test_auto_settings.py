@@ -49,7 +49,8 @@ def test_star_mask_radius_auto_grows_with_peak_and_can_be_set_by_hand():
     np.testing.assert_array_equal(by_hand, [7.0, 7.0, 7.0, 7.0, 7.0 * SAMPLES["saturated_growth"]])
     # no measurable star size: the image scale gives it
     no_size = _stars(hlr=np.nan)
-    from_optics = star_mask_radii(no_size, OPTICS, SAMPLES)
+    # (growth 1: the faintest star's radius is then the floor of two half-light radii)
+    from_optics = star_mask_radii(no_size, OPTICS, {**SAMPLES, "star_growth": 1.0})
     assert np.all(np.isfinite(from_optics))
     assert from_optics.min() == pytest.approx(2 * HLR_PER_FWHM * star_fwhm([OPTICS])[0])
 

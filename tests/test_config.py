@@ -27,7 +27,7 @@ def test_defaults_fill_missing_sections():
         ({"gradient": {"smoothnes": 1.0}}, r"config key 'gradient'.*'smoothnes' was unexpected.*smoothness"),
         (
             {"gradient": {"smoothness": 9.0}},
-            r"config key 'gradient.smoothness': 9.0 is greater than.*'maximum': 6",
+            r"config key 'gradient.smoothness': 9.0 is not valid.*'maximum': 6.*'const': 'auto'",
         ),
         (
             {"samples": {"box_px": "big"}},

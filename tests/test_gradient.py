@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nsgflow.gradient import background_noise, sample_background, star_mask, star_radius
+from nsgflow.gradient import background_noise, box_statistic, sample_background, star_mask, star_radius
 
 
 def test_background_noise_ignores_smooth_signal_and_no_data():
@@ -40,15 +40,28 @@ def test_samples_recover_a_plane_and_reject_sparse_boxes():
     valid = np.ones(truth.shape, bool)
     valid[:32, :32] = False  # a box fully masked
     valid[40:64, 32:64] = False  # a box with 25 % of its pixels left
+    valid[64:96, 64:80] = False  # a box with its left half masked
     samples = sample_background(difference, valid, box_px=32, min_valid_fraction=0.4)
     assert len(samples) == 4 * 5  # 100/32 -> 4 rows, 130/32 -> 5 columns (partial edges included)
-    status = samples.set_index(["x", "y"])["status"]
-    assert status[(15.5, 15.5)] == "no_data"
-    assert status[(47.5, 47.5)] == "too_few_pixels"
+    status = samples["status"]  # boxes row by row
+    assert status[0] == "no_data"
+    assert status[1 * 5 + 1] == "too_few_pixels"
+    # a sample sits at the centroid of its box's valid pixels
+    assert tuple(samples.loc[2 * 5 + 2, ["x", "y"]]) == (87.5, 79.5)
     used = samples[samples["status"] == "used"]
     expected = 5.0 + 0.1 * used["x"] - 0.05 * used["y"]
-    # a median of >= 256 unit-noise pixels: error about 1.25/16 = 0.08
-    np.testing.assert_allclose(used["value"], expected, atol=0.35)
+    # a clipped mean of >= 256 unit-noise pixels: error about 1/16
+    np.testing.assert_allclose(used["value"], expected, atol=0.3)
     last = samples.iloc[-1]  # a 2 x 4 px sliver at the corner: too few pixels to use
     assert (last["x"], last["y"], last["status"]) == (128.5, 97.5, "too_few_pixels")
     assert samples.loc[samples["x"] == 128.5, "status"].eq("too_few_pixels").all()  # 2 px wide column
+
+
+def test_box_statistic_ignores_outliers_but_not_faint_light():
+    rng = np.random.default_rng(2)
+    rows = rng.normal(0.0, 1.0, (200, 1024))
+    rows[:, :20] += 500.0  # hot pixels and a trail core: clipped
+    rows[:, 20:220] += 0.3  # faint light spread over many pixels: kept, as a median would not
+    mean, count = box_statistic(rows)
+    assert np.median(mean) == pytest.approx(0.3 * 200 / 1004, abs=0.01)
+    assert (count == 1024).all()

@@ -22,11 +22,11 @@ from importlib import import_module
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 2,
-    "photometry": 2,
-    "scale": 1,
-    "samples": 1,
-    "gradient": 2,
+    "detect": 4,
+    "photometry": 4,
+    "scale": 2,
+    "samples": 2,
+    "gradient": 3,
     "normalize": 1,
     "diagnostics": 1,
 }

@@ -159,7 +159,7 @@ def normalize(
         [target_stats, ref_stats],
         config["samples"],
     )
-    model, status = gradient_model(samples, target.shape[-2:], config["gradient"])
+    model, status, _ = gradient_model(samples, target.shape[-2:], config["gradient"])
     samples = samples.assign(status=status)
     return NormalizeResult(
         normalized=normalize_frame(target, channel_values(fit, "scale"), model),

@@ -1,12 +1,10 @@
-"""Gradient samples: robust box statistics of m*T - R away from stars."""
+"""Gradient samples: clipped means of m*T - R in boxes, away from stars."""
 
 from __future__ import annotations
 
 import numpy as np
 import pandas as pd
 import sep
-
-from nsgflow.robust import row_medians
 
 __all__ = [
     "background_noise",
@@ -134,14 +132,74 @@ def star_mask(
     return mask
 
 
-def box_statistic(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The value of each sample box: the median of its pixels, and how many pixels it has.
+def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
+    """Quantile ``q`` of each row of ``ordered`` (sorted, its first ``count`` values finite), interpolated."""
+    last = np.maximum(count - 1, 0)
+    pos = q * last
+    low = np.floor(pos).astype(np.int64)
+    high = np.minimum(low + 1, last)
+    rows = np.arange(len(ordered))
+    return (1 - (pos - low)) * ordered[rows, low] + (pos - low) * ordered[rows, high]
 
-    ``values`` holds one box per row, float32, NaN for the pixels not to use
-    (star, no data, outside the frame). This is the one place that decides
-    what a sample measures; any function of a row's finite values fits here.
+
+def box_statistic(
+    values: np.ndarray, clip_sigma: float = 4.0, iterations: int = 2
+) -> tuple[np.ndarray, np.ndarray]:
+    """The value of each sample box, a sigma-clipped mean, and how many pixels it has.
+
+    This is the one place that decides what a sample measures. Starting from
+    the median, values further than ``clip_sigma`` robust standard deviations
+    (interquartile range / 1.349) from the current mean are left out and the
+    mean is taken again, ``iterations`` times. Unlike the median, the mean of
+    a box of m*T - R does not depend on how sharp the faint stars are in
+    either frame (they hold the same light); the clipping keeps hot pixels,
+    cosmic rays and trail cores out of it. (At 3 sigmas it also clipped the
+    sharper frame's faint star peaks, not the broader one's wings: 0.01-0.03
+    sigma of bias on the benchmark's hard set.)
+
+    Parameters
+    ----------
+    values : numpy.ndarray, shape (n, k)
+        One box per row, NaN for the pixels not to use (star, no data,
+        outside the frame).
+    clip_sigma : float, default 4.0
+        Clipping threshold in robust standard deviations.
+    iterations : int, default 2
+        Clipping passes.
+
+    Returns
+    -------
+    value : numpy.ndarray of float64, shape (n,)
+        The clipped mean, NaN for rows without values.
+    count : numpy.ndarray of int, shape (n,)
+        Finite values in each row.
+
+    Examples
+    --------
+    >>> rows = np.array([[1.0, 2.0, 3.0, 4.0, 100.0, np.nan], [np.nan] * 6])
+    >>> value, count = box_statistic(rows)
+    >>> value.tolist()[0], bool(np.isnan(value[1])), count.tolist()
+    (2.5, True, [5, 0])
     """
-    return row_medians(values)
+    ordered = np.sort(values, axis=1)  # NaN last
+    count = np.isfinite(ordered).sum(axis=1)
+    index = np.arange(len(ordered))
+    centre = _sorted_quantile(ordered, count, 0.5)
+    spread = (_sorted_quantile(ordered, count, 0.75) - _sorted_quantile(ordered, count, 0.25)) / 1.349
+    # cumulative sums of the values less the median: any window's sum by two look-ups (in float32:
+    # the outliers sorted below the window shift its sums by about 1e-7 of theirs)
+    offset = ordered - centre[:, None].astype(ordered.dtype)
+    offset[~np.isfinite(offset)] = 0.0
+    sums = np.zeros((len(ordered), ordered.shape[1] + 1), dtype=np.float32)
+    np.cumsum(offset, axis=1, out=sums[:, 1:])
+    value = centre.copy()
+    for _ in range(iterations):
+        low = (ordered < (value - clip_sigma * spread)[:, None]).sum(axis=1)
+        high = (ordered <= (value + clip_sigma * spread)[:, None]).sum(axis=1)
+        kept = high - low
+        window = (sums[index, high].astype(np.float64) - sums[index, low]) / np.maximum(kept, 1)
+        value = np.where(kept > 0, centre + window, value)
+    return np.where(count > 0, value, np.nan), count
 
 
 def sample_background(
@@ -149,7 +207,7 @@ def sample_background(
     valid: np.ndarray,
     *,
     box_px: int = 32,
-    min_valid_fraction: float = 0.4,
+    min_valid_fraction: float = 0.25,
 ) -> pd.DataFrame:
     """The value (:func:`box_statistic`) of ``difference`` over valid pixels in each box of a regular grid.
 
@@ -162,15 +220,15 @@ def sample_background(
     box_px : int, default 32
         Side of the square sample boxes; boxes tile the frame from (0, 0),
         the last row and column may be smaller.
-    min_valid_fraction : float, default 0.4
+    min_valid_fraction : float, default 0.25
         Boxes with fewer valid pixels than this fraction of a full box are
-        rejected (so are slivers at the frame's edges).
+        rejected (so are thin slivers at the frame's edges).
 
     Returns
     -------
     pandas.DataFrame
-        One row per box: ``x, y`` (centre of its valid pixels' box, 0-based px),
-        ``box_px``, ``value`` (median, NaN if rejected), ``weight`` (valid
+        One row per box: ``x, y`` (centroid of its valid pixels, 0-based px),
+        ``box_px``, ``value`` (:func:`box_statistic`, NaN if rejected), ``weight`` (valid
         pixels / full box area, 0 if rejected), ``valid_fraction`` and ``status`` (``used``,
         ``no_data`` or ``too_few_pixels``).
     """
@@ -178,6 +236,10 @@ def sample_background(
     nby, nbx = -(-ny // box_px), -(-nx // box_px)
     value = np.full(nby * nbx, np.nan)
     count = np.zeros(nby * nbx, dtype=np.int64)
+    # each sample sits at the centroid of its valid pixels: a box cut by a border or by
+    # masked stars measures the background there, not at the box's centre
+    cx, cy = np.zeros(nby * nbx), np.zeros(nby * nbx)
+    local = np.arange(box_px, dtype=np.float64)
     # one row of boxes at a time: no frame-sized temporaries
     strip = np.full((box_px, nbx * box_px), np.nan, dtype=np.float32)
     for row in range(nby):
@@ -187,9 +249,15 @@ def sample_background(
         blocks = strip.reshape(box_px, nbx, box_px).swapaxes(0, 1).reshape(nbx, -1)
         boxes = slice(row * nbx, (row + 1) * nbx)
         value[boxes], count[boxes] = box_statistic(blocks)
+        finite = np.isfinite(blocks).reshape(nbx, box_px, box_px)  # box, row, column
+        cx[boxes] = finite.sum(axis=1) @ local
+        cy[boxes] = finite.sum(axis=2) @ local
     iy, ix = np.divmod(np.arange(nby * nbx), nbx)
     width = np.minimum((ix + 1) * box_px, nx) - ix * box_px
     height = np.minimum((iy + 1) * box_px, ny) - iy * box_px
+    has = count > 0
+    cx = np.where(has, cx / np.maximum(count, 1), (width - 1) / 2.0)
+    cy = np.where(has, cy / np.maximum(count, 1), (height - 1) / 2.0)
     fraction = count / box_px**2
     status = np.where(
         count == 0, "no_data", np.where(fraction < min_valid_fraction, "too_few_pixels", "used")
@@ -198,8 +266,8 @@ def sample_background(
     value[~use] = np.nan
     return pd.DataFrame(
         {
-            "x": ix * box_px + (width - 1) / 2.0,
-            "y": iy * box_px + (height - 1) / 2.0,
+            "x": ix * box_px + cx,
+            "y": iy * box_px + cy,
             "box_px": box_px,
             "value": value,
             "weight": np.where(use, fraction, 0.0),

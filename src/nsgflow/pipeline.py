@@ -230,6 +230,11 @@ def run_samples(
     write_csv(output, samples)
 
 
+def _smoothness_keys(channels: int) -> list[str]:
+    """Header keys of the gradient model's smoothness: NSGSMOOT, or NSGSMOO0.. per colour channel."""
+    return ["NSGSMOOT"] if channels == 1 else [f"NSGSMOO{c}" for c in range(channels)]
+
+
 def run_gradient(
     samples: PathLike, frame: PathLike, output: PathLike, curvature_output: PathLike, settings: dict
 ) -> None:
@@ -240,12 +245,14 @@ def run_gradient(
 
     shape = read_shape(frame)[-2:]  # (ny, nx), also of a colour frame
     try:
-        model, status = gradient_model(pd.read_csv(samples), shape, settings)
+        model, status, smoothness = gradient_model(pd.read_csv(samples), shape, settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     out = fits.Header()
     out["NSGFRAME"] = (fits_text(Path(frame).name), "frame this gradient model belongs to")
-    out["NSGSMOOT"] = (settings["smoothness"], "gradient smoothness (log10)")
+    for channel, (key, value) in enumerate(zip(_smoothness_keys(len(smoothness)), smoothness, strict=True)):
+        where = "" if len(smoothness) == 1 else f", channel {channel}"
+        out[key] = (value, f"gradient smoothness (log10) used{where}")
     out["NSGGMIN"] = (float(model.min()), "smallest value of the gradient model")
     out["NSGGMAX"] = (float(model.max()), "largest value of the gradient model")
     out["NSGGREJ"] = (int((status == "outlier").sum()), "samples left out as outliers of the model")
@@ -284,7 +291,7 @@ def run_normalize(
 
     data, header = read_frame(frame)
     result = read_json(scale)
-    model, _ = read_pixels(gradient)
+    model, gradient_keys = read_pixels(gradient)
     target_stats, reference_stats = read_json(stats), read_json(ref_stats)
     m = result["scale"]
     keys = {
@@ -328,6 +335,8 @@ def run_normalize(
         [target_stats, reference_stats],
         settings["samples"],
     )
+    smoothness = [float(gradient_keys[k]) for k in _smoothness_keys(len(planes(model)))]
+    record["resolved"]["gradient_smoothness"] = smoothness[0] if len(smoothness) == 1 else smoothness
     write_json(provenance, record)
     log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])
 

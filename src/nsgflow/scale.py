@@ -12,6 +12,9 @@ from nsgflow.errors import FrameError
 
 __all__ = ["ScaleFit", "fit_scale"]
 
+#: Median of the chi-square distribution with one degree of freedom.
+CHI2_1_MEDIAN = 0.454936423119572
+
 
 @dataclass(frozen=True)
 class ScaleFit:
@@ -97,7 +100,14 @@ def _solve(x: np.ndarray, y: np.ndarray, var: np.ndarray, intercept: bool) -> tu
 def _fit_line(
     x: np.ndarray, y: np.ndarray, var: np.ndarray, intercept: bool
 ) -> tuple[np.ndarray, np.ndarray, float]:
-    """Weighted line, with a variance s**2 added so that chi-square equals the degrees of freedom.
+    """Weighted line, with a variance s**2 added so that the normalized residuals have unit variance.
+
+    The variance is judged robustly, by the median squared normalized residual
+    (for Gaussian residuals :data:`CHI2_1_MEDIAN`, scaled by n/dof), so a few
+    stars hit by a cosmic ray, a hot pixel or a satellite trail do not inflate
+    everyone's scatter; they stand out instead, and are clipped. The
+    covariance is then widened by the mean reduced chi-square when that
+    exceeds 1 (tails the median does not see).
 
     Returns ``[slope, intercept]`` (intercept 0 without one), their covariance and s.
     """
@@ -106,10 +116,13 @@ def _fit_line(
     def excess(s: float) -> float:
         params, _ = _solve(x, y, var + s**2, intercept)
         resid = y - x * params[0] - (params[1] if intercept else 0.0)
-        return float(np.sum(resid**2 / (var + s**2))) - dof
+        return float(np.median(resid**2 / (var + s**2))) * len(x) / dof - CHI2_1_MEDIAN
 
     scatter = brentq(excess, 0.0, float(np.ptp(y)) + 1.0) if dof > 0 and excess(0.0) > 0 else 0.0
     params, cov = _solve(x, y, var + scatter**2, intercept)
+    if dof > 0:
+        resid = y - x * params[0] - (params[1] if intercept else 0.0)
+        cov = cov * max(float(np.sum(resid**2 / (var + scatter**2))) / dof, 1.0)
     full = np.zeros((2, 2))
     full[: len(params), : len(params)] = cov
     return np.append(params, 0.0)[:2], full, float(scatter)
@@ -132,9 +145,11 @@ def fit_scale(
     annuli bias the same way), and only the slope m is used. Each star's
     variance is its measurement error on both axes plus an intrinsic
     scatter, the same for all stars (crowding and background errors do not
-    grow with a star's flux), solved for so that the reduced chi-square is 1:
-    a scatter larger than the errors say widens the uncertainty instead of
-    hiding. Stars beyond ``clip_sigma`` are rejected iteratively, starting
+    grow with a star's flux), solved for so that the median normalized
+    residual is that of a unit Gaussian: a scatter larger than the errors say
+    widens the uncertainty instead of hiding, and a few stars spoiled by a
+    cosmic ray, a hot pixel or a satellite trail are rejected rather than
+    widening everyone's. Stars beyond ``clip_sigma`` are rejected iteratively, starting
     from the median ratio. With fewer than ``min_stars_for_intercept`` stars
     the line goes through the origin.
 

@@ -19,6 +19,7 @@ __all__ = [
     "bicubic_upsample",
     "curvature",
     "fit_gradient",
+    "gcv_smoothness",
     "merge_samples",
     "reject_outlier_samples",
 ]
@@ -196,6 +197,90 @@ def _surface(
 _LAST_SURFACE: list = []
 
 
+def gcv_smoothness(
+    x: np.ndarray,
+    y: np.ndarray,
+    value: np.ndarray,
+    weight: np.ndarray,
+    shape: tuple[int, int],
+    *,
+    max_points: int = 2000,
+    gcv_points: int = 800,
+    limits: tuple[float, float] = (-5.0, 5.0),
+) -> float:
+    """The smoothness (log10) that minimizes the generalized cross-validation score of the spline.
+
+    Generalized cross-validation (Craven & Wahba 1979) estimates how well the
+    smoothing spline would predict a sample left out of the fit, without
+    refitting: ``n * RSS / trace(I - A)**2``, ``A`` the influence matrix. The
+    spline then follows structure the samples resolve and averages over what
+    their scatter cannot: noisy samples (a frame scaled up by cloud, a bright
+    sky) get a smoother model, a glow measured by precise samples is followed.
+    One eigendecomposition of the (merged) samples' kernel gives the score for
+    every smoothness in ``limits`` (steps of 0.05) at once.
+
+    Parameters
+    ----------
+    x, y, value, weight : numpy.ndarray, shape (n,)
+        Samples, as for :func:`fit_gradient`.
+    shape : tuple of int
+        ``(ny, nx)`` of the frame (positions are in units of its larger side).
+    max_points : int, default 2000
+        Samples are merged as :func:`fit_gradient` merges them.
+    gcv_points : int, default 800
+        The score is computed on at most this many of those, evenly spread
+        through them (the cost grows as the cube).
+    limits : tuple of float, default (-5, 5)
+        Range of smoothness searched.
+
+    Returns
+    -------
+    float
+        The smoothness for :func:`fit_gradient`; the upper limit with fewer than 5 samples.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> yy, xx = np.mgrid[16:600:32, 16:900:32]
+    >>> x, y = xx.ravel().astype(float), yy.ravel().astype(float)
+    >>> glow = 50.0 * np.exp(-x / 150.0)
+    >>> noisy = gcv_smoothness(x, y, glow + rng.normal(0, 5.0, x.size), np.ones_like(x), (600, 900))
+    >>> precise = gcv_smoothness(x, y, glow + rng.normal(0, 0.05, x.size), np.ones_like(x), (600, 900))
+    >>> noisy > precise
+    True
+    """
+    unit = float(max(shape))
+    x, y, value, weight = merge_samples(x, y, value, weight, max_points)
+    if len(x) < 5:
+        return float(limits[1])
+    # the score of a spread subset, each sample as noisy as in the fit, costs far less (n**3);
+    # its data term holds fewer samples, so the same fit needs a smoothing smaller by that ratio
+    chosen = np.unique(np.linspace(0, len(x) - 1, min(len(x), gcv_points)).round().astype(np.int64))
+    shift = float(np.log10(len(x) / len(chosen)))
+    x, y, value, weight = x[chosen], y[chosen], value[chosen], weight[chosen]
+    n = len(x)
+    points = np.column_stack([y, x]) / unit
+    w = weight / weight.mean()
+    root = np.sqrt(w)
+    d2 = (points[:, None, 0] - points[None, :, 0]) ** 2 + (points[:, None, 1] - points[None, :, 1]) ** 2
+    kernel = root[:, None] * _thin_plate(d2) * root[None, :]
+    # the kernel on the complement of the (weighted) planes, P K P with P = I - Q Q^T: its
+    # eigenvalues are those of the complement and 3 zeros, in the planes' directions
+    q = np.linalg.qr(root[:, None] * np.column_stack([np.ones(n), points]))[0]
+    kq = kernel @ q
+    projected = kernel - q @ kq.T - kq @ q.T + q @ (q.T @ kq) @ q.T
+    eigen, vectors = np.linalg.eigh(projected)
+    signal = root * value
+    z = vectors.T @ (signal - q @ (q.T @ signal))
+    logs = np.arange(limits[0], limits[1] + 1e-9, 0.05)
+    lam = 10.0 ** (logs[:, None] - shift)
+    shrink = lam / (np.maximum(eigen, 0.0)[None, :] + lam)
+    rss = ((shrink * z[None, :]) ** 2).sum(axis=1)
+    # trace(I - A) over the complement: the 3 zero eigenvalues (the planes, fitted exactly) left out
+    score = n * rss / (shrink.sum(axis=1) - 3.0) ** 2
+    return float(logs[np.argmin(score)])
+
+
 def reject_outlier_samples(
     x: np.ndarray,
     y: np.ndarray,
@@ -254,7 +339,7 @@ def fit_gradient(
     weight: np.ndarray,
     shape: tuple[int, int],
     *,
-    smoothness: float = -2.0,
+    smoothness: float | str = "auto",
     max_points: int = 2000,
     grid_px: int = 16,
 ) -> np.ndarray:
@@ -266,10 +351,10 @@ def fit_gradient(
         Sample positions (0-based px), values and relative weights (> 0).
     shape : tuple of int
         ``(ny, nx)`` of the frame.
-    smoothness : float, default -2.0
+    smoothness : float or "auto", default "auto"
         log10 of the spline's smoothing, with positions in units of the frame's
         larger side and weights normalized to a mean of 1: larger is smoother;
-        around 4 the model is a plane.
+        around 4 the model is a plane. ``"auto"``: :func:`gcv_smoothness`.
     max_points : int, default 2000
         Samples are merged into at most this many super-samples
         (:func:`merge_samples`), which bounds the cost of the fit.
@@ -292,7 +377,9 @@ def fit_gradient(
         raise FrameError(f"{len(x)} gradient sample(s); need at least 3")
     ny, nx = shape
     unit = float(max(ny, nx))
-    spline = _surface(x, y, value, weight, unit, smoothness, max_points)
+    if smoothness == "auto":
+        smoothness = gcv_smoothness(x, y, value, weight, shape, max_points=max_points)
+    spline = _surface(x, y, value, weight, unit, float(smoothness), max_points)
     gy = np.linspace(0, ny - 1, max(int(np.ceil((ny - 1) / grid_px)) + 1, 2))
     gx = np.linspace(0, nx - 1, max(int(np.ceil((nx - 1) / grid_px)) + 1, 2))
     coarse = spline.grid(gy / unit, gx / unit)

@@ -17,6 +17,7 @@ import pandas as pd
 import sep
 
 from nsgflow.channels import channel_record, combine, luminance, planes
+from nsgflow.defects import defects_replaced
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError
 from nsgflow.gradient import (
@@ -29,7 +30,8 @@ from nsgflow.gradient import (
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.photometry import frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
-from nsgflow.spline import fit_gradient, reject_outlier_samples
+from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
+from nsgflow.trails import find_trails, trail_mask
 
 __all__ = [
     "HEADER_KEYS",
@@ -91,7 +93,9 @@ def detect_frame(
 ) -> tuple[pd.DataFrame, dict]:
     """Stage ``detect_stars``: the star catalog and the frame's statistics.
 
-    The statistics hold the shape, star counts, median half-light radius,
+    Stars are detected with hot pixels and cosmic-ray tracks replaced
+    (:func:`nsgflow.defects.defects_replaced`; their count is in the
+    statistics). The statistics hold the shape, star counts, median half-light radius,
     saturation level (None if unsaturated), background level, flatness and
     noise (:func:`nsgflow.gradient.background_statistics`) and the header
     values of :data:`HEADER_KEYS`.
@@ -106,9 +110,10 @@ def detect_frame(
     # sep's background, made once when detection and the statistics use the same mesh
     background = None
     box = settings.get("background_box_px", 64)
-    if box == STATISTICS_BOX_PX and (lum != 0).any():
-        background = sep.Background(lum, mask=lum == 0, bw=box, bh=box)
-    stars = detect_stars(lum, saturation=saturation, background=background, **settings)
+    with defects_replaced(lum) as (defects,):  # hot pixels would pass for sharp stars
+        if box == STATISTICS_BOX_PX and (lum != 0).any():
+            background = sep.Background(lum, mask=lum == 0, bw=box, bh=box)
+        stars = detect_stars(lum, saturation=saturation, background=background, **settings)
     if data.ndim == 3:
         saturated = _saturated_in_a_channel(data, stars, settings["linear_range"])
         stars["flags"] = stars["flags"] | np.where(saturated, int(StarFlag.SATURATED), 0)
@@ -118,6 +123,7 @@ def detect_frame(
         "stars_clean": int((stars["flags"] == 0).sum()),
         "hlr_px": frame_hlr(stars),
         "saturation": None if np.isinf(saturation) else saturation,
+        "defects": defects,
         **background_statistics(lum, STATISTICS_BOX_PX, background=background),
         **header_values(header),
     }
@@ -318,16 +324,18 @@ def star_fwhm(stats: list[dict]) -> tuple[float | None, str]:
     return TYPICAL_SEEING_ARCSEC / scale, f"{TYPICAL_SEEING_ARCSEC} arcsec seeing at {scale:.2f} arcsec/px"
 
 
-def star_mask_radii(stars: pd.DataFrame, stats: dict, settings: dict) -> np.ndarray:
+def star_mask_radii(stars: pd.DataFrame, stats: dict, settings: dict, hlr: float | None = None) -> np.ndarray:
     """Each star's mask radius (px) for the gradient samples, per the ``samples`` settings.
 
     ``star_radius_px`` set by hand gives every star that radius; ``"auto"``
-    follows each star's peak, the frame's star size (else the image scale's,
-    :func:`star_fwhm`) and noise (:func:`nsgflow.gradient.star_radius`).
-    Saturated stars get ``saturated_growth`` times more.
+    follows each star's peak, the star size ``hlr`` (half-light radius, px;
+    by default the frame's own, else the image scale's, :func:`star_fwhm`)
+    and the frame's noise (:func:`nsgflow.gradient.star_radius`). Saturated
+    stars get ``saturated_growth`` times more.
     """
     if settings["star_radius_px"] == "auto":
-        hlr = frame_hlr(stars)
+        if hlr is None or not np.isfinite(hlr):
+            hlr = frame_hlr(stars)
         if not np.isfinite(hlr):
             fwhm, _ = star_fwhm([stats])
             hlr = HLR_PER_FWHM * fwhm if fwhm else np.nan
@@ -342,6 +350,19 @@ def star_mask_radii(stars: pd.DataFrame, stats: dict, settings: dict) -> np.ndar
         radius = np.full(len(stars), float(settings["star_radius_px"]))
     saturated = (stars["flags"].to_numpy() & StarFlag.SATURATED) != 0
     return np.where(saturated, radius * settings["saturated_growth"], radius)
+
+
+def _mask_radii(catalogs: list[pd.DataFrame], stats: list[dict], settings: dict) -> np.ndarray:
+    """:func:`star_mask_radii` of both frames' stars, every star at the broader frame's star size.
+
+    In the sharper frame a star's light lies inside that radius, in the
+    broader one its wings reach that far.
+    """
+    sizes = [frame_hlr(c) for c in catalogs if len(c)]
+    broad = max(sizes) if sizes and np.isfinite(max(sizes)) else None
+    return np.concatenate(
+        [star_mask_radii(c, s, settings, broad) for c, s in zip(catalogs, stats, strict=True)]
+    )
 
 
 def sample_box_px(setting: int | str, stats: list[dict]) -> tuple[int, str]:
@@ -381,7 +402,7 @@ def resolved_settings(
     ``samples`` section.
     """
     box, box_why = sample_box_px(settings["box_px"], stats)
-    radii = np.concatenate([star_mask_radii(c, s, settings) for c, s in zip(catalogs, stats, strict=True)])
+    radii = _mask_radii(catalogs, stats, settings)
     radii = radii[np.isfinite(radii)]
     fwhm, fwhm_why = star_fwhm(stats)
     return {
@@ -412,21 +433,24 @@ def gradient_samples(
     *,
     overwrite_target: bool = False,
 ) -> pd.DataFrame:
-    """Samples stage (rule ``normalize_frame``): box medians of m*T - R, masking the stars of every catalog.
+    """Samples stage (rule ``normalize_frame``): box means of m*T - R, masking stars and trails.
 
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
-    statistics: each star's mask radius depends on its own frame's noise, and
+    statistics: each star's mask radius depends on its own frame's noise and
+    peak and on the broader frame's star size (:func:`star_mask_radii`), and
     the box size (:func:`sample_box_px`) on the star sizes and image scale.
-    Colour frames take one scale per channel and are sampled per channel in
-    the same boxes; the ``channel`` column tells them apart (0 for mono).
-    With ``overwrite_target`` (float32 ``target`` only), m*T - R is computed in
+    Trails in either frame (:func:`nsgflow.trails.find_trails`, on the mean
+    of the channels' m*T - R) are masked too. Colour frames take one scale
+    per channel and are sampled per channel in the same boxes; the
+    ``channel`` column tells them apart (0 for mono). With
+    ``overwrite_target`` (float32 ``target`` only), m*T - R is computed in
     ``target``'s memory, which saves a frame's worth.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
     box_px, why = sample_box_px(settings["box_px"], stats)
     log.info("sample box %d px (%s)", box_px, why)
-    radii = np.concatenate([star_mask_radii(c, s, settings) for c, s in zip(catalogs, stats, strict=True)])
+    radii = _mask_radii(catalogs, stats, settings)
     if np.isfinite(radii).any():
         low, mid, high = np.nanpercentile(radii, [0, 50, 100])
         how = "set by hand" if settings["star_radius_px"] != "auto" else "auto"
@@ -445,10 +469,31 @@ def gradient_samples(
     del mask
     overwrite = overwrite_target and target.dtype == np.float32
     scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
-    tables = []
-    for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
+    differences = []
+    for m, t, r in zip(scales, planes(target), planes(reference), strict=True):
         difference = np.multiply(t, m, out=t if overwrite else None, dtype=np.float32)
         difference -= r
+        differences.append(difference)
+    mean = differences[0]
+    if len(differences) > 1:  # the channels' mean, in place: one plane more
+        mean = mean.copy()
+        for difference in differences[1:]:
+            mean += difference
+        mean /= np.float32(len(differences))
+    trails = find_trails(mean, valid)
+    del mean
+    if len(trails):
+        valid &= ~trail_mask(valid.shape, trails)
+        for t in trails.itertuples():
+            log.info(
+                "trail in the %s masked: %.0f px wide, at %.2f deg to the x axis, %.1f px from pixel (0, 0)",
+                "target" if t.sign > 0 else "reference",
+                2 * t.half_width_px,
+                (np.degrees(t.angle) + 90.0) % 180.0,
+                abs(t.rho_px),
+            )
+    tables = []
+    for channel, difference in enumerate(differences):
         samples = sample_background(
             difference, valid, box_px=box_px, min_valid_fraction=settings["min_valid_fraction"]
         )
@@ -456,40 +501,57 @@ def gradient_samples(
     return pd.concat(tables, ignore_index=True)
 
 
+def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dict) -> float:
+    """The ``gradient`` settings' smoothness for samples ``x, y, value, weight``; ``auto`` by GCV."""
+    if settings["smoothness"] == "auto":
+        return gcv_smoothness(*columns, shape, max_points=settings["max_points"])
+    return float(settings["smoothness"])
+
+
 def gradient_model(
     samples: pd.DataFrame, shape: tuple[int, int], settings: dict
-) -> tuple[np.ndarray, pd.Series]:
+) -> tuple[np.ndarray, pd.Series, list[float]]:
     """Gradient stage (rule ``normalize_frame``): the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
     ``clip_sigma`` robust sigmas are left out (0 turns this off), except within
     1.5 boxes of the frame's edge; the second value is the sample statuses with
-    those marked ``outlier``. ``shape`` is the frame's (ny, nx); samples of
-    several channels (colour frames) give one model per channel, shape
-    (channels, ny, nx).
+    those marked ``outlier``. With ``smoothness: auto`` the smoothness is the
+    one that minimizes the generalized cross-validation score
+    (:func:`nsgflow.spline.gcv_smoothness`), for the rejection among all
+    samples and for the model among those kept; the third value is the
+    smoothness used, one per channel. ``shape`` is the frame's (ny, nx);
+    samples of several channels (colour frames) give one model per channel,
+    shape (channels, ny, nx).
     """
     settings = dict(settings)
     clip_sigma = settings.pop("clip_sigma")
     status = samples["status"].copy()
     channels = samples["channel"].to_numpy() if "channel" in samples else np.zeros(len(samples), int)
-    models = []
+    models, smoothnesses = [], []
     for channel in np.unique(channels):
         used = samples[(status == "used").to_numpy() & (channels == channel)]
         columns = [used[c].to_numpy() for c in ("x", "y", "value", "weight")]
+        where = f"channel {channel}: " if len(np.unique(channels)) > 1 else ""
         try:
+            smoothness = _smoothness(columns, shape, settings)
             if clip_sigma > 0 and len(used) >= 3:
                 keep = reject_outlier_samples(
                     *columns,
                     shape,
                     clip_sigma=clip_sigma,
                     edge_px=1.5 * float(samples["box_px"].iloc[0]),
-                    smoothness=settings["smoothness"],
+                    smoothness=smoothness,
                     max_points=settings["max_points"],
                 )
                 status.loc[used.index[~keep]] = "outlier"
-                columns = [c[keep] for c in columns]
-            models.append(fit_gradient(*columns, shape, **settings))
+                if not keep.all():
+                    columns = [c[keep] for c in columns]
+                    smoothness = _smoothness(columns, shape, settings)
+            if settings["smoothness"] == "auto":
+                log.info("%ssmoothness %.2f (generalized cross-validation)", where, smoothness)
+            models.append(fit_gradient(*columns, shape, **{**settings, "smoothness": smoothness}))
         except FrameError as exc:
-            where = f"channel {channel}: " if len(np.unique(channels)) > 1 else ""
             raise FrameError(f"{where}{exc}; lower samples.min_valid_fraction or samples.box_px") from exc
-    return (models[0] if len(models) == 1 else np.stack(models)), status
+        smoothnesses.append(smoothness)
+    return (models[0] if len(models) == 1 else np.stack(models)), status, smoothnesses

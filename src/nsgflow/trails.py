@@ -1,0 +1,305 @@
+"""Satellite and aircraft trails: straight lines in m*T - R, found and masked before sampling.
+
+A trail in the target shows in the difference image ``m*T - R`` as a bright
+line, one in the reference as a dark line; stars, nebulosity and the smooth
+background cancel or are masked. The difference is binned (a trail's
+signal-to-noise ratio per bin does not depend on the bin size once the bin is
+as wide as the trail), the smooth background is subtracted, and bins beyond a
+threshold vote in a Hough transform for the lines through them. A line is a
+trail when it holds far more votes than the noise gives a line of its length
+inside the frame. Each trail is then refined by a least-squares line through
+its bins, and its half-width measured from its profile.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+
+__all__ = ["TRAIL_COLUMNS", "find_trails", "trail_mask"]
+
+#: Columns of :func:`find_trails`' table.
+TRAIL_COLUMNS = ["angle", "rho_px", "half_width_px", "sign", "votes", "length_px", "significance"]
+
+
+def _binned_significance(
+    difference: np.ndarray, valid: np.ndarray, bin_px: int, window_bins: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per bin: the valid pixels' mean less a robust smooth background, in noise sigmas; usable bins."""
+    ny, nx = difference.shape
+    gy, gx = ny // bin_px, nx // bin_px
+    total, count = np.zeros((gy, gx)), np.zeros((gy, gx), dtype=np.int64)
+    rows = max(1, (1 << 20) // max(nx, 1) // bin_px)  # bins' rows at a time: no frame-sized temporaries
+    for start in range(0, gy, rows):
+        stop = min(start + rows, gy)
+        pixels = np.s_[start * bin_px : stop * bin_px, : gx * bin_px]
+        data = np.where(valid[pixels], difference[pixels], np.float32(0.0))
+        total[start:stop] = data.reshape(stop - start, bin_px, gx, bin_px).sum(axis=(1, 3), dtype=np.float64)
+        count[start:stop] = valid[pixels].reshape(stop - start, bin_px, gx, bin_px).sum(axis=(1, 3))
+    ok = count >= bin_px * bin_px / 2
+    mean = np.where(ok, total / np.maximum(count, 1), np.nan)
+    # background: medians of window x window bins (a trail is a small minority in each), bilinear between
+    cy, cx = -(-gy // window_bins), -(-gx // window_bins)
+    padded = np.full((cy * window_bins, cx * window_bins), np.nan)
+    padded[:gy, :gx] = mean
+    cells = padded.reshape(cy, window_bins, cx, window_bins).swapaxes(1, 2).reshape(cy, cx, -1)
+    filled = np.isfinite(cells).any(axis=2)
+    if not filled.any():
+        return np.zeros((gy, gx)), np.zeros((gy, gx), dtype=bool)
+    coarse = np.full((cy, cx), np.nan)
+    coarse[filled] = np.nanmedian(cells[filled], axis=1)
+    coarse[~filled] = np.median(coarse[filled])
+    # bilinear between the cells' centres, constant beyond the outer ones
+    centres = (np.arange(max(cy, cx)) + 0.5) * window_bins - 0.5
+    smooth = coarse
+    for axis, (n, cells) in enumerate(((gy, cy), (gx, cx))):
+        where = np.interp(np.arange(n), centres[:cells], np.arange(cells))
+        low = np.floor(where).astype(np.int64)
+        high = np.minimum(low + 1, cells - 1)
+        frac = (where - low).reshape((-1, 1) if axis == 0 else (1, -1))
+        lower, upper = np.take(smooth, low, axis=axis), np.take(smooth, high, axis=axis)
+        smooth = lower + frac * (upper - lower)
+    z = (mean - smooth) * np.sqrt(count)
+    values = z[ok]
+    if values.size < 10:
+        return np.zeros((gy, gx)), np.zeros((gy, gx), dtype=bool)
+    sigma = 1.4826 * np.median(np.abs(values - np.median(values)))
+    return np.where(ok, z / max(sigma, 1e-12), 0.0), ok
+
+
+def _chord(rho: np.ndarray, angle: float, width: float, height: float) -> np.ndarray:
+    """Length inside ``[0, width] x [0, height]`` of the lines ``x cos(angle) + y sin(angle) = rho``."""
+    c, s = np.cos(angle), np.sin(angle)
+    low, high = np.full(rho.shape, -np.inf), np.full(rho.shape, np.inf)
+    # points rho * (c, s) + t * (-s, c)
+    for start, step, limit in ((rho * c, -s, width), (rho * s, c, height)):
+        if abs(step) < 1e-12:
+            outside = (start < 0) | (start > limit)
+            low = np.where(outside, np.inf, low)
+            continue
+        t1, t2 = -start / step, (limit - start) / step
+        low, high = np.maximum(low, np.minimum(t1, t2)), np.minimum(high, np.maximum(t1, t2))
+    return np.maximum(high - low, 0.0)
+
+
+def _hough_grid(shape: tuple[int, int]) -> tuple[np.ndarray, int, int]:
+    """Angles of the Hough accumulator for bins of ``shape``, its rho offset and its number of rhos."""
+    gy, gx = shape
+    diag = float(np.hypot(gx, gy))
+    n_angle = int(np.ceil(np.pi * diag))  # the far end of the longest line moves one bin per step
+    shift = int(np.ceil(diag)) + 1
+    return np.arange(n_angle) * np.pi / n_angle, shift, 2 * shift + 2
+
+
+def _votes(x: np.ndarray, y: np.ndarray, angles: np.ndarray, shift: int, n_rho: int) -> np.ndarray:
+    """Hough accumulator of the points ``x, y``: votes per angle and rho (one-bin steps), int64."""
+    votes = np.zeros((len(angles), n_rho), dtype=np.int64)
+    chunk = max(1, (1 << 18) // max(len(x), 1))  # angles at a time: temporaries in the CPU cache
+    x, y = np.asarray(x, np.float32)[:, None], np.asarray(y, np.float32)[:, None]
+    for start in range(0, len(angles), chunk):
+        some = angles[start : start + chunk]
+        # rho + shift > 0 for every line through the bins, so truncation is the floor
+        rho = x * np.cos(some).astype(np.float32)
+        rho += y * np.sin(some).astype(np.float32)
+        rho += np.float32(shift)
+        index = rho.astype(np.int32)
+        index += np.arange(0, n_rho * len(some), n_rho, dtype=np.int32)
+        votes[start : start + chunk] = np.bincount(index.ravel(), minlength=n_rho * len(some)).reshape(
+            len(some), n_rho
+        )
+    return votes
+
+
+def _best_line(
+    votes: np.ndarray,
+    angles: np.ndarray,
+    shift: int,
+    usable: tuple[np.ndarray, np.ndarray],
+    rate: float,
+    cells: int = 24,
+) -> tuple[float, float, float, int, int]:
+    """The most significant line of a Hough accumulator (:func:`_votes`, bin coordinates).
+
+    Votes are counted in bands two bins wide (a trail between two rows of
+    cells still counts whole); the ``cells`` bands with the most votes are
+    then compared with what the noise gives them: ``rate`` times the usable
+    bins (``usable``: their coordinates) inside the band.
+
+    Returns angle, rho, significance, votes and usable bins of the best band.
+    """
+    band = (votes[:, :-1] + votes[:, 1:]).ravel()  # band j: rho in [j - shift, j - shift + 2)
+    # the least votes among the top cells, from the counts of each number of votes (a partition is slow
+    # with this many ties)
+    at_least = np.cumsum(np.bincount(band)[::-1])[::-1]
+    top = np.flatnonzero(band >= np.flatnonzero(at_least >= cells)[-1])
+    top = top[np.lexsort((top, band[top]))[::-1]][:cells]  # most votes first, then larger angle and rho
+    best = (0.0, 0.0, -np.inf, 0, 0)
+    ux, uy = usable
+    for k in top:
+        i, j = divmod(int(k), votes.shape[1] - 1)
+        n, angle, rho = int(band[k]), float(angles[i]), float(j - shift + 1)
+        inside = int(np.count_nonzero(np.abs(ux * np.cos(angle) + uy * np.sin(angle) - rho) < 1.0))
+        expected = rate * max(inside, 1)
+        significance = (n - expected) / np.sqrt(expected + 1.0)
+        if significance > best[2]:
+            best = (angle, rho, float(significance), n, inside)
+    return best
+
+
+def _refine(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    """Weighted total-least-squares line through points: angle of its normal and rho."""
+    w = weight / weight.sum()
+    mx, my = float(w @ x), float(w @ y)
+    cov = np.cov(np.stack([x - mx, y - my]), aweights=w, bias=True)
+    vectors = np.linalg.eigh(cov)[1]
+    normal = vectors[:, 0]  # the direction of least spread
+    angle = float(np.arctan2(normal[1], normal[0]) % np.pi)
+    return angle, mx * np.cos(angle) + my * np.sin(angle)
+
+
+def find_trails(
+    difference: np.ndarray,
+    valid: np.ndarray,
+    *,
+    bin_px: int | None = None,
+    threshold: float = 2.5,
+    min_significance: float = 8.0,
+    min_fraction: float = 0.3,
+    max_trails: int = 10,
+) -> pd.DataFrame:
+    """Find straight trails in a difference image.
+
+    Parameters
+    ----------
+    difference : numpy.ndarray, shape (ny, nx)
+        ``m*T - R``.
+    valid : numpy.ndarray of bool, shape (ny, nx)
+        Pixels to use: data in both frames, stars masked.
+    bin_px : int, optional
+        Bin side; by default 4 px, more for large frames (the binned frame's
+        diagonal at most about 800 bins, which bounds the cost).
+    threshold : float, default 2.5
+        Bins further than this many noise sigmas from the background vote.
+    min_significance : float, default 8.0
+        A line is a trail when its votes exceed what the noise gives a line
+        of its length by this many Poisson sigmas ...
+    min_fraction : float, default 0.3
+        ... and at least this fraction of its bins inside the frame voted.
+    max_trails : int, default 10
+        Of each sign at most.
+
+    Returns
+    -------
+    pandas.DataFrame
+        One row per trail (columns :data:`TRAIL_COLUMNS`): the line
+        ``x cos(angle) + y sin(angle) = rho_px`` (0-based pixel centres),
+        its half-width, ``sign`` (+1 brighter in the target, -1 in the
+        reference), votes, length inside the frame and significance.
+
+    Examples
+    --------
+    >>> rng = np.random.default_rng(0)
+    >>> image = rng.normal(0.0, 10.0, (300, 400))
+    >>> yy, xx = np.mgrid[0:300, 0:400]
+    >>> image += 60.0 * np.exp(-0.5 * ((0.6 * xx + 0.8 * yy - 200.0) / 1.2) ** 2)
+    >>> trails = find_trails(image, np.ones(image.shape, dtype=bool))
+    >>> len(trails), round(float(trails["angle"].iloc[0]), 2), round(float(trails["rho_px"].iloc[0]))
+    (1, 0.93, 200)
+    """
+    ny, nx = difference.shape
+    if bin_px is None:
+        bin_px = max(4, int(np.ceil(np.hypot(ny, nx) / 800)))
+    window_bins = 16
+    z, ok = _binned_significance(difference, valid, bin_px, window_bins)
+    gy, gx = z.shape
+    rows = []
+    if ok.sum() < 100:
+        return pd.DataFrame(rows, columns=TRAIL_COLUMNS)
+    # the smooth background follows a steep glow least well along the valid area's edges:
+    # lines parallel to those edges and close to them are not taken for trails
+    used_rows, used_cols = np.flatnonzero(ok.any(axis=1)), np.flatnonzero(ok.any(axis=0))
+    edges = {0: (used_cols[0], used_cols[-1] + 1), 1: (used_rows[0], used_rows[-1] + 1)}
+    diag = float(np.hypot(gx, gy))
+    uy, ux = np.nonzero(ok)
+    usable = (ux + 0.5, uy + 0.5)
+    angles, shift, n_rho = _hough_grid((gy, gx))
+    for sign in (1, -1):
+        votes = ok & (sign * z > threshold)
+        rate = votes.sum() / ok.sum()
+        by, bx = np.nonzero(votes)
+        x, y, strength = bx + 0.5, by + 0.5, sign * z[by, bx]
+        alive = np.ones(len(x), dtype=bool)
+        votes = _votes(x, y, angles, shift, n_rho)  # of the points alive: a found trail's are taken out
+        for _ in range(max_trails):
+            if alive.sum() < 10:
+                break
+            angle, rho, significance, n, inside = _best_line(votes, angles, shift, usable, rate)
+            if significance < min_significance or n < min_fraction * inside or inside < 0.05 * diag:
+                break
+            chord = float(_chord(np.array([rho]), angle, gx, gy)[0])
+            near = alive & (np.abs(x * np.cos(angle) + y * np.sin(angle) - rho) <= 2.0)
+            alive &= ~near
+            votes -= _votes(x[near], y[near], angles, shift, n_rho)
+            if near.sum() >= 3:
+                angle, rho = _refine(x[near], y[near], strength[near])
+            axis = int(np.argmin([abs(np.sin(angle)), abs(np.cos(angle))]))  # 0: normal along x
+            if min(abs(np.sin(angle)), abs(np.cos(angle))) < np.sin(np.radians(2.0)):
+                across = rho / (np.cos(angle) if axis == 0 else np.sin(angle))
+                if min(abs(across - e) for e in edges[axis]) < window_bins:
+                    continue
+            rows.append(
+                {
+                    "angle": angle,
+                    "rho": rho,
+                    "sign": sign,
+                    "votes": int(near.sum()),
+                    "length_px": chord * bin_px,
+                    "significance": significance,
+                }
+            )
+    trails = pd.DataFrame(rows, columns=["angle", "rho", "sign", "votes", "length_px", "significance"])
+    if trails.empty:
+        return pd.DataFrame(columns=TRAIL_COLUMNS)
+    # the half-width: where the mean profile across the trail falls to the noise of that mean
+    yy, xx = np.nonzero(ok)
+    half_widths = []
+    for t in trails.itertuples():
+        distance = (xx + 0.5) * np.cos(t.angle) + (yy + 0.5) * np.sin(t.angle) - t.rho
+        near = np.abs(distance) <= 12
+        step = np.floor(np.abs(distance[near]) * 2).astype(np.int64)  # half-bin steps
+        values = t.sign * z[yy[near], xx[near]]
+        order = np.lexsort((values, step))
+        counts = np.bincount(step, minlength=25)
+        ends = np.cumsum(counts)
+        medians = np.array(  # robust to other trails and stars crossing the band
+            [values[order][e - c // 2 - 1] if c else 0.0 for c, e in zip(counts, ends, strict=True)]
+        )
+        noise = 1.25 / np.sqrt(np.maximum(counts, 1))
+        inside = np.flatnonzero(medians > 3 * noise)
+        half_widths.append(((inside.max() + 1) / 2 if inside.size else 1.0) + 1.0)
+    # bin coordinates (bin centres at 0.5, 1.5, ...) to pixel indices: x_px = bin_px * x_bin - 0.5
+    return pd.DataFrame(
+        {
+            "angle": trails["angle"],
+            "rho_px": trails["rho"] * bin_px - 0.5 * (np.cos(trails["angle"]) + np.sin(trails["angle"])),
+            "half_width_px": np.array(half_widths) * bin_px,
+            "sign": trails["sign"],
+            "votes": trails["votes"],
+            "length_px": trails["length_px"],
+            "significance": trails["significance"],
+        },
+        columns=TRAIL_COLUMNS,
+    )
+
+
+def trail_mask(shape: tuple[int, int], trails: pd.DataFrame, chunk_rows: int = 512) -> np.ndarray:
+    """Boolean image, True within each trail's half-width of its line."""
+    ny, nx = shape
+    mask = np.zeros(shape, dtype=bool)
+    x = np.arange(nx, dtype=np.float64)
+    for t in trails.itertuples():
+        c, s = np.cos(t.angle), np.sin(t.angle)
+        for start in range(0, ny, chunk_rows):
+            y = np.arange(start, min(start + chunk_rows, ny), dtype=np.float64)[:, None]
+            mask[start : start + len(y)] |= np.abs(x * c + y * s - t.rho_px) <= t.half_width_px
+    return mask
