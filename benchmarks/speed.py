@@ -41,7 +41,7 @@ from nsgflow.cli import snakemake_command
 from nsgflow.summary import STAGE_OUTPUTS
 
 #: the per-frame rules with a benchmark directive, in workflow order
-STAGES = (*(rule for rule, _ in STAGE_OUTPUTS), "plot_diagnostics")
+STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)
 #: the demo's star density: 3000 stars on 600 x 900 px
 STARS_PER_PX = 3000 / (600 * 900)
 #: what a job script imports before its stage starts: the Snakemake preamble and the stage module

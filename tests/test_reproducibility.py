@@ -95,8 +95,8 @@ def copy(base, tmp_path) -> Path:
 
 
 def _per_frame(rules, n=3):
-    """The given per-frame rules, plus the graphs (they draw every stage's output) and the set-wide rules."""
-    return {rule: n for rule in [*rules, "plot_diagnostics"]} | SET_WIDE
+    """The given per-frame rules, plus the set-wide rules."""
+    return {rule: n for rule in rules} | SET_WIDE
 
 
 @pytest.mark.parametrize(

@@ -352,20 +352,22 @@ def run_normalize_frame(
     settings: dict,
     workflow_folder: PathLike | None = None,
 ) -> None:
-    """Rule ``normalize_frame``: the scale, the gradient samples, the gradient model and the normalized frame.
+    """Rule ``normalize_frame``: the scale, the gradient samples and model, the normalized frame, the graphs.
 
-    The four stages after photometry run in one process, one after the other
+    The stages after photometry run in one process, one after the other
     (:func:`run_scale`, :func:`run_samples`, :func:`run_gradient`,
-    :func:`run_normalize`), each writing its own files: each needs the one
-    before, so a setting that changes one reruns all that follow anyway, and
-    one process instead of four saves three start-ups per frame.
+    :func:`run_normalize`, :func:`run_diagnostics`), each writing its own
+    files: each needs the one before, so a setting that changes one reruns
+    all that follow anyway, and one process instead of five saves four
+    start-ups per frame.
 
     ``inputs`` holds the paths of ``photometry`` and ``aperture`` (the
     photometry table and its JSON), ``catalog``, ``ref_catalog``, ``stats``
     and ``ref_stats`` (detection's outputs for the frame and the reference);
     ``outputs`` those of ``scale``, ``samples``, ``gradient``, ``curvature``,
-    ``normalized`` and ``provenance``. ``settings`` holds every stage's
-    section of the configuration.
+    ``normalized`` and ``provenance``, and of the graphs to draw, if any:
+    ``photometry_graph``, ``gradient_graph``, ``samples_graph``.
+    ``settings`` holds every stage's section of the configuration.
     """
     catalogs = [inputs["catalog"], inputs["ref_catalog"]]
     stats = [inputs["stats"], inputs["ref_stats"]]
@@ -392,6 +394,11 @@ def run_normalize_frame(
         settings=settings,
         workflow_folder=workflow_folder,
     )
+    if "photometry_graph" in outputs:  # graphs wanted
+        graphs = {graph: outputs[f"{graph}_graph"] for graph in ("photometry", "gradient", "samples")}
+        run_diagnostics(
+            frame, inputs["photometry"], outputs["scale"], outputs["samples"], outputs["gradient"], graphs
+        )
 
 
 def run_diagnostics(

@@ -475,10 +475,8 @@ def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
     yy, xx = np.mgrid[0:ny:step, 0:nx:step]
     design = np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()])
     coef = np.linalg.lstsq(design, model[::step, ::step].ravel().astype(np.float64), rcond=None)[0]
-    along_x = coef[0] + coef[1] * np.arange(nx)[None, :]
-    along_y = coef[2] * np.arange(ny)[:, None]
-    out = np.empty(model.shape, dtype=np.float32)
-    for start in range(0, ny, 256):  # the float64 plane one block of rows at a time
-        rows = slice(start, start + 256)
-        out[rows] = model[rows] - (along_x + along_y[rows])
+    along_x = (coef[0] + coef[1] * np.arange(nx)).astype(np.float32)
+    along_y = (coef[2] * np.arange(ny)).astype(np.float32)
+    out = np.subtract(model, along_x[None, :], dtype=np.float32)
+    out -= along_y[:, None]
     return out

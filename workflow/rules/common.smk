@@ -86,7 +86,7 @@ def frame_mb(copies):
 
     Peak resident memory measured by benchmarks/speed.py at 6000x4000 (dc10d95; README, Speed), in
     frames: detect_stars 4.6, measure_photometry 3.9, and the stages of normalize_frame: normalize 4.2,
-    samples 3.7, gradient 3.5; plot_diagnostics 3.4 (Python and its libraries, ~100 MB, included); each
+    samples 3.7, gradient 3.5, graphs 3.4 (Python and its libraries, ~100 MB, included); each
     rule asks for a sixth to a fifth more, rounded up to whole frames.
     """
     return lambda wildcards, input: max(500, int(copies * frame_size_mb(input.frame)))

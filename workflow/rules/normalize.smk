@@ -2,12 +2,27 @@
 FRAME_SETTINGS = {
     key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
 }
+#: the graphs of a frame (diagnostics: plots): photometry graph, gradient graph and sample map
+GRAPHS = {
+    f"{graph}_graph": report(
+        f"{RESULTS}/diagnostics/{{frame}}_{graph}.png",
+        caption=f"../report/{graph}.rst",
+        category=category,
+        labels={"frame": "{frame}"},
+    )
+    for graph, category in [
+        ("photometry", "Photometry graphs"),
+        ("gradient", "Gradient graphs"),
+        ("samples", "Sample maps"),
+    ]
+    if config["diagnostics"]["plots"]
+}
 
 
 rule normalize_frame:
-    # the scale, the gradient samples, the gradient model and the normalized frame, in one job: each
-    # stage needs the one before (a setting of one reruns all that follow anyway), and one Python
-    # process instead of four saves three start-ups per frame; every stage still writes its files
+    # the scale, the gradient samples, the gradient model, the normalized frame and the graphs, in one
+    # job: each stage needs the one before (a setting of one reruns all that follow anyway), and one
+    # Python process instead of five saves four start-ups per frame; every stage still writes its files
     input:
         frame=frame_path,
         reference=reference_path,
@@ -25,6 +40,7 @@ rule normalize_frame:
         curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
         normalized=f"{RESULTS}/normalized/{{frame}}_nsg.fits",
         provenance=f"{RESULTS}/provenance/{{frame}}.json",
+        **GRAPHS,
     params:
         reference=reference_name,
         settings=FRAME_SETTINGS,
