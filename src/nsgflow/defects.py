@@ -86,7 +86,7 @@ def find_defects(
     sigma = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
     # candidates: 9 * pixel - (3 x 3 sum) > 8 * threshold * sigma, pixels 2 or more from the edge
     level = np.float32(8.0 * threshold * sigma)
-    rows, cols = [], []
+    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
     for start in range(2, ny - 2, chunk_rows):
         stop = min(start + chunk_rows, ny - 2)
         slab = values[start - 1 : stop + 1]
@@ -97,16 +97,22 @@ def find_defects(
         excess -= across[1:-1]
         excess -= across[2:]
         r, c = np.nonzero(excess > level)
-        rows.append(r + start)
-        cols.append(c + 2)
-    r, c = np.concatenate(rows), np.concatenate(cols)
+        found.append(_confirmed(values, r + start, c + 2, threshold * sigma, ratio))
+    rows, cols, replacements = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    return rows, cols, replacements
+
+
+def _confirmed(
+    values: np.ndarray, r: np.ndarray, c: np.ndarray, least: float, ratio: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The candidates ``r, c`` of :func:`find_defects` that are defects, and their replacements."""
     around = values[r[None, :] + _DY[:, None], c[None, :] + _DX[:, None]].astype(np.float64)  # (25, n)
     centre = around[12]
     inner_sum = around[_INNER].sum(axis=0)
     ring1 = (inner_sum - centre) / 8.0
     ring2 = (around.sum(axis=0) - inner_sum) / 16.0
     excess = centre - ring1
-    defect = (around != 0).all(axis=0) & (excess > threshold * sigma)
+    defect = (around != 0).all(axis=0) & (excess > least)
     defect &= excess > ratio * np.abs(ring1 - ring2)
     return r[defect], c[defect], ring2[defect].astype(values.dtype)
 
