@@ -264,7 +264,8 @@ def run_gradient(
     )
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
-    write_fits(curvature_output, np.stack([curvature(p) for p in planes(model)]).reshape(model.shape), out)
+    planar = curvature(model) if model.ndim == 2 else np.stack([curvature(p) for p in planes(model)])
+    write_fits(curvature_output, planar, out)
 
 
 def run_normalize(
