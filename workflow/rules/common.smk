@@ -20,10 +20,10 @@ FIXED_REFERENCE = next(
     None,
 )
 ALGO = nsgflow.ALGORITHM_VERSIONS
-#: Group of every per-frame rule after detection. On a cluster a frame's chain (photometry, scale,
-#: samples, gradient, normalized frame, graphs) is then one submitted job that runs its rules one
-#: after the other, each still writing its own files: one scheduler round trip and queue wait per
-#: frame instead of six. Detection stays apart: every frame's photometry needs the reference's
+#: Group of every per-frame rule after detection. On a cluster a frame's measure_photometry and
+#: normalize_frame (and export_xisf) are then one submitted job that runs its rules one after the
+#: other, each still writing its own files: one scheduler round trip and queue wait per frame
+#: instead of two. Detection stays apart: every frame's photometry needs the reference's
 #: catalog. Local runs ignore groups. `--group-components frame=N` puts N frames in one job.
 FRAME_GROUP = "frame"
 
