@@ -8,6 +8,8 @@ runs the whole workflow with Snakemake on them and prints
   rule writes (``{results}/benchmarks/{rule}/{frame}.tsv``, column ``s``);
 * peak memory (``max_rss``) per rule against the size of one frame in memory
   (float32) and against the ``mem_mb`` the rule asks a cluster for;
+* the CPU time of the whole run (user and system, Snakemake and all its jobs), against
+  the jobs' own;
 * the per-job overhead: Python start-up plus the imports every job script does;
 * how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
   default 500: symbolic links to the synthetic frames, planning reads no pixels).
@@ -29,6 +31,7 @@ import argparse
 import csv
 import json
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -81,6 +84,12 @@ def make_frames(data: Path, n_frames: int, shape: tuple[int, int], seed: int) ->
     took = time.perf_counter() - start
     print(f"rendered {n_frames} frames with {n_stars} stars in {took:.1f} s ({took / n_frames:.1f} s/frame)")
     return truth
+
+
+def children_cpu() -> tuple[float, float]:
+    """User and system CPU seconds of every child process waited for so far (and theirs)."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime, usage.ru_stime
 
 
 def timed(command: list[str], cwd: Path, log: Path, timeout: float | None = None) -> float:
@@ -288,10 +297,20 @@ def main(argv: list[str] | None = None) -> int:
     before = job_overhead()
     print(f"running the workflow (log: {out / 'snakemake.log'}) ...", flush=True)
     command = snakemake_command(frames_glob, reference, str(results), args.cores, None, extra)
+    user, system = children_cpu()
     wall = timed(command, out, out / "snakemake.log", timeout=args.timeout)
+    user, system = (now - then for now, then in zip(children_cpu(), (user, system), strict=True))
     after = job_overhead()
     overhead = {key: (before[key] + after[key]) / 2 for key in before}
     summary = summarize(results, shape, args.frames, args.cores, wall, requested, overhead["job_imports"])
+    jobs_cpu = sum(stage["cpu_s_mean"] * stage["jobs"] for stage in summary["stages"].values())
+    summary.update(run_cpu_user_s=user, run_cpu_system_s=system)
+    n = args.frames
+    print(
+        f"CPU of the whole run (Snakemake, every job, the set-wide rules): {(user + system) / n:.2f} "
+        f"s/frame (user {user / n:.2f}, system {system / n:.2f}); the per-frame jobs' own cpu_time "
+        f"{jobs_cpu / n:.2f} s/frame; {os.cpu_count()} CPUs"
+    )
     per_frame = overhead["job_imports"] * len(STAGES)
     print(
         f"\nper-job overhead: interpreter start {overhead['python_startup']:.2f} s; interpreter plus the "
