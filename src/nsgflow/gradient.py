@@ -15,6 +15,9 @@ __all__ = [
     "star_radius",
 ]
 
+#: Step (px) between the background map's pixels whose percentiles give the sky level and range.
+MAP_STEP = 4
+
 #: Pixels whose differences give a frame's noise (:func:`background_noise`).
 NOISE_PIXELS = 4_000_000
 
@@ -61,6 +64,9 @@ def background_statistics(
         ``sky`` (median of sep's background map), ``sky_range`` (its 95th minus
         5th percentile: how strong the gradient is), ``noise`` (see
         :func:`background_noise`) and ``valid_fraction`` (pixels with data).
+        The map is smooth on the scale of its mesh, so its percentiles are
+        taken on every :data:`MAP_STEP`-th pixel each way (on a 24-megapixel
+        frame, the whole map's took 0.9 s).
     """
     nodata = data == 0
     valid_fraction = float(1.0 - nodata.mean())
@@ -68,11 +74,9 @@ def background_statistics(
         return {"sky": float("nan"), "sky_range": float("nan"), "noise": float("nan"), "valid_fraction": 0.0}
     if background is None:
         background = sep.Background(data, mask=nodata, bw=box_px, bh=box_px)
-    back = background.back()
-    back = back[~nodata] if valid_fraction < 1 else back.ravel()
-    del nodata
-    low, mid, high = np.percentile(back, [5, 50, 95], overwrite_input=True)
-    del back
+    back = background.back()[::MAP_STEP, ::MAP_STEP]
+    low, mid, high = np.percentile(back[~nodata[::MAP_STEP, ::MAP_STEP]], [5, 50, 95])
+    del back, nodata
     return {
         "sky": float(mid),
         "sky_range": float(high - low),
