@@ -13,7 +13,7 @@ import numpy as np
 import pandas as pd
 from astropy.io import fits
 
-from nsgflow.channels import channel_values, planes, unsupported_shape
+from nsgflow.channels import channel_values, unsupported_shape
 from nsgflow.errors import FrameError
 from nsgflow.io import clean_frame
 from nsgflow.normalized import normalize_frame
@@ -94,7 +94,7 @@ class NormalizeResult:
 
     def curvature(self) -> np.ndarray:
         """The gradient model minus its best-fit plane (per channel)."""
-        return np.stack([curvature(p) for p in planes(self.gradient)]).reshape(self.gradient.shape)
+        return curvature(self.gradient)
 
 
 def normalize(

@@ -264,8 +264,7 @@ def run_gradient(
     )
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
-    planar = curvature(model) if model.ndim == 2 else np.stack([curvature(p) for p in planes(model)])
-    write_fits(curvature_output, planar, out)
+    write_fits(curvature_output, curvature(model), out)
 
 
 def run_normalize(

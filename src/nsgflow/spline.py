@@ -463,7 +463,8 @@ def bicubic_upsample(
 def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
     """The gradient model minus its least-squares plane: how lumpy the correction is.
 
-    The plane is fitted on every ``step``-th pixel in each direction.
+    The plane is fitted on every ``step``-th pixel in each direction; a
+    colour model, shape (channels, ny, nx), gets one plane per channel.
 
     Examples
     --------
@@ -471,6 +472,8 @@ def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
     >>> float(np.abs(curvature(3.0 + 0.2 * xx - 0.1 * yy)).max()) < 1e-4
     True
     """
+    if model.ndim == 3:
+        return np.stack([curvature(plane, step) for plane in model])
     ny, nx = model.shape
     yy, xx = np.mgrid[0:ny:step, 0:nx:step]
     design = np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()])
