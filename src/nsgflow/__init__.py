@@ -49,7 +49,7 @@ __all__ = ["ALGORITHM_VERSIONS", "__version__", *_PUBLIC]
 
 @cache
 def _version() -> str:
-    """The installed package's version; looked up on first use (importlib.metadata takes 0.07 s)."""
+    """The installed package's version; looked up on first use (importlib.metadata is slow to import)."""
     from importlib.metadata import PackageNotFoundError, version
 
     try:

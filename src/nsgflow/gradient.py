@@ -65,8 +65,8 @@ def background_statistics(
         5th percentile: how strong the gradient is), ``noise`` (see
         :func:`background_noise`) and ``valid_fraction`` (pixels with data).
         The map is smooth on the scale of its mesh, so its percentiles are
-        taken on every :data:`MAP_STEP`-th pixel each way (on a 24-megapixel
-        frame, the whole map's took 0.9 s).
+        taken on every :data:`MAP_STEP`-th pixel each way rather than on all
+        of a large frame's pixels.
     """
     nodata = data == 0
     valid_fraction = float(1.0 - nodata.mean())

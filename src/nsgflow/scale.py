@@ -43,8 +43,8 @@ def brentq(
     """A root of ``f`` in [a, b] by Brent's method: :func:`scipy.optimize.brentq`, step for step.
 
     The same iterations as scipy's (so the same root to the last bit), here so
-    that the job fitting the scale does not import scipy.optimize for one call
-    (0.4 s).
+    that the job fitting the scale does not import scipy.optimize (slow to
+    import) for one call.
 
     Examples
     --------
