@@ -8,5 +8,6 @@ run_step(
     snakemake.input.frame,
     snakemake.output.catalog,
     snakemake.output.stats,
+    snakemake.output.defects,
     snakemake.params.settings,
 )

@@ -10,6 +10,7 @@ run_step(
     snakemake.input.catalog,
     snakemake.input.ref_catalog,
     snakemake.input.stats,
+    snakemake.input.defects,
     snakemake.output.table,
     snakemake.output.info,
     snakemake.params.match,

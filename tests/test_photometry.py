@@ -1,8 +1,10 @@
 import numpy as np
+import pandas as pd
 import pytest
 from scipy import integrate
 
 from nsgflow import synthetic
+from nsgflow.api import resolve_settings
 from nsgflow.detect import detect_stars
 from nsgflow.match import match_stars
 from nsgflow.photometry import (
@@ -13,6 +15,7 @@ from nsgflow.photometry import (
     moffat_enclosed,
 )
 from nsgflow.scale import fit_scale
+from nsgflow.stages import detect_frame, match_and_measure
 
 from .conftest import moffat_star
 
@@ -81,3 +84,35 @@ def test_at_most_max_stars_are_measured_the_brightest(pair):
     assert len(table) == 50
     brightest = cat_r.iloc[np.sort(pairs["ref_index"].to_numpy())[:50]]
     assert table["ref_id"].tolist() == brightest["id"].tolist()
+
+
+@pytest.mark.parametrize("colour", [False, True], ids=["mono", "colour"])
+def test_defects_found_at_detection_give_the_same_photometry(colour, monkeypatch):
+    """The workflow finds each frame's defects once, at detection: photometry then equals a fresh search."""
+    scene = synthetic.SceneSpec(shape=(200, 300), n_stars=400, seed=4)
+    specs = [
+        synthetic.FrameSpec("ref", fwhm_px=2.6, hot_pixels=40, cosmic_rays=6, seed=1),
+        synthetic.FrameSpec("tgt", scale=1.3, fwhm_px=3.4, hot_pixels=40, cosmic_rays=6, seed=2),
+    ]
+    frames = [
+        np.stack([synthetic.render_frame(scene, c) for c in synthetic.channel_specs(s)])
+        if colour
+        else synthetic.render_frame(scene, s)
+        for s in specs
+    ]
+    settings = resolve_settings()
+    (cat_r, _, defects_r), (cat_t, _, defects_t) = (detect_frame(f, None, settings["detect"]) for f in frames)
+    # every channel's defects: the hot pixels stand out in each channel
+    assert sorted(set(defects_t["channel"])) == ([0, 1, 2] if colour else [0])
+    assert (defects_t.groupby("channel").size() >= 40).all()
+    searched = match_and_measure(*frames, cat_r, cat_t, settings["match"], settings["photometry"])
+
+    def no_search(data):
+        raise AssertionError("defects searched again")
+
+    monkeypatch.setattr("nsgflow.defects.find_defects", no_search)
+    known = match_and_measure(
+        *frames, cat_r, cat_t, settings["match"], settings["photometry"], defects=[defects_r, defects_t]
+    )
+    pd.testing.assert_frame_equal(known[0], searched[0])
+    assert known[1] == searched[1]

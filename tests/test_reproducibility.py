@@ -154,6 +154,7 @@ def test_a_new_night_adds_only_its_frames(copy):
         for stage, ext in [
             ("catalogs", "csv"),
             ("catalogs", "json"),
+            ("defects", "csv"),
             ("photometry", "csv"),
             ("photometry", "json"),
             ("scale", "json"),

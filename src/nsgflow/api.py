@@ -145,10 +145,16 @@ def normalize(
     for name, data in (("reference", reference), ("target", target)):
         if unsupported_shape(data.shape):
             raise FrameError(f"{name}: {unsupported_shape(data.shape)}")
-    ref_catalog, ref_stats = detect_frame(reference, reference_header, config["detect"])
-    target_catalog, target_stats = detect_frame(target, target_header, config["detect"])
+    ref_catalog, ref_stats, ref_defects = detect_frame(reference, reference_header, config["detect"])
+    target_catalog, target_stats, target_defects = detect_frame(target, target_header, config["detect"])
     table, aperture = match_and_measure(
-        reference, target, ref_catalog, target_catalog, config["match"], config["photometry"]
+        reference,
+        target,
+        ref_catalog,
+        target_catalog,
+        config["match"],
+        config["photometry"],
+        defects=[ref_defects, target_defects],
     )
     fit = scale_from_photometry(table, aperture, is_reference=is_reference, settings=config["scale"])
     samples = gradient_samples(

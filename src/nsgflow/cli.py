@@ -29,7 +29,7 @@ XISF, mono or colour (3 planes: each channel gets its own m and G).
 
 RUN_EPILOG = """\
 Outputs (under --results), one file per frame per stage: catalogs/,
-photometry/, scale/, samples/, gradient/, normalized/{frame}_nsg.fits,
+defects/, photometry/, scale/, samples/, gradient/, normalized/{frame}_nsg.fits,
 diagnostics/ (graphs), provenance/; and for the set summary.csv (one row per
 frame, failures with their reason), weights.csv, accepted.txt, provenance.json.
 logs/ holds each job's log. Settings: config.yaml in the repository; override

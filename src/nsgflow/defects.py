@@ -10,12 +10,15 @@ The replacement is made in place and undone afterwards
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 
 import numpy as np
 
-__all__ = ["defects_replaced", "find_defects"]
+__all__ = ["Defects", "defects_replaced", "find_defects"]
+
+#: A frame's defects as :func:`find_defects` returns them: rows, columns, replacement values.
+Defects = tuple[np.ndarray, np.ndarray, np.ndarray]
 
 #: Offsets of the 5 x 5 neighbourhood, row by row; the inner 3 x 3 are those with both at most 1.
 _DY, _DX = (o.ravel() for o in np.mgrid[-2:3, -2:3])
@@ -24,7 +27,7 @@ _INNER = (np.abs(_DY) <= 1) & (np.abs(_DX) <= 1)
 
 def find_defects(
     data: np.ndarray, threshold: float = 6.0, ratio: float = 6.0, chunk_rows: int = 64
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+) -> Defects:
     """Hot pixels and cosmic-ray pixels of a frame, and the values to replace them with.
 
     A pixel is a defect when it stands above the mean of its 8 neighbours by
@@ -86,7 +89,7 @@ def find_defects(
     sigma = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
     # candidates: 9 * pixel - (3 x 3 sum) > 8 * threshold * sigma, pixels 2 or more from the edge
     level = np.float32(8.0 * threshold * sigma)
-    found: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+    found: list[Defects] = []
     for start in range(2, ny - 2, chunk_rows):
         stop = min(start + chunk_rows, ny - 2)
         slab = values[start - 1 : stop + 1]
@@ -118,11 +121,13 @@ def _confirmed(
 
 
 @contextmanager
-def defects_replaced(*frames: np.ndarray) -> Iterator[list[int]]:
+def defects_replaced(*frames: np.ndarray, found: Sequence[Defects] | None = None) -> Iterator[list[int]]:
     """Replace each frame's defects (:func:`find_defects`) in place for a block, and restore them after.
 
-    Yields the number of pixels replaced in each frame. All frames' defects
-    are found before any is replaced, so the same array may be passed twice.
+    Yields the number of pixels replaced in each frame. ``found`` holds each
+    frame's defects if they are known already (the workflow finds them once,
+    at detection); otherwise they are found here, all before any is replaced,
+    so the same array may be passed twice.
 
     Examples
     --------
@@ -134,7 +139,8 @@ def defects_replaced(*frames: np.ndarray) -> Iterator[list[int]]:
     >>> float(frame[10, 12])
     5000.0
     """
-    found = [find_defects(frame) for frame in frames]
+    if found is None:
+        found = [find_defects(frame) for frame in frames]
     originals = [frame[r, c] for frame, (r, c, _) in zip(frames, found, strict=True)]
     for frame, (r, c, values) in zip(frames, found, strict=True):
         frame[r, c] = values

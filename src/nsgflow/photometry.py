@@ -12,13 +12,14 @@ aperture measures in each frame; the ratio of the two fractions is the
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.defects import defects_replaced
+from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
 from nsgflow.robust import sorted_mad, sorted_median
@@ -303,6 +304,7 @@ def measure_photometry(
     aperture_correction: bool = True,
     max_growth_err: float = 0.003,
     max_stars: int = 5000,
+    defects: Sequence[Defects] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames with the same aperture, hot pixels and cosmic rays replaced.
 
@@ -342,6 +344,9 @@ def measure_photometry(
     max_stars : int, default 5000
         Measure at most this many pairs, the reference's brightest: fainter
         ones add little weight to the fit, and time.
+    defects : sequence of two Defects, optional
+        The reference's and the target's defects if already found (the
+        workflow finds them at detection); by default they are found here.
 
     Raises
     ------
@@ -361,7 +366,7 @@ def measure_photometry(
     if not (np.isfinite(hlr_ref) and np.isfinite(hlr_target)):
         raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
     # hot pixels and cosmic rays in an aperture or annulus would spoil that star's flux
-    with defects_replaced(reference, target) as defects:
+    with defects_replaced(reference, target, found=defects) as replaced:
         radius = aperture_hlr * max(hlr_ref, hlr_target) if aperture_px == "auto" else float(aperture_px)
         annulus = (annulus_inner * radius, annulus_outer * radius)
         pairs = pairs.nsmallest(max_stars, "ref_index")  # catalogs list the brightest first
@@ -403,7 +408,7 @@ def measure_photometry(
         )
 
         info = {
-            "defects_replaced": defects,
+            "defects_replaced": replaced,
             "aperture_radius_px": radius,
             "annulus_px": list(annulus),
             "hlr_ref_px": hlr_ref,

@@ -20,7 +20,7 @@ import pandas as pd
 
 import nsgflow
 from nsgflow import ALGORITHM_VERSIONS
-from nsgflow.channels import channel_values, luminance, planes
+from nsgflow.channels import channel_values, luminance
 from nsgflow.detect import CATALOG_COLUMNS
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.io import (
@@ -38,6 +38,7 @@ from nsgflow.io import (
     write_xisf,
 )
 from nsgflow.stages import (
+    DEFECT_COLUMNS,
     detect_frame,
     gradient_model,
     gradient_samples,
@@ -54,14 +55,9 @@ __all__ = [
     "run_blink",
     "run_choose_reference",
     "run_detect",
-    "run_diagnostics",
     "run_export_xisf",
-    "run_gradient",
-    "run_normalize",
     "run_normalize_frame",
     "run_photometry",
-    "run_samples",
-    "run_scale",
     "run_stack",
     "run_step",
 ]
@@ -95,21 +91,24 @@ def _named(frame: PathLike, exc: FrameError) -> FrameError:
     return FrameError(f"{frame}: {exc}")
 
 
-def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: dict) -> None:
-    """Detect stars in ``frame``; write the star catalog CSV and the frame's statistics JSON.
+def run_detect(
+    frame: PathLike, catalog: PathLike, stats: PathLike, defects: PathLike, settings: dict
+) -> None:
+    """Detect stars in ``frame``; write the star catalog CSV, the frame's statistics JSON and its defects CSV.
 
     A frame that cannot be used (unreadable, no data, no stars) is flagged
-    rather than failed: its catalog is empty and its statistics carry the
+    rather than failed: its catalog and defects are empty and its statistics carry the
     ``error``, so the set-wide steps (the automatic reference choice) still
     run, and the frame's next stage fails with that reason.
     """
     try:
         data, header = read_pixels(frame)
-        stars, summary = detect_frame(data, header, settings)
+        stars, summary, found = detect_frame(data, header, settings)
     except FrameError as exc:
         error = str(exc) if str(exc).startswith(str(frame)) else f"{frame}: {exc}"
         log.error("%s", error)
         write_csv(catalog, pd.DataFrame(columns=CATALOG_COLUMNS))
+        write_csv(defects, pd.DataFrame(columns=DEFECT_COLUMNS))
         write_json(stats, {"frame": frame_name(frame), "error": error, "stars": 0, "stars_clean": 0})
         return
     missing = [k for k in ("exptime", "focallen", "xpixsz", "altitude") if summary[k] is None]
@@ -124,6 +123,7 @@ def run_detect(frame: PathLike, catalog: PathLike, stats: PathLike, settings: di
         summary["noise"],
     )
     write_csv(catalog, stars)
+    write_csv(defects, found)
     write_json(stats, {"frame": frame_name(frame), **summary})
 
 
@@ -133,6 +133,7 @@ def run_photometry(
     catalog: PathLike,
     ref_catalog: PathLike,
     stats: list[PathLike],
+    defects: list[PathLike],
     table: PathLike,
     info: PathLike,
     match_settings: dict,
@@ -140,8 +141,9 @@ def run_photometry(
 ) -> None:
     """Match the frame's stars to the reference's and measure both; write the table and aperture info.
 
-    ``stats`` are the frame's and the reference's statistics: a frame flagged
-    by detection fails here with detection's reason.
+    ``stats`` and ``defects`` are the frame's and the reference's statistics
+    and defect tables from detection: a frame flagged by detection fails here
+    with detection's reason.
     """
     target_stats, ref_stats = (read_json(path) for path in stats)
     if "error" in ref_stats:
@@ -150,9 +152,16 @@ def run_photometry(
         raise FrameError(target_stats["error"])
     target_data, _ = read_pixels(frame)
     ref_data, _ = read_pixels(reference)
+    target_defects, ref_defects = (pd.read_csv(path) for path in defects)
     try:
         phot, aperture = match_and_measure(
-            ref_data, target_data, pd.read_csv(ref_catalog), pd.read_csv(catalog), match_settings, settings
+            ref_data,
+            target_data,
+            pd.read_csv(ref_catalog),
+            pd.read_csv(catalog),
+            match_settings,
+            settings,
+            defects=[ref_defects, target_defects],
         )
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc
@@ -169,14 +178,12 @@ def run_photometry(
     write_json(info, aperture)
 
 
-def run_scale(
-    table: PathLike, info: PathLike, output: PathLike, *, frame: str, reference: str, settings: dict
-) -> None:
-    """Fit the scale from the photometry table and aperture correction; write the JSON."""
+def _scale(
+    table: pd.DataFrame, aperture: dict, output: PathLike, *, frame: str, reference: str, settings: dict
+) -> dict:
+    """Fit the scale from the photometry table and aperture correction; write the JSON and return it."""
     try:
-        result = scale_from_photometry(
-            pd.read_csv(table), read_json(info), is_reference=frame == reference, settings=settings
-        )
+        result = scale_from_photometry(table, aperture, is_reference=frame == reference, settings=settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     log.info(
@@ -186,28 +193,27 @@ def run_scale(
         result["scale_err"],
         result["stars_used"],
     )
-    write_json(
-        output,
-        {
-            "frame": frame,
-            "reference": reference,
-            "algorithm_version": ALGORITHM_VERSIONS["scale"],
-            "nsgflow_version": nsgflow.__version__,
-            **result,
-        },
-    )
+    record = {
+        "frame": frame,
+        "reference": reference,
+        "algorithm_version": ALGORITHM_VERSIONS["scale"],
+        "nsgflow_version": nsgflow.__version__,
+        **result,
+    }
+    write_json(output, record)
+    return record
 
 
-def run_samples(
+def _samples(
     frame: PathLike,
     reference: PathLike,
-    scale: PathLike,
-    catalogs: list[PathLike],
-    stats: list[PathLike],
+    scale: dict,
+    catalogs: list[pd.DataFrame],
+    stats: list[dict],
     output: PathLike,
     settings: dict,
-) -> None:
-    """Measure gradient samples of m*T - R away from the stars of both frames; write the CSV.
+) -> pd.DataFrame:
+    """Measure gradient samples of m*T - R away from the stars of both frames; write the CSV and return it.
 
     ``catalogs`` and ``stats`` are the target's and the reference's star
     catalogs and statistics.
@@ -216,18 +222,13 @@ def run_samples(
     ref, _ = read_pixels(reference)
     try:
         samples = gradient_samples(
-            target,
-            ref,
-            channel_values(read_json(scale), "scale"),
-            [pd.read_csv(c) for c in catalogs],
-            [read_json(s) for s in stats],
-            settings,
-            overwrite_target=True,
+            target, ref, channel_values(scale, "scale"), catalogs, stats, settings, overwrite_target=True
         )
     except FrameError as exc:
         raise _named(frame, exc) from exc
     log.info("%s: %d of %d samples used", frame, int((samples["status"] == "used").sum()), len(samples))
     write_csv(output, samples)
+    return samples
 
 
 def _smoothness_keys(channels: int) -> list[str]:
@@ -235,17 +236,24 @@ def _smoothness_keys(channels: int) -> list[str]:
     return ["NSGSMOOT"] if channels == 1 else [f"NSGSMOO{c}" for c in range(channels)]
 
 
-def run_gradient(
-    samples: PathLike, frame: PathLike, output: PathLike, curvature_output: PathLike, settings: dict
-) -> None:
-    """Fit the gradient model to the samples; write it and its curvature as full-size float32 FITS."""
+def _gradient(
+    samples: pd.DataFrame,
+    frame: PathLike,
+    output: PathLike,
+    curvature_output: PathLike,
+    settings: dict,
+) -> tuple[np.ndarray, list[float]]:
+    """Fit the gradient model to the samples; write it and its curvature as full-size float32 FITS.
+
+    Returns the model and the smoothness used (one per channel).
+    """
     from astropy.io import fits
 
     from nsgflow.spline import curvature
 
     shape = read_shape(frame)[-2:]  # (ny, nx), also of a colour frame
     try:
-        model, status, smoothness = gradient_model(pd.read_csv(samples), shape, settings)
+        model, status, smoothness = gradient_model(samples, shape, settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     out = fits.Header()
@@ -265,37 +273,38 @@ def run_gradient(
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
     write_fits(curvature_output, curvature(model), out)
+    return model, smoothness
 
 
-def run_normalize(
+def _normalized(
     frame: PathLike,
-    scale: PathLike,
-    gradient: PathLike,
-    stats: PathLike,
-    ref_stats: PathLike,
-    output: PathLike,
-    provenance: PathLike,
-    *,
     reference: PathLike,
-    upstream: dict[str, str],
+    scale: dict,
+    model: np.ndarray,
+    smoothness: list[float],
+    stats: list[dict],
+    resolved: dict,
+    outputs: dict[str, PathLike],
+    *,
+    upstream: dict[str, PathLike],
     settings: dict,
-    workflow_folder: PathLike | None = None,
+    workflow_folder: PathLike | None,
 ) -> None:
     """Write T' = m*T - G with the input header, weight and provenance keywords; then the provenance record.
 
-    ``upstream`` maps each earlier output of this frame (``catalog``,
+    ``stats`` are the target's and the reference's statistics, ``resolved``
+    the values automatic settings took (:func:`nsgflow.stages.resolved_settings`)
+    and ``upstream`` maps each earlier file of this frame (``catalog``,
     ``photometry``, ...) to its path, to be hashed into the record.
     """
     from nsgflow.normalized import normalize_frame, normalized_header
     from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
 
     data, header = read_frame(frame)
-    result = read_json(scale)
-    model, gradient_keys = read_pixels(gradient)
-    target_stats, reference_stats = read_json(stats), read_json(ref_stats)
-    m = result["scale"]
+    target_stats, reference_stats = stats
+    m = scale["scale"]
     keys = {
-        "WEIGHT": stats_weight(reference_stats, target_stats, result),
+        "WEIGHT": stats_weight(reference_stats, target_stats, scale),
         "NSGNOISE": target_stats["noise"],
         "NSGTRANS": 1.0 / m,
         "NSGVER": nsgflow.__version__,
@@ -312,33 +321,33 @@ def run_normalize(
     header = normalized_header(
         header,
         scale=m,
-        scale_err=result["scale_err"],
+        scale_err=scale["scale_err"],
         reference=Path(reference).name,
         history=history,
         extra=keys,
         channel_scales=list(
-            zip(channel_values(result, "scale"), channel_values(result, "scale_err"), strict=True)
+            zip(channel_values(scale, "scale"), channel_values(scale, "scale_err"), strict=True)
         ),
     )
-    write_fits(output, normalize_frame(data, channel_values(result, "scale"), model), header)
+    write_fits(outputs["normalized"], normalize_frame(data, channel_values(scale, "scale"), model), header)
+    del data
     record = frame_provenance(
         frame_name(frame),
         {"frame": str(frame), "reference": str(reference)},
-        {**upstream, "scale": str(scale), "gradient": str(gradient), "normalized": str(output)},
+        {
+            **upstream,
+            **{key: str(outputs[key]) for key in ("scale", "samples", "gradient", "normalized")},
+        },
         settings,
         environment(workflow_folder),
     )
     # the values that automatic settings resolved to, for this frame
-    record["resolved"] = resolved_settings(
-        read_json(upstream["aperture"]),
-        [pd.read_csv(upstream[key]) for key in ("catalog", "ref_catalog")],
-        [target_stats, reference_stats],
-        settings["samples"],
-    )
-    smoothness = [float(gradient_keys[k]) for k in _smoothness_keys(len(planes(model)))]
-    record["resolved"]["gradient_smoothness"] = smoothness[0] if len(smoothness) == 1 else smoothness
-    write_json(provenance, record)
-    log.info("%s: written %s (weight %.4f)", frame_name(frame), output, keys["WEIGHT"])
+    record["resolved"] = {
+        **resolved,
+        "gradient_smoothness": smoothness[0] if len(smoothness) == 1 else smoothness,
+    }
+    write_json(outputs["provenance"], record)
+    log.info("%s: written %s (weight %.4f)", frame_name(frame), outputs["normalized"], keys["WEIGHT"])
 
 
 def run_normalize_frame(
@@ -354,12 +363,11 @@ def run_normalize_frame(
 ) -> None:
     """Rule ``normalize_frame``: the scale, the gradient samples and model, the normalized frame, the graphs.
 
-    The stages after photometry run in one process, one after the other
-    (:func:`run_scale`, :func:`run_samples`, :func:`run_gradient`,
-    :func:`run_normalize`, :func:`run_diagnostics`), each writing its own
-    files: each needs the one before, so a setting that changes one reruns
+    The stages after photometry run in one process, one after the other,
+    each writing its own files and handing what it made to the next in
+    memory: each needs the one before, so a setting that changes one reruns
     all that follow anyway, and one process instead of five saves four
-    start-ups per frame.
+    start-ups per frame (and reading back what was just written).
 
     ``inputs`` holds the paths of ``photometry`` and ``aperture`` (the
     photometry table and its JSON), ``catalog``, ``ref_catalog``, ``stats``
@@ -369,57 +377,55 @@ def run_normalize_frame(
     ``photometry_graph``, ``gradient_graph``, ``samples_graph``.
     ``settings`` holds every stage's section of the configuration.
     """
-    catalogs = [inputs["catalog"], inputs["ref_catalog"]]
-    stats = [inputs["stats"], inputs["ref_stats"]]
-    run_scale(
-        inputs["photometry"],
-        inputs["aperture"],
+    table, aperture = pd.read_csv(inputs["photometry"]), read_json(inputs["aperture"])
+    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
+    stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
+    scale = _scale(
+        table,
+        aperture,
         outputs["scale"],
         frame=frame_label,
         reference=reference_label,
         settings=settings["scale"],
     )
-    run_samples(frame, reference, outputs["scale"], catalogs, stats, outputs["samples"], settings["samples"])
-    run_gradient(outputs["samples"], frame, outputs["gradient"], outputs["curvature"], settings["gradient"])
-    upstream = {key: inputs[key] for key in ("catalog", "ref_catalog", "photometry", "aperture")}
-    run_normalize(
+    samples = _samples(frame, reference, scale, catalogs, stats, outputs["samples"], settings["samples"])
+    model, smoothness = _gradient(
+        samples, frame, outputs["gradient"], outputs["curvature"], settings["gradient"]
+    )
+    _normalized(
         frame,
-        outputs["scale"],
-        outputs["gradient"],
-        *stats,
-        outputs["normalized"],
-        outputs["provenance"],
-        reference=reference,
-        upstream={**upstream, "samples": outputs["samples"]},
+        reference,
+        scale,
+        model,
+        smoothness,
+        stats,
+        resolved_settings(aperture, catalogs, stats, settings["samples"]),
+        outputs,
+        upstream={key: str(inputs[key]) for key in ("catalog", "ref_catalog", "photometry", "aperture")},
         settings=settings,
         workflow_folder=workflow_folder,
     )
     if "photometry_graph" in outputs:  # graphs wanted
         graphs = {graph: outputs[f"{graph}_graph"] for graph in ("photometry", "gradient", "samples")}
-        run_diagnostics(
-            frame, inputs["photometry"], outputs["scale"], outputs["samples"], outputs["gradient"], graphs
-        )
+        _graphs(frame, table, scale, samples, model, graphs)
 
 
-def run_diagnostics(
+def _graphs(
     frame: PathLike,
-    photometry: PathLike,
-    scale: PathLike,
-    samples: PathLike,
-    gradient: PathLike,
+    table: pd.DataFrame,
+    scale: dict,
+    samples: pd.DataFrame,
+    model: np.ndarray,
     outputs: dict[str, PathLike],
 ) -> None:
     """Draw the photometry graph, gradient graph and sample map of one frame (PNG)."""
     from nsgflow.diagnostics import gradient_graph, photometry_graph, sample_map
 
     name = frame_name(frame)
-    table, sample_table = pd.read_csv(photometry), pd.read_csv(samples)
-    photometry_graph(table, read_json(scale), outputs["photometry"], title=name)
-    # mapped, not read: the graphs use a row, a column and every few pixels of the frames
-    model, keys = map_pixels(gradient)
-    value_range = (keys.get("NSGGMIN"), keys.get("NSGGMAX"))  # the model's range, in its header
-    gradient_graph(model, sample_table, outputs["gradient"], title=name, value_range=value_range)
-    sample_map(map_pixels(frame)[0], sample_table, outputs["samples"], title=name)
+    photometry_graph(table, scale, outputs["photometry"], title=name)
+    gradient_graph(model, samples, outputs["gradient"], title=name)
+    # mapped, not read: the map uses every few pixels of the frame
+    sample_map(map_pixels(frame)[0], samples, outputs["samples"], title=name)
 
 
 def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLike) -> None:

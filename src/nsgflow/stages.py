@@ -17,7 +17,7 @@ import pandas as pd
 import sep
 
 from nsgflow.channels import channel_record, combine, luminance, planes
-from nsgflow.defects import defects_replaced
+from nsgflow.defects import Defects, defects_replaced, find_defects
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError
 from nsgflow.gradient import (
@@ -34,7 +34,10 @@ from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
 from nsgflow.trails import find_trails, trail_mask
 
 __all__ = [
+    "DEFECT_COLUMNS",
     "HEADER_KEYS",
+    "channel_defects",
+    "defects_table",
     "detect_frame",
     "gradient_model",
     "gradient_samples",
@@ -61,6 +64,25 @@ HEADER_KEYS = {
     "altitude": ("CENTALT", "OBJCTALT"),
     "noise_header": ("NOISE00", "NOISE"),
 }
+
+
+#: Columns of a frame's defect table (:func:`defects_table`).
+DEFECT_COLUMNS = ["channel", "row", "col", "value"]
+
+
+def defects_table(found: Sequence[Defects]) -> pd.DataFrame:
+    """Every channel's defects (:func:`nsgflow.defects.find_defects`), channel c's in ``found[c]``."""
+    tables = [
+        pd.DataFrame({"channel": channel, "row": rows, "col": cols, "value": values})
+        for channel, (rows, cols, values) in enumerate(found)
+    ]
+    return pd.concat(tables, ignore_index=True)[DEFECT_COLUMNS]
+
+
+def channel_defects(table: pd.DataFrame, channel: int) -> Defects:
+    """A channel's defects in a :func:`defects_table`, as :func:`nsgflow.defects.find_defects` has them."""
+    rows = table[table["channel"] == channel]
+    return rows["row"].to_numpy(np.int64), rows["col"].to_numpy(np.int64), rows["value"].to_numpy()
 
 
 def _header_float(header: Mapping[str, Any] | None, key: str) -> float | None:
@@ -90,15 +112,18 @@ def _saturated_in_a_channel(data: np.ndarray, stars: pd.DataFrame, linear_range:
 
 def detect_frame(
     data: np.ndarray, header: Mapping[str, Any] | None, settings: dict
-) -> tuple[pd.DataFrame, dict]:
-    """Stage ``detect_stars``: the star catalog and the frame's statistics.
+) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
+    """Stage ``detect_stars``: the star catalog, the frame's statistics and its defects.
 
     Stars are detected with hot pixels and cosmic-ray tracks replaced
     (:func:`nsgflow.defects.defects_replaced`; their count is in the
-    statistics). The statistics hold the shape, star counts, median half-light radius,
-    saturation level (None if unsaturated), background level, flatness and
-    noise (:func:`nsgflow.gradient.background_statistics`) and the header
-    values of :data:`HEADER_KEYS`.
+    statistics). The third value is the frame's defects per channel
+    (:func:`defects_table`), for the photometry of every frame measured
+    against this one, so no frame is searched twice. The statistics hold the
+    shape, star counts, median half-light radius, saturation level (None if
+    unsaturated), background level, flatness and noise
+    (:func:`nsgflow.gradient.background_statistics`) and the header values of
+    :data:`HEADER_KEYS`.
 
     A colour frame, shape ``(3, ny, nx)``, is searched on its luminance
     (:func:`nsgflow.channels.luminance`); a star saturated in any channel is
@@ -110,7 +135,8 @@ def detect_frame(
     # sep's background, made once when detection and the statistics use the same mesh
     background = None
     box = settings.get("background_box_px", 64)
-    with defects_replaced(lum) as (defects,):  # hot pixels would pass for sharp stars
+    found = find_defects(lum)
+    with defects_replaced(lum, found=[found]) as (defects,):  # hot pixels would pass for sharp stars
         if box == STATISTICS_BOX_PX and (lum != 0).any():
             background = sep.Background(lum, mask=lum == 0, bw=box, bh=box)
         stars = detect_stars(lum, saturation=saturation, background=background, **settings)
@@ -132,7 +158,8 @@ def detect_frame(
             {"noise": background_noise(plane), "noise_header": _header_float(header, f"NOISE{c:02d}")}
             for c, plane in enumerate(planes(data))
         ]
-    return stars, stats
+    per_channel = [found] if data.ndim == 2 else [find_defects(plane) for plane in planes(data)]
+    return stars, stats, defects_table(per_channel)
 
 
 def match_and_measure(
@@ -142,8 +169,12 @@ def match_and_measure(
     target_catalog: pd.DataFrame,
     match_settings: dict,
     settings: dict,
+    defects: Sequence[pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Stage ``measure_photometry``: match the catalogs and measure the pairs on both frames.
+
+    ``defects`` are the reference's and the target's defect tables from
+    :func:`detect_frame`; without them the defects are searched again.
 
     Colour frames are measured channel by channel with the same pairs and
     aperture: the table has one row per pair and channel (column ``channel``,
@@ -171,8 +202,9 @@ def match_and_measure(
         )
     tables, infos = [], []
     for channel, (ref_plane, target_plane) in enumerate(zip(planes(reference), planes(target), strict=True)):
+        found = None if defects is None else [channel_defects(known, channel) for known in defects]
         table, info = measure_photometry(
-            ref_plane, target_plane, ref_catalog, target_catalog, pairs, **settings
+            ref_plane, target_plane, ref_catalog, target_catalog, pairs, **settings, defects=found
         )
         tables.append(table.assign(channel=channel))
         infos.append(info)

@@ -4,6 +4,8 @@ rule detect_stars:
     output:
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
+        # hot pixels and cosmic rays, found once here for every photometry against this frame
+        defects=f"{RESULTS}/defects/{{frame}}.csv",
     params:
         settings=config["detect"],
         algo=ALGO["detect"],

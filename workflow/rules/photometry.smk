@@ -5,6 +5,7 @@ rule measure_photometry:
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
         ref_catalog=reference_file("catalogs/{}.csv"),
         stats=lambda wc: [f"{RESULTS}/catalogs/{wc.frame}.json", reference_file("catalogs/{}.json")(wc)],
+        defects=lambda wc: [f"{RESULTS}/defects/{wc.frame}.csv", reference_file("defects/{}.csv")(wc)],
     output:
         table=f"{RESULTS}/photometry/{{frame}}.csv",
         info=f"{RESULTS}/photometry/{{frame}}.json",
