@@ -201,14 +201,21 @@ def test_diagnostics_and_curvature(run):
             png = run["results"] / "diagnostics" / f"{name}_{graph}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     gradient = fits.getdata(run["results"] / "gradient" / "frame_02.fits").astype(np.float64)
-    curv = fits.getdata(run["results"] / "gradient" / "frame_02_curvature.fits").astype(np.float64)
-    plane = gradient - curv
+    curv, header = fits.getdata(run["results"] / "gradient" / "frame_02_curvature.fits", header=True)
+    # the curvature image is G averaged over 8 x 8 px blocks less a plane, with the blocks' frame coordinates
+    size = header["NSGCBIN"]
+    assert size == 8 and curv.shape == tuple(-(-n // size) for n in gradient.shape)
+    blocks = gradient[: curv.shape[0] * size - size, : curv.shape[1] * size - size]  # the whole blocks
+    means = blocks.reshape(curv.shape[0] - 1, size, curv.shape[1] - 1, size).mean(axis=(1, 3))
+    plane = means - curv[:-1, :-1]
     yy, xx = np.mgrid[0 : plane.shape[0], 0 : plane.shape[1]]
     coef = np.linalg.lstsq(
         np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()]), plane.ravel(), rcond=None
     )[0]
     np.testing.assert_allclose(plane, coef[0] + coef[1] * xx + coef[2] * yy, atol=1e-3)
     assert abs(curv.mean()) < 0.05 * np.ptp(gradient)
+    # the frame pixel under block (1, 1)'s centre, in IRAF physical coordinates (1-based)
+    assert (1 - header["LTV1"]) / header["LTM1_1"] == pytest.approx((size + 1) / 2)
 
 
 def test_stack_of_the_normalized_frames(run):

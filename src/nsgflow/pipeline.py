@@ -231,6 +231,11 @@ def _samples(
     return samples
 
 
+#: The curvature image's pixels are the mean of blocks of this many px a side: G is smooth on that
+#: scale, and a full-size image cost a third file of a frame's size per frame to write.
+CURVATURE_BIN_PX = 8
+
+
 def _smoothness_keys(channels: int) -> list[str]:
     """Header keys of the gradient model's smoothness: NSGSMOOT, or NSGSMOO0.. per colour channel."""
     return ["NSGSMOOT"] if channels == 1 else [f"NSGSMOO{c}" for c in range(channels)]
@@ -243,7 +248,7 @@ def _gradient(
     curvature_output: PathLike,
     settings: dict,
 ) -> tuple[np.ndarray, list[float]]:
-    """Fit the gradient model to the samples; write it and its curvature as full-size float32 FITS.
+    """Fit the gradient model to the samples; write it (full size) and its curvature (binned) as float32 FITS.
 
     Returns the model and the smoothness used (one per channel).
     """
@@ -272,7 +277,12 @@ def _gradient(
     )
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
-    write_fits(curvature_output, curvature(model), out)
+    out["NSGCBIN"] = (CURVATURE_BIN_PX, "curvature pixel: mean of this many px a side of G")
+    # IRAF physical coordinates (DS9 shows them): the frame's pixel under each block's centre
+    for axis in (1, 2):
+        out[f"LTM{axis}_{axis}"] = (1 / CURVATURE_BIN_PX, "binned: image = LTM * frame pixel + LTV")
+        out[f"LTV{axis}"] = 0.5 - 0.5 / CURVATURE_BIN_PX
+    write_fits(curvature_output, curvature(model, bin_px=CURVATURE_BIN_PX), out)
     return model, smoothness
 
 

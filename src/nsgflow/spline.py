@@ -473,26 +473,40 @@ def bicubic_upsample(
     return out
 
 
-def curvature(model: np.ndarray, step: int = 8) -> np.ndarray:
+def curvature(model: np.ndarray, step: int = 8, bin_px: int = 1) -> np.ndarray:
     """The gradient model minus its least-squares plane: how lumpy the correction is.
 
     The plane is fitted on every ``step``-th pixel in each direction; a
-    colour model, shape (channels, ny, nx), gets one plane per channel.
+    colour model, shape (channels, ny, nx), gets one plane per channel. With
+    ``bin_px`` > 1 the model is first averaged over blocks of that many
+    pixels a side (those at the far edges may be smaller) and the plane is
+    fitted to every block, at its centre: an image ``bin_px`` times smaller
+    each way, for a model that is smooth on that scale anyway.
 
     Examples
     --------
     >>> yy, xx = np.mgrid[0:50, 0:60]
     >>> float(np.abs(curvature(3.0 + 0.2 * xx - 0.1 * yy)).max()) < 1e-4
     True
+    >>> binned = curvature(3.0 + 0.2 * xx - 0.1 * yy + 0.01 * (xx - 30.0) ** 2, bin_px=8)
+    >>> binned.shape, bool(binned[3, 3] < 0 < binned[3, 0])
+    ((7, 8), True)
     """
     if model.ndim == 3:
-        return np.stack([curvature(plane, step) for plane in model])
+        return np.stack([curvature(plane, step, bin_px) for plane in model])
     ny, nx = model.shape
-    yy, xx = np.mgrid[0:ny:step, 0:nx:step]
+    y, x = np.arange(ny, dtype=np.float64), np.arange(nx, dtype=np.float64)
+    if bin_px > 1:
+        rows, cols = np.arange(0, ny, bin_px), np.arange(0, nx, bin_px)
+        height, width = np.diff(np.append(rows, ny)), np.diff(np.append(cols, nx))
+        sums = np.add.reduceat(np.add.reduceat(model, rows, axis=0, dtype=np.float64), cols, axis=1)
+        model = sums / np.outer(height, width)
+        y, x, step = rows + (height - 1) / 2, cols + (width - 1) / 2, 1
+    yy, xx = np.meshgrid(y[::step], x[::step], indexing="ij")
     design = np.column_stack([np.ones(xx.size), xx.ravel(), yy.ravel()])
     coef = np.linalg.lstsq(design, model[::step, ::step].ravel().astype(np.float64), rcond=None)[0]
-    along_x = (coef[0] + coef[1] * np.arange(nx)).astype(np.float32)
-    along_y = (coef[2] * np.arange(ny)).astype(np.float32)
+    along_x = (coef[0] + coef[1] * x).astype(np.float32)
+    along_y = (coef[2] * y).astype(np.float32)
     out = np.subtract(model, along_x[None, :], dtype=np.float32)
     out -= along_y[:, None]
     return out
