@@ -9,7 +9,7 @@ run_step(
     snakemake.input.reference,
     {
         key: snakemake.input[key]
-        for key in ("photometry", "aperture", "catalog", "ref_catalog", "stats", "ref_stats")
+        for key in ("catalog", "ref_catalog", "stats", "ref_stats", "defects", "ref_defects")
     },
     dict(snakemake.output.items()),
     frame_label=snakemake.wildcards.frame,

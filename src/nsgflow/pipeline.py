@@ -57,7 +57,6 @@ __all__ = [
     "run_detect",
     "run_export_xisf",
     "run_normalize_frame",
-    "run_photometry",
     "run_stack",
     "run_step",
 ]
@@ -127,40 +126,31 @@ def run_detect(
     write_json(stats, {"frame": frame_name(frame), **summary})
 
 
-def run_photometry(
+def _photometry(
     frame: PathLike,
     reference: PathLike,
-    catalog: PathLike,
-    ref_catalog: PathLike,
-    stats: list[PathLike],
-    defects: list[PathLike],
-    table: PathLike,
-    info: PathLike,
-    match_settings: dict,
+    target_data: np.ndarray,
+    ref_data: np.ndarray,
+    catalogs: list[pd.DataFrame],
+    defects: list[pd.DataFrame],
+    outputs: dict[str, PathLike],
     settings: dict,
-) -> None:
+) -> tuple[pd.DataFrame, dict]:
     """Match the frame's stars to the reference's and measure both; write the table and aperture info.
 
-    ``stats`` and ``defects`` are the frame's and the reference's statistics
-    and defect tables from detection: a frame flagged by detection fails here
-    with detection's reason.
+    ``catalogs`` and ``defects`` are the frame's and the reference's, from
+    detection. Returns the table and the aperture record.
     """
-    target_stats, ref_stats = (read_json(path) for path in stats)
-    if "error" in ref_stats:
-        raise FrameError(f"the reference cannot be used: {ref_stats['error']}")
-    if "error" in target_stats:
-        raise FrameError(target_stats["error"])
-    target_data, _ = read_pixels(frame)
-    ref_data, _ = read_pixels(reference)
-    target_defects, ref_defects = (pd.read_csv(path) for path in defects)
+    target_catalog, ref_catalog = catalogs
+    target_defects, ref_defects = defects
     try:
-        phot, aperture = match_and_measure(
+        table, aperture = match_and_measure(
             ref_data,
             target_data,
-            pd.read_csv(ref_catalog),
-            pd.read_csv(catalog),
-            match_settings,
-            settings,
+            ref_catalog,
+            target_catalog,
+            settings["match"],
+            settings["photometry"],
             defects=[ref_defects, target_defects],
         )
     except FrameError as exc:
@@ -168,14 +158,15 @@ def run_photometry(
     log.info(
         "%s: %d matched, %d usable; aperture %.1f px; aperture correction %s (%s)",
         frame,
-        int((phot["channel"] == 0).sum()),
-        int(((phot["channel"] == 0) & (phot["status"] == "used")).sum()),
+        int((table["channel"] == 0).sum()),
+        int(((table["channel"] == 0) & (table["status"] == "used")).sum()),
         aperture["aperture_radius_px"],
         " ".join(f"{c:.4f}" for c in channel_values(aperture, "aperture_correction")),
         "; ".join(sorted(set(channel_values(aperture, "aperture_correction_method")))),
     )
-    write_csv(table, phot)
-    write_json(info, aperture)
+    write_csv(outputs["photometry"], table)
+    write_json(outputs["aperture"], aperture)
+    return table, aperture
 
 
 def _scale(
@@ -206,7 +197,8 @@ def _scale(
 
 def _samples(
     frame: PathLike,
-    reference: PathLike,
+    target: np.ndarray,
+    ref: np.ndarray,
     scale: dict,
     catalogs: list[pd.DataFrame],
     stats: list[dict],
@@ -216,10 +208,8 @@ def _samples(
     """Measure gradient samples of m*T - R away from the stars of both frames; write the CSV and return it.
 
     ``catalogs`` and ``stats`` are the target's and the reference's star
-    catalogs and statistics.
+    catalogs and statistics. m*T - R is computed in ``target``'s memory.
     """
-    target, _ = read_pixels(frame)
-    ref, _ = read_pixels(reference)
     try:
         samples = gradient_samples(
             target, ref, channel_values(scale, "scale"), catalogs, stats, settings, overwrite_target=True
@@ -346,7 +336,10 @@ def _normalized(
         {"frame": str(frame), "reference": str(reference)},
         {
             **upstream,
-            **{key: str(outputs[key]) for key in ("scale", "samples", "gradient", "normalized")},
+            **{
+                key: str(outputs[key])
+                for key in ("photometry", "aperture", "scale", "samples", "gradient", "normalized")
+            },
         },
         settings,
         environment(workflow_folder),
@@ -371,25 +364,43 @@ def run_normalize_frame(
     settings: dict,
     workflow_folder: PathLike | None = None,
 ) -> None:
-    """Rule ``normalize_frame``: the scale, the gradient samples and model, the normalized frame, the graphs.
+    """Rule ``normalize_frame``: photometry, scale, gradient samples and model, normalized frame, graphs.
 
-    The stages after photometry run in one process, one after the other,
-    each writing its own files and handing what it made to the next in
-    memory: each needs the one before, so a setting that changes one reruns
-    all that follow anyway, and one process instead of five saves four
-    start-ups per frame (and reading back what was just written).
+    Every stage after detection runs in this one process, one after the
+    other, each writing its own files and handing what it made to the next
+    in memory: each needs the one before, so a setting that changes one
+    reruns all that follow anyway, and one process per frame instead of six
+    saves their start-ups and reading back what was just written (the
+    frames themselves, above all).
 
-    ``inputs`` holds the paths of ``photometry`` and ``aperture`` (the
-    photometry table and its JSON), ``catalog``, ``ref_catalog``, ``stats``
-    and ``ref_stats`` (detection's outputs for the frame and the reference);
-    ``outputs`` those of ``scale``, ``samples``, ``gradient``, ``curvature``,
-    ``normalized`` and ``provenance``, and of the graphs to draw, if any:
-    ``photometry_graph``, ``gradient_graph``, ``samples_graph``.
-    ``settings`` holds every stage's section of the configuration.
+    ``inputs`` holds the paths of ``catalog``, ``stats`` and ``defects``
+    (detection's outputs for the frame) and of ``ref_catalog``,
+    ``ref_stats`` and ``ref_defects`` (the reference's); ``outputs`` those
+    of ``photometry`` and ``aperture`` (the photometry table and its JSON),
+    ``scale``, ``samples``, ``gradient``, ``curvature``, ``normalized`` and
+    ``provenance``, and of the graphs to draw, if any: ``photometry_graph``,
+    ``gradient_graph``, ``samples_graph``. ``settings`` holds every stage's
+    section of the configuration. A frame flagged by detection fails here
+    with detection's reason.
     """
-    table, aperture = pd.read_csv(inputs["photometry"]), read_json(inputs["aperture"])
-    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
     stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
+    if "error" in stats[1]:
+        raise FrameError(f"the reference cannot be used: {stats[1]['error']}")
+    if "error" in stats[0]:
+        raise FrameError(stats[0]["error"])
+    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
+    target, _ = read_pixels(frame)
+    ref, _ = read_pixels(reference)
+    table, aperture = _photometry(
+        frame,
+        reference,
+        target,
+        ref,
+        catalogs,
+        [pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")],
+        outputs,
+        settings,
+    )
     scale = _scale(
         table,
         aperture,
@@ -398,7 +409,8 @@ def run_normalize_frame(
         reference=reference_label,
         settings=settings["scale"],
     )
-    samples = _samples(frame, reference, scale, catalogs, stats, outputs["samples"], settings["samples"])
+    samples = _samples(frame, target, ref, scale, catalogs, stats, outputs["samples"], settings["samples"])
+    del target, ref  # the target now holds m*T - R; the normalized frame is made from the file
     model, smoothness = _gradient(
         samples, frame, outputs["gradient"], outputs["curvature"], settings["gradient"]
     )
@@ -411,7 +423,7 @@ def run_normalize_frame(
         stats,
         resolved_settings(aperture, catalogs, stats, settings["samples"]),
         outputs,
-        upstream={key: str(inputs[key]) for key in ("catalog", "ref_catalog", "photometry", "aperture")},
+        upstream={key: str(inputs[key]) for key in ("catalog", "ref_catalog", "defects", "ref_defects")},
         settings=settings,
         workflow_folder=workflow_folder,
     )

@@ -21,7 +21,6 @@ __all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "write_summary"]
 #: Each rule and the per-frame output that shows it finished, in workflow order.
 STAGE_OUTPUTS = [
     ("detect_stars", "catalogs/{}.csv"),
-    ("measure_photometry", "photometry/{}.csv"),
     ("normalize_frame", "normalized/{}_nsg.fits"),
 ]
 
@@ -33,32 +32,15 @@ def _logged_error(log: Path) -> str | None:
 
 
 def failure_reason(results: Path, name: str) -> str | None:
-    """Why a frame has no normalized output: the error logged by its first unfinished stage; None if done.
-
-    On a cluster a frame's stages after detection run as one job (a Snakemake
-    group); when one of them fails, Snakemake removes the outputs of the whole
-    group, so the first stage without output may have succeeded: then the
-    error is the one a later stage of the same run logged.
-    """
-    stages = [(rule, results / "logs" / rule / f"{name}.log") for rule, _ in STAGE_OUTPUTS]
-    for i, (rule, pattern) in enumerate(STAGE_OUTPUTS):
+    """Why a frame has no normalized output: the error logged by its first unfinished stage; None if done."""
+    for rule, pattern in STAGE_OUTPUTS:
         if (results / pattern.format(name)).is_file():
             continue
-        log = stages[i][1]
+        log = results / "logs" / rule / f"{name}.log"
         if not log.is_file():
             return f"{rule} did not run (the reference or an earlier job failed, or the run was stopped)"
         error = _logged_error(log)
-        if error:
-            return f"{rule}: {error}"
-        since = log.stat().st_mtime_ns
-        for later, later_log in stages[i + 1 :]:
-            if (
-                later_log.is_file()
-                and later_log.stat().st_mtime_ns >= since
-                and (error := _logged_error(later_log))
-            ):
-                return f"{later}: {error}"
-        return f"{rule} failed or was interrupted; see {log}"
+        return f"{rule}: {error}" if error else f"{rule} failed or was interrupted; see {log}"
     return None
 
 

@@ -20,11 +20,11 @@ FIXED_REFERENCE = next(
     None,
 )
 ALGO = nsgflow.ALGORITHM_VERSIONS
-#: Group of every per-frame rule after detection. On a cluster a frame's measure_photometry and
-#: normalize_frame (and export_xisf) are then one submitted job that runs its rules one after the
-#: other, each still writing its own files: one scheduler round trip and queue wait per frame
-#: instead of two. Detection stays apart: every frame's photometry needs the reference's
-#: catalog. Local runs ignore groups. `--group-components frame=N` puts N frames in one job.
+#: Group of the per-frame rules after detection: normalize_frame and, for XISF inputs, export_xisf.
+#: On a cluster they are then one submitted job that runs its rules one after the other, each still
+#: writing its own files: one scheduler round trip and queue wait per frame. Detection stays apart:
+#: every frame's photometry needs the reference's catalog. Local runs ignore groups.
+#: `--group-components frame=N` puts N frames in one job.
 FRAME_GROUP = "frame"
 
 
@@ -84,9 +84,8 @@ def frame_size_mb(path):
 def frame_mb(copies):
     """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
 
-    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (dc10d95; README, Speed), in
-    frames: detect_stars 4.6, measure_photometry 3.9, and the stages of normalize_frame: normalize 4.2,
-    samples 3.7, gradient 3.5, graphs 3.4 (Python and its libraries, ~100 MB, included); each
+    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (README, Speed), in frames:
+    detect_stars 4.1, normalize_frame 4.7 (Python and its libraries, ~100 MB, included); each
     rule asks for a sixth to a fifth more, rounded up to whole frames.
     """
     return lambda wildcards, input: max(500, int(copies * frame_size_mb(input.frame)))

@@ -20,20 +20,23 @@ GRAPHS = {
 
 
 rule normalize_frame:
-    # the scale, the gradient samples, the gradient model, the normalized frame and the graphs, in one
-    # job: each stage needs the one before (a setting of one reruns all that follow anyway), and one
-    # Python process instead of five saves four start-ups per frame; every stage still writes its files
+    # every stage after detection in one job: photometry, scale, gradient samples, gradient model,
+    # normalized frame and graphs. Each needs the one before (a setting of one reruns all that follow
+    # anyway), and one Python process instead of six saves five start-ups and the reading back of what
+    # the previous one wrote, the frames above all; every stage still writes its files
     input:
         frame=frame_path,
         reference=reference_path,
-        photometry=f"{RESULTS}/photometry/{{frame}}.csv",
-        aperture=f"{RESULTS}/photometry/{{frame}}.json",
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
         ref_catalog=reference_file("catalogs/{}.csv"),
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
         ref_stats=reference_file("catalogs/{}.json"),
+        defects=f"{RESULTS}/defects/{{frame}}.csv",
+        ref_defects=reference_file("defects/{}.csv"),
         choice=reference_choice,
     output:
+        photometry=f"{RESULTS}/photometry/{{frame}}.csv",
+        aperture=f"{RESULTS}/photometry/{{frame}}.json",
         scale=f"{RESULTS}/scale/{{frame}}.json",
         samples=f"{RESULTS}/samples/{{frame}}.csv",
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
