@@ -28,11 +28,14 @@ KEYWORDS = {
 }
 
 
-def normalize_frame(data: np.ndarray, scale: float | Sequence[float], gradient: np.ndarray) -> np.ndarray:
+def normalize_frame(
+    data: np.ndarray, scale: float | Sequence[float], gradient: np.ndarray, out: np.ndarray | None = None
+) -> np.ndarray:
     """Return ``scale * data - gradient`` as float32, never clipped; no-data pixels stay 0.
 
     A colour frame (channels, ny, nx) takes one scale per channel and a
-    gradient of the same shape.
+    gradient of the same shape. ``out`` (float32, the result's shape) may be
+    ``data`` itself, to save a frame's memory.
 
     Examples
     --------
@@ -41,15 +44,20 @@ def normalize_frame(data: np.ndarray, scale: float | Sequence[float], gradient: 
     [[0.0, 2.0]]
     >>> normalize_frame(np.ones((2, 1, 2)), [1.0, 3.0], np.zeros((2, 1, 2))).tolist()
     [[[1.0, 1.0]], [[3.0, 3.0]]]
+    >>> frame = np.array([[0.0, 2.0]], dtype=np.float32)
+    >>> normalize_frame(frame, 1.5, np.array([[1.0, 1.0]]), out=frame) is frame, frame.tolist()
+    (True, [[0.0, 2.0]])
     """
-    out = np.empty(np.broadcast_shapes(np.shape(data), np.shape(gradient)), dtype=np.float32)
+    shape = np.broadcast_shapes(np.shape(data), np.shape(gradient))
+    out = np.empty(shape, dtype=np.float32) if out is None else out
     data, gradient = np.broadcast_to(data, out.shape), np.broadcast_to(gradient, out.shape)
     scales = np.broadcast_to(np.asarray(scale, np.float64), (len(planes(out)),))
     for o, d, g, m in zip(planes(out), planes(data), planes(gradient), scales, strict=True):
         for start in range(0, o.shape[0], 256):  # float64 arithmetic a block of rows at a time
             rows = slice(start, start + 256)
+            nodata = d[rows] == 0  # before o is written: o may be d
             o[rows] = m * d[rows] - g[rows]
-            np.copyto(o[rows], 0.0, where=d[rows] == 0)
+            np.copyto(o[rows], 0.0, where=nodata)
     return out
 
 

@@ -329,8 +329,9 @@ def _normalized(
             zip(channel_values(scale, "scale"), channel_values(scale, "scale_err"), strict=True)
         ),
     )
-    write_fits(outputs["normalized"], normalize_frame(data, channel_values(scale, "scale"), model), header)
-    del data
+    normalized = normalize_frame(data, channel_values(scale, "scale"), model, out=data)  # in place
+    write_fits(outputs["normalized"], normalized, header)
+    del data, normalized
     record = frame_provenance(
         frame_name(frame),
         {"frame": str(frame), "reference": str(reference)},
