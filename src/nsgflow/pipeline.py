@@ -1,8 +1,9 @@
-"""One function per workflow stage, from files to files: read, call :mod:`nsgflow.stages`, write.
+"""One function per workflow rule, from files to files: read, call :mod:`nsgflow.stages`, write.
 
 The Snakemake scripts in ``scripts/`` are thin wrappers around these, so each
-stage can also be run and tested without Snakemake. ``settings`` is the
-stage's section of the configuration (see ``config.yaml``).
+rule can also be run and tested without Snakemake. ``settings`` is the
+rule's section of the configuration (see ``config.yaml``); the stages after
+detection run in one rule, :func:`run_normalize_frame`, each writing its files.
 """
 
 from __future__ import annotations
