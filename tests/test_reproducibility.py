@@ -162,7 +162,7 @@ def test_a_new_night_adds_only_its_frames(copy):
             ("gradient", "fits"),
             ("provenance", "json"),
         ]
-    } | {"normalized/n2_001_nsg.fits", "gradient/n2_001_curvature.fits"} | {
+    } | {"normalized/n2_001_nsg.fits", "gradient/n2_001_curvature.fits", "blink/frames/n2_001.fits"} | {
         f"diagnostics/n2_001_{graph}.png" for graph in ("photometry", "gradient", "samples")
     }
 

@@ -298,6 +298,8 @@ def _normalized(
     and ``upstream`` maps each earlier file of this frame (``catalog``,
     ``photometry``, ...) to its path, to be hashed into the record.
     """
+    from astropy.io import fits
+
     from nsgflow.normalized import normalize_frame, normalized_header
     from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
 
@@ -330,8 +332,16 @@ def _normalized(
             zip(channel_values(scale, "scale"), channel_values(scale, "scale_err"), strict=True)
         ),
     )
+    if "thumbnails" in outputs:  # for the blink view; the input's before it is overwritten
+        from nsgflow.blink import thumbnail
+
+        before = thumbnail(luminance(data))
     normalized = normalize_frame(data, channel_values(scale, "scale"), model, out=data)  # in place
     write_fits(outputs["normalized"], normalized, header)
+    if "thumbnails" in outputs:
+        pair = np.stack([before, thumbnail(luminance(normalized))])
+        comment = fits.Header([("COMMENT", "blink thumbnails: the input, then the normalized frame")])
+        write_fits(outputs["thumbnails"], pair, comment)
     del data, normalized
     record = frame_provenance(
         frame_name(frame),
@@ -381,7 +391,8 @@ def run_normalize_frame(
     of ``photometry`` and ``aperture`` (the photometry table and its JSON),
     ``scale``, ``samples``, ``gradient``, ``curvature``, ``normalized`` and
     ``provenance``, and of the graphs to draw, if any: ``photometry_graph``,
-    ``gradient_graph``, ``samples_graph``. ``settings`` holds every stage's
+    ``gradient_graph``, ``samples_graph``, and ``thumbnails`` for the blink
+    view (:func:`run_blink`). ``settings`` holds every stage's
     section of the configuration. A frame flagged by detection fails here
     with detection's reason.
     """
@@ -501,19 +512,21 @@ def run_export_xisf(frame: PathLike, normalized: PathLike, output: PathLike) -> 
 
 
 def run_blink(
-    inputs: list[PathLike], normalized: list[PathLike], reference: str, outputs: dict[str, PathLike]
+    thumbnails: list[PathLike], names: list[str], reference: str, outputs: dict[str, PathLike]
 ) -> None:
     """Blink GIFs of the inputs and of the normalized frames, and an HTML page of both, one shared stretch.
 
-    The stretch (1st to 99.5th percentile) is the reference's, which is the same frame in both sets.
+    ``thumbnails`` are each frame's (named in ``names``): its input and its
+    normalized frame, block-averaged by :func:`run_normalize_frame`, so this
+    reads a few kB per frame instead of two frames. The stretch (1st to 99.5th
+    percentile) is the reference's input, which is the same frame in both sets.
     """
-    from nsgflow.blink import blink_gif, blink_html, stretch, thumbnail
+    from astropy.io import fits
 
-    names = [frame_name(p) for p in inputs]
-    sets = {
-        "inputs": [thumbnail(luminance(read_pixels(p)[0])) for p in inputs],
-        "normalized": [thumbnail(luminance(read_pixels(p)[0])) for p in normalized],
-    }
+    from nsgflow.blink import blink_gif, blink_html, stretch
+
+    pairs = [fits.getdata(path) for path in thumbnails]
+    sets = {"inputs": [pair[0] for pair in pairs], "normalized": [pair[1] for pair in pairs]}
     ref = sets["inputs"][names.index(reference)]
     low, high = np.percentile(ref[ref != 0], [1, 99.5])
     images = {key: [stretch(t, low, high) for t in thumbs] for key, thumbs in sets.items()}

@@ -17,6 +17,10 @@ GRAPHS = {
     ]
     if config["diagnostics"]["plots"]
 }
+#: each frame's input and normalized frame, block-averaged, for the blink view (diagnostics: blink)
+THUMBNAILS = (
+    {"thumbnails": f"{RESULTS}/blink/frames/{{frame}}.fits"} if config["diagnostics"]["blink"] else {}
+)
 
 
 rule normalize_frame:
@@ -44,6 +48,7 @@ rule normalize_frame:
         normalized=f"{RESULTS}/normalized/{{frame}}_nsg.fits",
         provenance=f"{RESULTS}/provenance/{{frame}}.json",
         **GRAPHS,
+        **THUMBNAILS,
     params:
         reference=reference_name,
         settings=FRAME_SETTINGS,
