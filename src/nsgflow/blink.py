@@ -24,9 +24,10 @@ def thumbnail(frame: np.ndarray, max_px: int = 360) -> np.ndarray:
     """Block-averaged copy of ``frame`` whose larger side is at most about ``max_px``; no-data stays 0."""
     step = max(1, int(np.ceil(max(frame.shape) / max_px)))
     ny, nx = (s // step * step for s in frame.shape)
-    blocks = frame[:ny, :nx].reshape(ny // step, step, nx // step, step)
-    valid = (blocks != 0).sum(axis=(1, 3))
-    total = blocks.sum(axis=(1, 3), dtype=np.float64)
+    # blocks of whole rows first (a view: no copy of the frame), then along x on what is left
+    rows = frame[:ny].reshape(ny // step, step, frame.shape[1])
+    total = rows.sum(axis=1, dtype=np.float64)[:, :nx].reshape(ny // step, nx // step, step).sum(axis=2)
+    valid = np.count_nonzero(rows, axis=1)[:, :nx].reshape(ny // step, nx // step, step).sum(axis=2)
     return np.divide(total, valid, out=np.zeros_like(total), where=valid > 0)
 
 
