@@ -504,7 +504,7 @@ def gradient_samples(
 def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dict) -> float:
     """The ``gradient`` settings' smoothness for samples ``x, y, value, weight``; ``auto`` by GCV."""
     if settings["smoothness"] == "auto":
-        return gcv_smoothness(*columns, shape, max_points=settings["max_points"])
+        return gcv_smoothness(*columns, shape, max_points=settings["max_points"], degree=settings["degree"])
     return float(settings["smoothness"])
 
 
@@ -543,6 +543,7 @@ def gradient_model(
                     edge_px=1.5 * float(samples["box_px"].iloc[0]),
                     smoothness=smoothness,
                     max_points=settings["max_points"],
+                    degree=settings["degree"],
                 )
                 status.loc[used.index[~keep]] = "outlier"
                 if not keep.all():
