@@ -341,6 +341,7 @@ def reject_outlier_samples(
     *,
     clip_sigma: float = 3.0,
     edge_px: float = 0.0,
+    edge_factor: float = 3.0,
     smoothness: float = -2.0,
     max_points: int = 2000,
     iterations: int = 3,
@@ -353,9 +354,14 @@ def reject_outlier_samples(
     most ``iterations`` times. A satellite trail or a halo that leaks into a
     row of samples is narrower than anything the smooth model follows, so it
     stands out; a real gradient, which the model follows, does not. Samples
-    within ``edge_px`` of the frame's edge are always kept: there the model is
-    least constrained, and a steep glow entering from the edge would look like
-    outliers (measured on the accuracy benchmark's bright-sky set).
+    within ``edge_px`` of the frame's edge are dropped only beyond
+    ``edge_factor`` times ``clip_sigma``: there the model is least
+    constrained, and a steep glow entering from the edge would look like
+    outliers (measured on the accuracy benchmark's bright-sky set), but a
+    trail or a halo in an edge sample, kept, pulled the model in that corner
+    and got good samples next to it dropped instead (hard set, 30 seeds: the
+    worst boxes of 3 frames from 0.57, 0.47 and 0.15 sigma to 0.05, 0.17 and
+    0.05, no frame worse, against keeping every edge sample).
 
     Examples
     --------
@@ -369,6 +375,7 @@ def reject_outlier_samples(
     """
     keep = np.ones(len(x), dtype=bool)
     edge = (np.minimum(x, shape[1] - 1 - x) < edge_px) | (np.minimum(y, shape[0] - 1 - y) < edge_px)
+    limit = clip_sigma * np.where(edge, edge_factor, 1.0)
     unit = float(max(shape))
     for _ in range(iterations):
         if keep.sum() < 4:
@@ -377,7 +384,7 @@ def reject_outlier_samples(
         resid = value - model(np.column_stack([y, x]) / unit)
         centre = np.median(resid[keep])
         spread = 1.4826 * np.median(np.abs(resid[keep] - centre))
-        new = (np.abs(resid - centre) <= clip_sigma * max(spread, 1e-12)) | edge
+        new = np.abs(resid - centre) <= limit * max(spread, 1e-12)
         if np.array_equal(new, keep):
             break
         keep = new

@@ -514,8 +514,9 @@ def gradient_model(
     """Gradient stage (rule ``normalize_frame``): the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
-    ``clip_sigma`` robust sigmas are left out (0 turns this off), except within
-    1.5 boxes of the frame's edge; the second value is the sample statuses with
+    ``clip_sigma`` robust sigmas are left out (0 turns this off); within 1.5
+    boxes of the frame's edge only those 3 times further
+    (:func:`nsgflow.spline.reject_outlier_samples`); the second value is the sample statuses with
     those marked ``outlier``. With ``smoothness: auto`` the smoothness is the
     one that minimizes the generalized cross-validation score
     (:func:`nsgflow.spline.gcv_smoothness`), for the rejection among all
