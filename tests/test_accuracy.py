@@ -90,11 +90,11 @@ def test_hard_set_scale(hard_set):
 
 def test_hard_set_background(hard_set):
     summary = _summary(hard_set)
-    assert summary["rms"] <= 0.8 * TARGETS["rms"], summary  # 0.029
-    # where both frames have data the worst box meets the target (0.25); near borders the target
-    # alone has, the model extrapolates a steep glow and the worst box is 0.47 (known, see README)
-    assert summary["worst_box_both"] <= TARGETS["worst_box"], summary
-    assert summary["worst_box"] <= 2 * TARGETS["worst_box"], summary
+    assert summary["rms"] <= 0.8 * TARGETS["rms"], summary  # 0.031
+    # where both frames have data the worst box is 0.18; next to borders only the target covers,
+    # the model extrapolates a steep glow (0.47 with a plane for the spline's polynomial, 0.24 with a cubic)
+    assert summary["worst_box_both"] <= 0.8 * TARGETS["worst_box"], summary
+    assert summary["worst_box"] <= 0.9 * TARGETS["worst_box"], summary
 
 
 def _true_trails(spec, shape):

@@ -536,7 +536,7 @@ def gradient_samples(
 def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dict) -> float:
     """The ``gradient`` settings' smoothness for samples ``x, y, value, weight``; ``auto`` by GCV."""
     if settings["smoothness"] == "auto":
-        return gcv_smoothness(*columns, shape, max_points=settings["max_points"])
+        return gcv_smoothness(*columns, shape, max_points=settings["max_points"], degree=settings["degree"])
     return float(settings["smoothness"])
 
 
@@ -546,8 +546,9 @@ def gradient_model(
     """Gradient stage (rule ``normalize_frame``): the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
-    ``clip_sigma`` robust sigmas are left out (0 turns this off), except within
-    1.5 boxes of the frame's edge; the second value is the sample statuses with
+    ``clip_sigma`` robust sigmas are left out (0 turns this off); within 1.5
+    boxes of the frame's edge only those 3 times further
+    (:func:`nsgflow.spline.reject_outlier_samples`); the second value is the sample statuses with
     those marked ``outlier``. With ``smoothness: auto`` the smoothness is the
     one that minimizes the generalized cross-validation score
     (:func:`nsgflow.spline.gcv_smoothness`), for the rejection among all
@@ -575,6 +576,7 @@ def gradient_model(
                     edge_px=1.5 * float(samples["box_px"].iloc[0]),
                     smoothness=smoothness,
                     max_points=settings["max_points"],
+                    degree=settings["degree"],
                 )
                 status.loc[used.index[~keep]] = "outlier"
                 if not keep.all():
