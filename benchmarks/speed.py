@@ -147,15 +147,30 @@ def read_benchmarks(results: Path) -> dict[str, list[dict[str, float]]]:
     return rows
 
 
+#: The environment Snakemake gives a one-thread job: its linear algebra libraries on one thread
+#: (OpenBLAS's default, a thread per CPU, doubles the CPU time of the imports on this machine).
+JOB_ENV = {
+    name: "1"
+    for name in (
+        "OMP_NUM_THREADS",
+        "GOTO_NUM_THREADS",
+        "OPENBLAS_NUM_THREADS",
+        "MKL_NUM_THREADS",
+        "VECLIB_MAXIMUM_THREADS",
+        "NUMEXPR_NUM_THREADS",
+    )
+}
+
+
 def job_overhead(repeats: int = 5) -> dict[str, float]:
-    """Median wall time of a bare interpreter and of the imports every job script does."""
+    """Median wall time of a bare interpreter and of the imports every job script does, as in a job."""
     probes = {"python_startup": "pass", "job_imports": JOB_IMPORTS}
     result = {}
     for name, code in probes.items():
         times = []
         for _ in range(repeats):
             start = time.perf_counter()
-            subprocess.run([sys.executable, "-c", code], check=True)
+            subprocess.run([sys.executable, "-c", code], check=True, env={**os.environ, **JOB_ENV})
             times.append(time.perf_counter() - start)
         result[name] = statistics.median(times)
     return result
