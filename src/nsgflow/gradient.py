@@ -110,8 +110,8 @@ def star_mask(shape: tuple[int, int], x: np.ndarray, y: np.ndarray, radius: np.n
     """Boolean image, True within ``radius`` of any star (stars with a non-finite radius are skipped).
 
     A pixel is masked when ``(px - x)**2 + (py - y)**2 <= radius**2``: sep's
-    ``mask_ellipse`` with circles (a tenth of the time of drawing boxes of
-    pixels with numpy: 0.07 against 0.7 s for 90000 stars on 24 megapixels).
+    ``mask_ellipse`` with circles, in C: the same pixels as drawing a box of
+    pixels around each star with numpy, in a fraction of the time.
 
     Examples
     --------
