@@ -171,7 +171,7 @@ def match_and_measure(
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Stage ``measure_photometry``: match the catalogs and measure the pairs on both frames.
+    """Photometry stage (rule ``normalize_frame``): match the catalogs and measure the pairs on both frames.
 
     ``defects`` are the reference's and the target's defect tables from
     :func:`detect_frame`; without them the defects are searched again.
@@ -429,7 +429,7 @@ def resolved_settings(
 ) -> dict:
     """The values the automatic settings took for one frame, for its provenance record.
 
-    ``aperture`` is the frame's aperture record (stage ``measure_photometry``),
+    ``aperture`` is the frame's aperture record (:func:`match_and_measure`),
     ``catalogs`` and ``stats`` the target's and reference's, ``settings`` the
     ``samples`` section.
     """
