@@ -89,6 +89,11 @@ def _powers(degree: int) -> list[tuple[int, int]]:
     return [(d - j, j) for d in range(degree + 1) for j in range(d + 1)]
 
 
+def _monomials(u: np.ndarray, powers: list[tuple[int, int]]) -> np.ndarray:
+    """Monomials ``u[:, 0]**i * u[:, 1]**j`` of ``powers`` (:func:`_powers`) at ``u``, a column each."""
+    return np.column_stack([u[:, 0] ** i * u[:, 1] ** j for i, j in powers])
+
+
 #: The smallest positive float, added to squared distances: d2 * log(d2) is then 0 at d2 = 0.
 _TINY = np.finfo(np.float64).tiny
 #: r**2 log(r) = d2 * log2(d2) * _HALF_LN2 with d2 = r**2 (numpy's log2 is several times faster than log).
@@ -144,8 +149,7 @@ class ThinPlateSpline:
         self.weights, self.affine = coef[:n], coef[n:]
 
     def _poly(self, points: np.ndarray) -> np.ndarray:
-        u = (points - self.shift) / self.scale
-        return np.column_stack([u[:, 0] ** i * u[:, 1] ** j for i, j in self.powers])
+        return _monomials((points - self.shift) / self.scale, self.powers)
 
     def __call__(self, points: np.ndarray, block: int = 1 << 14) -> np.ndarray:
         """Values at ``points`` (n, 2); ``block`` bounds the temporaries (kernel values at a time)."""
@@ -329,8 +333,7 @@ def gcv_smoothness(
     kernel = root[:, None] * _thin_plate(d2) * root[None, :]
     # the kernel on the complement of the (weighted) polynomials, P K P with P = I - Q Q^T: its
     # eigenvalues are those of the complement and a zero for each polynomial term, in their directions
-    u = points - points.mean(axis=0)
-    q = np.linalg.qr(root[:, None] * np.column_stack([u[:, 0] ** i * u[:, 1] ** j for i, j in powers]))[0]
+    q = np.linalg.qr(root[:, None] * _monomials(points - points.mean(axis=0), powers))[0]
     kq = kernel @ q
     projected = kernel - q @ kq.T - kq @ q.T + q @ (q.T @ kq) @ q.T
     eigen, vectors = np.linalg.eigh(projected)
