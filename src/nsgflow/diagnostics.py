@@ -133,7 +133,7 @@ def gradient_graph(
     """Horizontal and vertical profiles of G through the frame's centre, with the samples near them.
 
     Colour frames (gradient of shape (3, ny, nx)) get one profile per channel, in its colour.
-    ``value_range`` is G's smallest and largest value if known (its FITS header has them).
+    ``value_range`` is G's smallest and largest value if known (the gradient stage has them).
     """
     ny, nx = gradient.shape[-2:]
     box = int(samples["box_px"].iloc[0]) if len(samples) else 1

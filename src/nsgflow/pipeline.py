@@ -32,7 +32,6 @@ from nsgflow.io import (
     read_frame,
     read_json,
     read_pixels,
-    read_shape,
     write_csv,
     write_fits,
     write_json,
@@ -235,19 +234,20 @@ def _smoothness_keys(channels: int) -> list[str]:
 def _gradient(
     samples: pd.DataFrame,
     frame: PathLike,
+    shape: tuple[int, int],
     output: PathLike,
     curvature_output: PathLike,
     settings: dict,
-) -> tuple[np.ndarray, list[float]]:
+) -> tuple[np.ndarray, list[float], tuple[float, float]]:
     """Fit the gradient model to the samples; write it (full size) and its curvature (binned) as float32 FITS.
 
-    Returns the model and the smoothness used (one per channel).
+    ``shape`` is the frame's (ny, nx). Returns the model, the smoothness used
+    (one per channel) and the model's smallest and largest value.
     """
     from astropy.io import fits
 
     from nsgflow.spline import curvature
 
-    shape = read_shape(frame)[-2:]  # (ny, nx), also of a colour frame
     try:
         model, status, smoothness = gradient_model(samples, shape, settings)
     except FrameError as exc:
@@ -274,7 +274,7 @@ def _gradient(
         out[f"LTM{axis}_{axis}"] = (1 / CURVATURE_BIN_PX, "binned: image = LTM * frame pixel + LTV")
         out[f"LTV{axis}"] = 0.5 - 0.5 / CURVATURE_BIN_PX
     write_fits(curvature_output, curvature(model, bin_px=CURVATURE_BIN_PX), out)
-    return model, smoothness
+    return model, smoothness, (out["NSGGMIN"], out["NSGGMAX"])
 
 
 def _normalized(
@@ -422,10 +422,11 @@ def run_normalize_frame(
         reference=reference_label,
         settings=settings["scale"],
     )
+    shape = target.shape[-2:]  # (ny, nx), also of a colour frame
     samples = _samples(frame, target, ref, scale, catalogs, stats, outputs["samples"], settings["samples"])
     del target, ref  # the target now holds m*T - R; the normalized frame is made from the file
-    model, smoothness = _gradient(
-        samples, frame, outputs["gradient"], outputs["curvature"], settings["gradient"]
+    model, smoothness, value_range = _gradient(
+        samples, frame, shape, outputs["gradient"], outputs["curvature"], settings["gradient"]
     )
     _normalized(
         frame,
@@ -442,7 +443,7 @@ def run_normalize_frame(
     )
     if "photometry_graph" in outputs:  # graphs wanted
         graphs = {graph: outputs[f"{graph}_graph"] for graph in ("photometry", "gradient", "samples")}
-        _graphs(frame, table, scale, samples, model, graphs)
+        _graphs(frame, table, scale, samples, model, value_range, graphs)
 
 
 def _graphs(
@@ -451,14 +452,18 @@ def _graphs(
     scale: dict,
     samples: pd.DataFrame,
     model: np.ndarray,
+    value_range: tuple[float, float],
     outputs: dict[str, PathLike],
 ) -> None:
-    """Draw the photometry graph, gradient graph and sample map of one frame (PNG)."""
+    """Draw the photometry graph, gradient graph and sample map of one frame (PNG).
+
+    ``value_range`` is the model's smallest and largest value (:func:`_gradient` has them).
+    """
     from nsgflow.diagnostics import gradient_graph, photometry_graph, sample_map
 
     name = frame_name(frame)
     photometry_graph(table, scale, outputs["photometry"], title=name)
-    gradient_graph(model, samples, outputs["gradient"], title=name)
+    gradient_graph(model, samples, outputs["gradient"], title=name, value_range=value_range)
     # mapped, not read: the map uses every few pixels of the frame
     sample_map(map_pixels(frame)[0], samples, outputs["samples"], title=name)
 
