@@ -26,7 +26,7 @@ ALGORITHM_VERSIONS = {
     "photometry": 4,
     "scale": 2,
     "samples": 2,
-    "gradient": 5,
+    "gradient": 6,
     "normalize": 1,
     "diagnostics": 1,
 }

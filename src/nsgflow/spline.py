@@ -17,8 +17,9 @@ from nsgflow.errors import FrameError
 
 __all__ = [
     "DEGREE",
+    "GriddedSurface",
     "ThinPlateSpline",
-    "bicubic_upsample",
+    "auto_grid_px",
     "curvature",
     "fit_gradient",
     "gcv_smoothness",
@@ -115,9 +116,8 @@ class ThinPlateSpline:
     The system and its solution are those of scipy's ``RBFInterpolator`` with
     ``kernel="thin_plate_spline"`` and the same ``degree`` (polynomial on coordinates
     shifted and scaled to [-1, 1]); :meth:`grid` evaluates it on a rectangular grid with
-    one addition per grid point and centre for the distances, and calling it
-    evaluates on the smallest grid holding the points when that is not much
-    larger than their number (gradient samples lie on a grid).
+    one addition per grid point and centre for the distances (:class:`GriddedSurface`
+    interpolates between the grid points).
 
     Raises
     ------
@@ -151,34 +151,6 @@ class ThinPlateSpline:
     def _poly(self, points: np.ndarray) -> np.ndarray:
         return _monomials((points - self.shift) / self.scale, self.powers)
 
-    def __call__(self, points: np.ndarray, block: int = 1 << 14) -> np.ndarray:
-        """Values at ``points`` (n, 2); ``block`` bounds the temporaries (kernel values at a time)."""
-        points = np.asarray(points, dtype=np.float64)
-        u0, i0 = np.unique(points[:, 0], return_inverse=True)
-        u1, i1 = np.unique(points[:, 1], return_inverse=True)
-        if len(u0) * len(u1) <= 2 * len(points):
-            return self.grid(u0, u1)[i0, i1]
-        out = self._poly(points) @ self.affine
-        c0, c1 = self.centres[:, 0], self.centres[:, 1]
-        weights = self.weights * _HALF_LN2
-        # d2 * log2(d2) for a few points at a time, in two buffers small enough to stay in the CPU's
-        # cache (faster than whole chunks of 1024 points, whose temporaries do not fit)
-        step = max(1, block // len(self.centres))
-        d2, kernel = np.empty((step, len(self.centres))), np.empty((step, len(self.centres)))
-        for start in range(0, len(points), step):
-            part = points[start : start + step]
-            a, b = d2[: len(part)], kernel[: len(part)]
-            np.subtract(part[:, 0, None], c0, out=a)
-            np.square(a, out=a)
-            np.subtract(part[:, 1, None], c1, out=b)
-            np.square(b, out=b)
-            a += b
-            a += _TINY
-            np.log2(a, out=b)
-            b *= a
-            out[start : start + len(part)] += b @ weights
-        return out
-
     def grid(self, g0: np.ndarray, g1: np.ndarray, block: int = 1 << 16) -> np.ndarray:
         """Values at every ``(g0[i], g1[j])``, shape (len(g0), len(g1)); ``block`` bounds the temporaries."""
         g0, g1 = np.asarray(g0, dtype=np.float64), np.asarray(g1, dtype=np.float64)
@@ -210,36 +182,54 @@ class _Plane:
         plane = np.column_stack([np.ones(len(points)), points]) * np.sqrt(weight)[:, None]
         self.coef = np.linalg.lstsq(plane, values * np.sqrt(weight), rcond=None)[0]
 
-    def __call__(self, points: np.ndarray) -> np.ndarray:
-        return self.coef[0] + points @ self.coef[1:]
-
     def grid(self, g0: np.ndarray, g1: np.ndarray) -> np.ndarray:
         return self.coef[0] + self.coef[1] * g0[:, None] + self.coef[2] * g1[None, :]
 
 
-def _surface(
+def auto_grid_px(shape: tuple[int, int], n_points: int) -> int:
+    """Grid spacing for a spline through ``n_points`` spread over a frame of ``shape``: half their spacing.
+
+    The smoothing spline has no structure much finer than the distance
+    between its centres, so a grid twice as fine is interpolated bicubically
+    to far below the sample noise (``tests/test_spline.py`` checks it against
+    the spline at every pixel), while its cost falls with the square of the
+    spacing: on a 24-megapixel frame, 2000 merged samples, the grid is 54 px.
+
+    Examples
+    --------
+    >>> auto_grid_px((600, 900), 527), auto_grid_px((6000, 4000), 2000), auto_grid_px((10, 10), 1000)
+    (16, 54, 1)
+    """
+    return max(1, int(np.sqrt(shape[0] * shape[1] / max(n_points, 1)) / 2))
+
+
+def _gridded_surface(
     x: np.ndarray,
     y: np.ndarray,
     value: np.ndarray,
     weight: np.ndarray,
-    unit: float,
+    shape: tuple[int, int],
     smoothness: float,
     max_points: int,
     degree: int,
-) -> ThinPlateSpline | _Plane:
-    """The smoothing spline through (merged) samples, as a function of ``[y, x] / unit`` positions.
+    grid_px: int | str,
+) -> GriddedSurface:
+    """The smoothing spline through (merged) samples, on the frame's grid (:class:`GriddedSurface`).
 
-    Its polynomial has ``degree`` or the lower one the merged samples support
-    (:func:`polynomial_degree`).
+    Positions are in units of the frame's larger side; the polynomial has
+    ``degree`` or the lower one the merged samples support
+    (:func:`polynomial_degree`). ``grid_px`` "auto" is half the mean spacing
+    of the merged samples, the spline's centres (:func:`auto_grid_px`).
 
-    The last surface is kept: the workflow fits the samples kept by
+    The last result is kept: the workflow fits the samples kept by
     :func:`reject_outlier_samples` again in :func:`fit_gradient`, usually the
-    very samples of its last fit (a solve of a 2000-point system saved).
+    very samples of its last fit (a solve of a 2000-point system and the grid saved).
     """
     key = [np.asarray(v, np.float64).tobytes() for v in (x, y, value, weight)]
-    key += [unit, smoothness, max_points, degree]
+    key += [tuple(shape), smoothness, max_points, degree, grid_px]
     if _LAST_SURFACE and _LAST_SURFACE[0] == key:
         return _LAST_SURFACE[1]
+    unit = float(max(shape))
     x, y, value, weight = merge_samples(x, y, value, weight, max_points)
     points = np.column_stack([y, x]) / unit
     weight = weight / weight.mean()
@@ -252,11 +242,14 @@ def _surface(
         # samples on one line (a very narrow frame) define no surface: use the
         # least-squares plane of smallest slope through them instead
         surface = _Plane(points, value, weight)
-    _LAST_SURFACE[:] = [key, surface]
-    return surface
+    if grid_px == "auto":
+        grid_px = auto_grid_px(shape, len(points))
+    gridded = GriddedSurface(surface, shape, int(grid_px), unit)
+    _LAST_SURFACE[:] = [key, gridded]
+    return gridded
 
 
-#: The inputs and result of the last :func:`_surface` call.
+#: The inputs and result of the last :func:`_gridded_surface` call.
 _LAST_SURFACE: list = []
 
 
@@ -362,6 +355,7 @@ def reject_outlier_samples(
     max_points: int = 2000,
     iterations: int = 3,
     degree: int = DEGREE,
+    grid_px: int | str = "auto",
 ) -> np.ndarray:
     """Samples that agree with the smooth model of the others: True to keep.
 
@@ -379,6 +373,9 @@ def reject_outlier_samples(
     worst boxes of 3 frames from 0.57, 0.47 and 0.15 sigma to 0.05, 0.17 and
     0.05, no frame worse, against keeping every edge sample).
 
+    The model is the one :func:`fit_gradient` makes, on the grid of
+    ``grid_px``, the same setting.
+
     Examples
     --------
     >>> yy, xx = np.mgrid[16:600:32, 16:900:32]
@@ -392,12 +389,13 @@ def reject_outlier_samples(
     keep = np.ones(len(x), dtype=bool)
     edge = (np.minimum(x, shape[1] - 1 - x) < edge_px) | (np.minimum(y, shape[0] - 1 - y) < edge_px)
     limit = clip_sigma * np.where(edge, edge_factor, 1.0)
-    unit = float(max(shape))
     for _ in range(iterations):
         if keep.sum() < 4:
             break
-        model = _surface(x[keep], y[keep], value[keep], weight[keep], unit, smoothness, max_points, degree)
-        resid = value - model(np.column_stack([y, x]) / unit)
+        model = _gridded_surface(
+            x[keep], y[keep], value[keep], weight[keep], shape, smoothness, max_points, degree, grid_px
+        )
+        resid = value - model.at(y, x)
         centre = np.median(resid[keep])
         spread = 1.4826 * np.median(np.abs(resid[keep] - centre))
         new = np.abs(resid - centre) <= limit * max(spread, 1e-12)
@@ -416,7 +414,7 @@ def fit_gradient(
     *,
     smoothness: float | str = "auto",
     max_points: int = 2000,
-    grid_px: int = 16,
+    grid_px: int | str = "auto",
     degree: int = DEGREE,
 ) -> np.ndarray:
     """Fit a smoothing thin-plate spline to samples and evaluate it on the full frame.
@@ -435,10 +433,10 @@ def fit_gradient(
     max_points : int, default 2000
         Samples are merged into at most this many super-samples
         (:func:`merge_samples`), which bounds the cost of the fit.
-    grid_px : int, default 16
-        The spline is evaluated on a grid with this spacing, including the
-        frame's first and last rows and columns, and interpolated bicubically
-        at the grid's known coordinates.
+    grid_px : int or "auto", default "auto"
+        The spline is evaluated on a grid with at most this spacing
+        (:class:`GriddedSurface`) and interpolated bicubically; "auto": half
+        the mean spacing of the merged samples (:func:`auto_grid_px`).
     degree : int, default :data:`DEGREE`
         Degree of the spline's polynomial part, which is not smoothed; lower
         when the samples are few (:func:`polynomial_degree`).
@@ -455,15 +453,9 @@ def fit_gradient(
     """
     if len(x) < 3:
         raise FrameError(f"{len(x)} gradient sample(s); need at least 3")
-    ny, nx = shape
-    unit = float(max(ny, nx))
     if smoothness == "auto":
         smoothness = gcv_smoothness(x, y, value, weight, shape, max_points=max_points, degree=degree)
-    spline = _surface(x, y, value, weight, unit, float(smoothness), max_points, degree)
-    gy = np.linspace(0, ny - 1, max(int(np.ceil((ny - 1) / grid_px)) + 1, 2))
-    gx = np.linspace(0, nx - 1, max(int(np.ceil((nx - 1) / grid_px)) + 1, 2))
-    coarse = spline.grid(gy / unit, gx / unit)
-    return bicubic_upsample(gy, gx, coarse, shape)
+    return _gridded_surface(x, y, value, weight, shape, float(smoothness), max_points, degree, grid_px).full()
 
 
 def _cubic_knots(x: np.ndarray) -> np.ndarray:
@@ -497,47 +489,85 @@ def _cubic_matrix(knots: np.ndarray, u: np.ndarray, n_coef: int) -> np.ndarray:
     return matrix
 
 
-def bicubic_upsample(
-    gy: np.ndarray, gx: np.ndarray, coarse: np.ndarray, shape: tuple[int, int], chunk_rows: int = 32
-) -> np.ndarray:
-    """Interpolate values on the grid ``gy`` x ``gx`` to every pixel of ``shape``, float32.
+class GriddedSurface:
+    """A surface's values on a grid over a frame, interpolated bicubically to any pixel.
 
-    The interpolating bicubic spline of ``RectBivariateSpline(gy, gx, coarse,
-    s=0)`` (FITPACK's knots), evaluated row block by row block: the tensor
-    product of the cubic B-splines in y and x, 4 terms each. Grids with fewer
-    than 4 points in a direction use scipy (lower degree).
+    The grid has a spacing of at most ``grid_px`` and includes the frame's
+    first and last rows and columns; the interpolant is the bicubic spline of
+    ``RectBivariateSpline(gy, gx, values, s=0)`` (FITPACK's knots), computed
+    here with numpy. A thin-plate spline through gradient samples is smooth
+    on the scale of their spacing, so the grid costs far fewer kernel
+    evaluations than every pixel or sample would, for an error far below the
+    sample noise (:func:`auto_grid_px`). Frames with fewer than 4 pixels a
+    side use scipy (lower degree).
+
+    Parameters
+    ----------
+    surface : object
+        Has ``grid(g0, g1)``: values at every ``(g0[i], g1[j])``, positions in
+        units of ``unit`` px (:meth:`ThinPlateSpline.grid`).
+    shape : tuple of int
+        ``(ny, nx)`` of the frame.
+    grid_px : int
+        Largest grid spacing, px.
+    unit : float
+        The surface's unit of position, px.
 
     Examples
     --------
-    >>> gy, gx = np.linspace(0, 49, 5), np.linspace(0, 59, 6)
-    >>> coarse = 1.0 + 0.5 * gy[:, None] ** 3 - 0.1 * gx[None, :] ** 2
-    >>> full = bicubic_upsample(gy, gx, coarse, (50, 60))
+    >>> class Cubic:
+    ...     def grid(self, g0, g1):
+    ...         return 100.0 + 0.002 * g0[:, None] ** 3 - 0.01 * g1[None, :] ** 2
+    >>> gridded = GriddedSurface(Cubic(), (50, 60), grid_px=10, unit=1.0)
     >>> yy, xx = np.mgrid[0:50, 0:60]
-    >>> bool(np.allclose(full, 1.0 + 0.5 * yy**3 - 0.1 * xx**2, rtol=1e-5))
+    >>> bool(np.allclose(gridded.full(), 100.0 + 0.002 * yy**3 - 0.01 * xx**2, rtol=1e-6))
     True
+    >>> round(float(gridded.at(np.array([2.5]), np.array([3.0]))[0]), 6)
+    99.94125
     """
-    ny, nx = shape
-    if len(gy) < 4 or len(gx) < 4:
-        from scipy.interpolate import RectBivariateSpline
 
-        surface = RectBivariateSpline(gy, gx, coarse, kx=min(3, len(gy) - 1), ky=min(3, len(gx) - 1), s=0)
-        return surface(np.arange(ny), np.arange(nx)).astype(np.float32)
-    ky, kx = _cubic_knots(gy), _cubic_knots(gx)
-    # B-spline coefficients C with coarse = Ay @ C @ Ax.T (interpolation at the grid points)
-    ay, ax = _cubic_matrix(ky, gy, len(gy)), _cubic_matrix(kx, gx, len(gx))
-    coef = np.linalg.solve(ax, np.linalg.solve(ay, coarse).T).T
-    fy, wy = _cubic_basis(ky, np.arange(ny, dtype=np.float64))
-    fx, wx = _cubic_basis(kx, np.arange(nx, dtype=np.float64))
-    # along y for every grid column (small), then along x, one block of rows at a time
-    rows = sum(wy[:, r, None] * coef[fy + r] for r in range(4))
-    out = np.empty(shape, dtype=np.float32)
-    for start in range(0, ny, chunk_rows):
-        block = rows[start : start + chunk_rows]
-        acc = block[:, fx] * wx[:, 0]
-        for r in range(1, 4):
-            acc += block[:, fx + r] * wx[:, r]
-        out[start : start + chunk_rows] = acc
-    return out
+    def __init__(self, surface: object, shape: tuple[int, int], grid_px: int, unit: float) -> None:
+        self.shape = shape
+        gy, gx = (np.linspace(0, n - 1, max(int(np.ceil((n - 1) / grid_px)) + 1, min(n, 4))) for n in shape)
+        values = surface.grid(gy / unit, gx / unit)
+        if len(gy) < 4 or len(gx) < 4:
+            from scipy.interpolate import RectBivariateSpline
+
+            self._scipy = RectBivariateSpline(gy, gx, values, kx=len(gy) - 1, ky=len(gx) - 1, s=0)
+            return
+        self._scipy = None
+        self.ky, self.kx = _cubic_knots(gy), _cubic_knots(gx)
+        # B-spline coefficients C with values = Ay @ C @ Ax.T (interpolation at the grid points)
+        ay, ax = _cubic_matrix(self.ky, gy, len(gy)), _cubic_matrix(self.kx, gx, len(gx))
+        self.coef = np.linalg.solve(ax, np.linalg.solve(ay, values).T).T
+
+    def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
+        """Values at pixel positions ``(y, x)`` (arrays of one shape, 0-based px), float64."""
+        y, x = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
+        if self._scipy is not None:
+            return self._scipy.ev(y, x)
+        fy, wy = _cubic_basis(self.ky, y.ravel())
+        fx, wx = _cubic_basis(self.kx, x.ravel())
+        out = sum(wy[:, r] * wx[:, c] * self.coef[fy + r, fx + c] for r in range(4) for c in range(4))
+        return np.reshape(out, y.shape)
+
+    def full(self, chunk_rows: int = 256) -> np.ndarray:
+        """Values at every pixel of the frame, float32.
+
+        Along y for every grid column (small), then along x as a matrix
+        product, a block of rows at a time, in float32 (the output's precision).
+        """
+        ny, nx = self.shape
+        if self._scipy is not None:
+            return self._scipy(np.arange(ny), np.arange(nx)).astype(np.float32)
+        fy, wy = _cubic_basis(self.ky, np.arange(ny, dtype=np.float64))
+        rows = sum(wy[:, r, None] * self.coef[fy + r] for r in range(4)).astype(np.float32)
+        along_x = _cubic_matrix(self.kx, np.arange(nx, dtype=np.float64), self.coef.shape[1]).T
+        along_x = along_x.astype(np.float32)
+        out = np.empty(self.shape, dtype=np.float32)
+        for start in range(0, ny, chunk_rows):
+            np.matmul(rows[start : start + chunk_rows], along_x, out=out[start : start + chunk_rows])
+        return out
 
 
 def curvature(model: np.ndarray, step: int = 8, bin_px: int = 1) -> np.ndarray:

@@ -577,6 +577,7 @@ def gradient_model(
                     smoothness=smoothness,
                     max_points=settings["max_points"],
                     degree=settings["degree"],
+                    grid_px=settings["grid_px"],
                 )
                 status.loc[used.index[~keep]] = "outlier"
                 if not keep.all():
