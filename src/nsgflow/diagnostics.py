@@ -107,6 +107,8 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
         ax.set_xscale("log")
         ax.set_xlabel("target flux")
     left.set_yscale("log")
+    for ax in (left, right):  # a tick per decade: the minor ones took half the graph's drawing time
+        ax.minorticks_off()
     left.set_ylabel("reference flux")
     right.set_ylabel("reference / target flux")
     ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
