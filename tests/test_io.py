@@ -1,4 +1,5 @@
 import stat
+import warnings
 
 import numpy as np
 import pytest
@@ -77,6 +78,19 @@ def test_write_fits_float32_with_checksum(tmp_path):
         assert hdul[0].data.dtype == np.dtype(">f4")
         assert hdul[0].header["OBJECT"] == "M31"
         assert "CHECKSUM" in hdul[0].header
+
+
+def test_write_fits_leaves_the_array_as_it_was(tmp_path):
+    """The array is put in FITS byte order while written: afterwards it is unchanged, the file right."""
+    data = np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5
+    before = data.copy()
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a wrong CHECKSUM or DATASUM is a warning in astropy
+        write_fits(tmp_path / "o.fits", data)
+        with fits.open(tmp_path / "o.fits", checksum=True) as hdul:
+            np.testing.assert_array_equal(hdul[0].data, before)
+    np.testing.assert_array_equal(data, before)
+    assert data.dtype == np.float32 and data.flags.writeable
 
 
 def test_outputs_get_the_usual_permissions(tmp_path):

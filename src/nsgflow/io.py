@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -412,15 +413,28 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
 
     The CHECKSUM and DATASUM cards carry a fixed comment instead of astropy's
     time stamp, so the same data and header give the same bytes on every run.
+    A float32 ``data`` is put in FITS byte order in place while it is written
+    and restored after (astropy would swap it twice, once for the checksum
+    and once to write, each time there and back).
     """
     from astropy.io import fits
 
-    hdu = fits.PrimaryHDU(np.asarray(data, dtype=np.float32), header=header)
-    for key in ("BZERO", "BSCALE", "BLANK"):
-        hdu.header.remove(key, ignore_missing=True)
-    hdu.add_checksum(when="nsgflow")
-    with atomic_path(path) as tmp:
-        hdu.writeto(tmp, overwrite=True, checksum=False)
+    array = np.asarray(data, dtype=np.float32)  # in the machine's byte order
+    swap = sys.byteorder == "little"
+    if swap and not array.flags.writeable:
+        array = array.copy()
+    if swap:
+        array.byteswap(inplace=True)
+    try:
+        hdu = fits.PrimaryHDU(array.view(">f4"), header=header)
+        for key in ("BZERO", "BSCALE", "BLANK"):
+            hdu.header.remove(key, ignore_missing=True)
+        hdu.add_checksum(when="nsgflow")
+        with atomic_path(path) as tmp:
+            hdu.writeto(tmp, overwrite=True, checksum=False)
+    finally:
+        if swap:
+            array.byteswap(inplace=True)
 
 
 def write_xisf(path: str | os.PathLike, data: np.ndarray, header: fits.Header, properties: dict) -> None:
