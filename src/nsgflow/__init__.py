@@ -22,7 +22,7 @@ from importlib import import_module
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 5,
+    "detect": 6,
     "photometry": 4,
     "scale": 2,
     "samples": 2,
