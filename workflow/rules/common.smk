@@ -5,7 +5,6 @@ from pathlib import Path
 
 import nsgflow
 from nsgflow.io import is_xisf, read_shape
-from nsgflow.summary import write_summary
 from nsgflow.workflow import check_frames, find_frames, validate_config
 
 validate_config(config)
@@ -34,6 +33,8 @@ wildcard_constraints:
 
 def report_failures():
     """Write the summary of what finished and what failed, and say where it is."""
+    from nsgflow.summary import write_summary  # here: astropy is imported only by a failing run
+
     chosen = Path(f"{RESULTS}/reference.txt")  # auto reference: known once choose_reference ran
     reference = FIXED_REFERENCE or (chosen.read_text().strip() if chosen.is_file() else None)
     try:
