@@ -1,6 +1,7 @@
 import numpy as np
 import pandas as pd
 import pytest
+import sep
 from scipy import integrate
 
 from nsgflow import synthetic
@@ -13,6 +14,8 @@ from nsgflow.photometry import (
     aperture_photometry,
     measure_photometry,
     moffat_enclosed,
+    neighbour_mask,
+    pixel_blur,
 )
 from nsgflow.scale import fit_scale
 from nsgflow.stages import detect_frame, match_and_measure
@@ -24,6 +27,22 @@ def test_moffat_enclosed_matches_numerical_integral():
     alpha, beta, r = 2.5, 3.2, 6.0
     profile = lambda s: 2 * np.pi * s * (beta - 1) / (np.pi * alpha**2) * (1 + (s / alpha) ** 2) ** -beta  # noqa: E731
     assert moffat_enclosed(r, alpha, beta) == pytest.approx(integrate.quad(profile, 0, r)[0], rel=1e-10)
+
+
+def test_pixel_blur_predicts_the_light_pixel_sums_find_in_a_star_core():
+    """Small circles summed from pixels miss core light; the first-order blur accounts for nearly all."""
+    fwhm, beta, radius = 3.0, 3.0, 2.8
+    alpha = synthetic.moffat_alpha(fwhm, beta)
+    rng = np.random.default_rng(2)
+    measured = []
+    for x0, y0 in 40 + rng.uniform(-0.5, 0.5, (20, 2)):
+        image = np.zeros((81, 81))
+        synthetic._add_star(image, x0, y0, 1.0, alpha, beta, 40)  # sampled at pixel centres, unit sum
+        measured.append(sep.sum_circle(image, np.array([x0]), np.array([y0]), radius, subpix=0)[0].item())
+    found = float(np.mean(measured))
+    exact = moffat_enclosed(radius, alpha, beta)
+    assert found - exact < -0.006  # 0.8 % of the light in the core moves out
+    assert found == pytest.approx(exact + pixel_blur(radius, alpha, beta), abs=0.001)
 
 
 def test_aperture_measures_the_predicted_fraction():
@@ -47,6 +66,31 @@ def test_annulus_background_ignores_no_data_and_stars():
     assert med.item() == pytest.approx(300.0, abs=2.0)
     assert sigma.item() == pytest.approx(10.0, rel=0.15)
     assert 0 < count.item() < np.pi * (15**2 - 8**2)
+
+
+def test_masked_neighbours_leave_the_annulus_median_at_the_sky():
+    """A broad neighbour in the annulus raises the median, masked it barely does; own pixels are kept."""
+    rng = np.random.default_rng(1)
+    sky, shape = 300.0, (120, 120)
+    neighbour = moffat_star(shape, 75.0, 60.0, 4e5, fwhm=6.0)
+    image = (sky + neighbour + rng.normal(0, 10, shape)).astype(np.float32)
+    x, y, r_in, r_out = np.array([60.0]), np.array([60.0]), 10.0, 22.0
+    plain, _, n_plain = annulus_background(image, x, y, r_in, r_out)
+    assert plain.item() > sky + 3.0  # the neighbour's wing covers much of the annulus
+    catalog = pd.DataFrame({"x": [60.0, 75.0], "y": [60.0, 60.0], "peak": [0.0, neighbour.max() + sky]})
+    catalog["sky"] = sky
+    mask, (radii,) = neighbour_mask([(image, catalog)], hlr=0.63 * 6.0, mask_sigma=2.0)
+    assert radii[0] == pytest.approx(2 * 0.63 * 6.0)  # no light: the least radius, 2 half-light radii
+    masked, _, n_masked = annulus_background(image, x, y, r_in, r_out, mask=mask)
+    # the wing fainter than 2 sigmas stays: 2.6 ADU above the sky, against 9.2 unmasked
+    assert abs(masked.item() - sky) < 0.3 * (plain.item() - sky)
+    assert 0.25 * n_plain.item() < n_masked.item() < n_plain.item()
+    # the star's own mask reaching into its annulus is not left out
+    own, _, n_own = annulus_background(image, x, y, r_in, r_out, mask=mask, own_radius=np.array([r_out + 1]))
+    assert n_own.item() == n_plain.item() and own.item() == plain.item()
+    # a mask that leaves under a quarter of the annulus is not used: the median of all its pixels
+    everything = np.ones(shape, bool)
+    assert annulus_background(image, x, y, r_in, r_out, mask=everything)[2].item() == n_plain.item()
 
 
 def test_aperture_touching_no_data_is_flagged():
