@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nsgflow.spline import fit_gradient, merge_samples, polynomial_degree
+from nsgflow.spline import GriddedSurface, fit_gradient, merge_samples, polynomial_degree
 
 
 def _surface(x, y, nx, ny):
@@ -99,3 +99,15 @@ def test_the_grid_costs_next_to_nothing(samples, smoothness):
     # twice as coarse as automatic is measurably worse: the test can see the grid
     coarse = fit_gradient(x, y, values, weight, shape, smoothness=smoothness, grid_px=32)
     assert np.abs(coarse - exact).max() > 3 * error.max()
+
+
+def test_a_frame_too_thin_for_bicubic_gets_a_lower_degree():
+    """Fewer than 4 rows: scipy's spline, cubic along the long side, of the degree the 3 rows allow across."""
+
+    class Tilt:
+        def grid(self, g0, g1):
+            return 1.0 + 0.5 * g0[:, None] + 0.01 * g1[None, :] ** 2
+
+    model = GriddedSurface(Tilt(), (3, 100), grid_px=10, unit=1.0).full()
+    yy, xx = np.mgrid[0:3, 0:100]
+    np.testing.assert_allclose(model, 1.0 + 0.5 * yy + 0.01 * xx**2, rtol=1e-5)

@@ -533,7 +533,8 @@ class GriddedSurface:
         if len(gy) < 4 or len(gx) < 4:
             from scipy.interpolate import RectBivariateSpline
 
-            self._scipy = RectBivariateSpline(gy, gx, values, kx=len(gy) - 1, ky=len(gx) - 1, s=0)
+            degrees = {"kx": min(3, len(gy) - 1), "ky": min(3, len(gx) - 1)}
+            self._scipy = RectBivariateSpline(gy, gx, values, **degrees, s=0)
             return
         self._scipy = None
         self.ky, self.kx = _cubic_knots(gy), _cubic_knots(gx)
