@@ -25,15 +25,15 @@ NOISE_PIXELS = 4_000_000
 MASK_BETA = 2.5
 
 
-def background_noise(data: np.ndarray) -> float:
+def background_noise(data: np.ndarray, pixels: int = NOISE_PIXELS) -> float:
     """Robust per-pixel noise of a frame's background (MAD of pixel-to-pixel differences).
 
     Differences of horizontal neighbours cancel smooth background and most
     of the stars, so this is the noise even in a crowded or nebulous frame.
-    Of a large frame every few rows are used, about :data:`NOISE_PIXELS`
-    pixels: enough for the median to 0.1 %.
+    Of a large frame every few rows are used, about ``pixels`` pixels
+    (:data:`NOISE_PIXELS`: enough for the median to 0.1 %).
     """
-    rows = data[:: max(1, data.size // NOISE_PIXELS)]
+    rows = data[:: max(1, data.size // pixels)]
     a, b = rows[:, :-1], rows[:, 1:]
     diff = np.subtract(a, b)
     if (rows == 0).any():  # only differences between two pixels with data

@@ -377,7 +377,7 @@ def neighbour_mask(
         star_radius(
             np.maximum(catalog["peak"].to_numpy() - catalog["sky"].to_numpy(), 0.0),
             hlr,
-            background_noise(data[:: max(1, data.size // MASK_NOISE_PIXELS)]),
+            background_noise(data, pixels=MASK_NOISE_PIXELS),
             mask_sigma=mask_sigma,
         )
         for data, catalog in frames
