@@ -1,7 +1,15 @@
 import numpy as np
 import pytest
 
-from nsgflow.spline import GriddedSurface, fit_gradient, merge_samples, polynomial_degree
+from nsgflow.spline import (
+    GriddedSurface,
+    ThinPlateSpline,
+    fit_gradient,
+    merge_samples,
+    polynomial_degree,
+    reject_outlier_samples,
+    sample_leverage,
+)
 
 
 def _surface(x, y, nx, ny):
@@ -111,3 +119,35 @@ def test_a_frame_too_thin_for_bicubic_gets_a_lower_degree():
     model = GriddedSurface(Tilt(), (3, 100), grid_px=10, unit=1.0).full()
     yy, xx = np.mgrid[0:3, 0:100]
     np.testing.assert_allclose(model, 1.0 + 0.5 * yy + 0.01 * xx**2, rtol=1e-5)
+
+
+def test_leverage_is_the_pull_of_a_sample_on_its_own_fit(samples):
+    """Residual from the fit = (1 - leverage) x residual from the fit without the sample (an identity)."""
+    x, y, values, _, (_, nx) = samples
+    weight = np.random.default_rng(1).uniform(0.3, 1.0, x.size)
+    points = np.column_stack([y, x]) / nx
+    smoothing = 1e-2 / weight
+    full = ThinPlateSpline(points, values, smoothing, degree=3, leverage=True)
+    for i in (0, x.size // 2 + 7, x.size - 1):  # a corner, the middle, the opposite corner
+        others = np.arange(x.size) != i
+        without = ThinPlateSpline(points[others], values[others], smoothing[others], degree=3)
+        at = points[i : i + 1]
+        fitted, predicted = (s.grid(at[:, 0], at[:, 1])[0, 0] for s in (full, without))
+        assert values[i] - fitted == pytest.approx((1 - full.leverage[i]) * (values[i] - predicted), rel=1e-6)
+    corner, middle = full.leverage[0], full.leverage[x.size // 2 + 7]
+    assert 0 < middle < corner < 1
+
+
+def test_merged_samples_are_taken_to_pull_their_fit_by_nothing(samples):
+    x, y, _, weight, shape = samples
+    assert sample_leverage(x, y, weight, shape, smoothness=-2.0, max_points=x.size).min() > 0
+    assert not sample_leverage(x, y, weight, shape, smoothness=-2.0, max_points=x.size - 1).any()
+
+
+def test_an_outlier_in_a_corner_is_judged_without_its_own_pull(samples):
+    x, y, values, weight, shape = samples
+    spoiled = values.copy()
+    spoiled[0] += 2.0  # 4 sigmas of the samples' noise, in the corner the model follows most
+    keep = reject_outlier_samples(x, y, spoiled, weight, shape, smoothness=-2.0)
+    assert not keep[0]
+    assert keep[1:].mean() > 0.98

@@ -26,7 +26,7 @@ ALGORITHM_VERSIONS = {
     "photometry": 5,
     "scale": 2,
     "samples": 2,
-    "gradient": 6,
+    "gradient": 7,
     "normalize": 1,
     "diagnostics": 1,
 }

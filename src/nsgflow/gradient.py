@@ -206,7 +206,7 @@ def sample_background(
     valid: np.ndarray,
     *,
     box_px: int = 32,
-    min_valid_fraction: float = 0.25,
+    min_valid_fraction: float = 0.1,
 ) -> pd.DataFrame:
     """The value (:func:`box_statistic`) of ``difference`` over valid pixels in each box of a regular grid.
 
@@ -219,7 +219,7 @@ def sample_background(
     box_px : int, default 32
         Side of the square sample boxes; boxes tile the frame from (0, 0),
         the last row and column may be smaller.
-    min_valid_fraction : float, default 0.25
+    min_valid_fraction : float, default 0.1
         Boxes with fewer valid pixels than this fraction of a full box are
         rejected (so are thin slivers at the frame's edges).
 
