@@ -11,6 +11,10 @@ runs the whole workflow with Snakemake on them and prints
 * the CPU time of the whole run (user and system, Snakemake and all its jobs), against
   the jobs' own;
 * the per-job overhead: Python start-up plus the imports every job script does;
+* how much the CPUs slow each other: the same piece of the workflow's work (star
+  detection on a synthetic frame) timed on one CPU alone and on every CPU at once,
+  before the run (CPUs that share a physical core, or a busy host, make jobs that
+  run side by side slower than either alone);
 * how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
   default 500: symbolic links to the synthetic frames, planning reads no pixels).
 
@@ -38,6 +42,8 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from nsgflow import synthetic
 from nsgflow.cli import snakemake_command
@@ -160,6 +166,49 @@ JOB_ENV = {
         "NUMEXPR_NUM_THREADS",
     )
 }
+
+
+#: one process of :func:`cpu_contention`: pinned to CPU ``argv[1]``, it waits until the time
+#: ``argv[2]``, then prints the shortest of 3 star detections on the frame in ``argv[3]`` (s)
+CONTENTION_PROBE = """
+import os, sys, time
+os.sched_setaffinity(0, {int(sys.argv[1])})
+import numpy as np
+from nsgflow.detect import detect_stars
+frame = np.load(sys.argv[3])
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+times = []
+for _ in range(3):
+    start = time.perf_counter()
+    detect_stars(frame)
+    times.append(time.perf_counter() - start)
+print(min(times))
+"""
+
+
+def cpu_contention(out: Path) -> dict[str, float]:
+    """Seconds of :data:`CONTENTION_PROBE` on one CPU alone, and on each CPU when all run it at once."""
+    frame = out / "contention_probe.npy"
+    scene = synthetic.SceneSpec(shape=(1000, 1500), n_stars=8000, seed=1)
+    np.save(frame, synthetic.render_frame(scene, synthetic.FrameSpec("probe", seed=1)))
+
+    def run(cpus: list[int]) -> list[float]:
+        start = time.time() + 2.0  # after every process has loaded the frame
+        probes = [
+            subprocess.Popen(
+                [sys.executable, "-c", CONTENTION_PROBE, str(cpu), str(start), str(frame)],
+                stdout=subprocess.PIPE,
+                text=True,
+                env={**os.environ, **JOB_ENV},
+            )
+            for cpu in cpus
+        ]
+        return [float(p.communicate()[0]) for p in probes]
+
+    cpus = sorted(os.sched_getaffinity(0))
+    alone = run(cpus[:1])[0]
+    together = run(cpus)
+    return {"alone_s": alone, "together_s": statistics.mean(together), "cpus": len(cpus)}
 
 
 def job_overhead(repeats: int = 5) -> dict[str, float]:
@@ -308,6 +357,12 @@ def main(argv: list[str] | None = None) -> int:
     requested = requested_mem_mb(dry_log)
     print(f"dry run of {args.frames} frames: {dry_s:.1f} s")
 
+    contention = cpu_contention(out)
+    print(
+        f"CPU contention: star detection on a 1500x1000 synthetic frame took {contention['alone_s']:.2f} s "
+        f"on one CPU alone, {contention['together_s']:.2f} s on each of {contention['cpus']} CPUs at once "
+        f"({contention['together_s'] / contention['alone_s']:.2f}x)"
+    )
     # start-up cost of one job, before and after the run (the load of the machine may change)
     before = job_overhead()
     print(f"running the workflow (log: {out / 'snakemake.log'}) ...", flush=True)
@@ -343,6 +398,7 @@ def main(argv: list[str] | None = None) -> int:
         overhead_s=overhead,
         overhead_s_before=before,
         overhead_s_after=after,
+        cpu_contention=contention,
         load_average_end=os.getloadavg(),
     )
 
