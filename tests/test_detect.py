@@ -41,6 +41,21 @@ def test_saturated_star_is_flagged():
     assert saturated.iloc[0][["x", "y"]].to_numpy() == pytest.approx([150.3, 100.6], abs=0.5)
 
 
+def test_stars_just_reaching_the_clip_level_give_the_saturation_level():
+    # two stars whose peaks only just pass the clip level: a pixel or two each, no plateau of 5
+    rng = np.random.default_rng(4)
+    image, _, _ = _field(rng)
+    for x, y in ((60.2, 50.7), (220.6, 150.1)):
+        image += moffat_star(image.shape, x, y, 4.4e5, 3.0)
+    clipped = np.minimum(image, 30000.0).astype(np.float32)
+    assert 2 <= np.count_nonzero(clipped == 30000.0) < 5
+    assert estimate_saturation(clipped) == pytest.approx(30000.0)
+    cat = detect_stars(clipped)
+    assert ((cat["flags"] & int(StarFlag.SATURATED)) != 0).sum() == 2
+    # the same stars unclipped: two different peaks, no saturation level
+    assert estimate_saturation(image) == float("inf")
+
+
 def test_unsaturated_frame_has_no_saturation_level():
     image, _, _ = _field(np.random.default_rng(2))
     assert estimate_saturation(image) == float("inf")

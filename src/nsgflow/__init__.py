@@ -22,7 +22,7 @@ from importlib import import_module
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 6,
+    "detect": 7,
     "photometry": 5,
     "scale": 2,
     "samples": 2,
