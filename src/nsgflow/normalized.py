@@ -61,6 +61,13 @@ def normalize_frame(
     return out
 
 
+def _fits_one_card(value: str | float, comment: str) -> bool:
+    """True when ``KEYWORD = value / comment`` fits in one 80-column FITS card (fixed format)."""
+    # "KEYWORD = " then the value (a string quoted, padded to 20 columns as numbers are), " / "
+    width = max(len(value.replace("'", "''")) + 2, 20) if isinstance(value, str) else 20
+    return 10 + width + 3 + len(comment) <= 80
+
+
 def normalized_header(
     header: fits.Header,
     *,
@@ -87,7 +94,8 @@ def normalized_header(
         out[f"NSGSER{channel}"] = (m_err, f"1-sigma uncertainty of NSGSCL{channel}")
     out["NSGREF"] = (fits_text(reference), "NSG reference frame")
     for key, value in (extra or {}).items():
-        out[key] = (value, KEYWORDS[key])
+        # a SHA-256 fills its card: the comment would be cut to one letter, with a warning per frame
+        out[key] = (value, KEYWORDS[key]) if _fits_one_card(value, KEYWORDS[key]) else value
     for line in history:
         out.add_history(fits_text(line))
     return out
