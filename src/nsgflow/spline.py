@@ -445,8 +445,8 @@ def reject_outlier_samples(
 
     A sample is judged by its residual from the model of the others: its
     residual from the model of all divided by ``1 - h``, ``h`` its leverage
-    (:func:`sample_leverage`, of the first fit; at most :data:`MIN_FREEDOM`
-    less). Where the model is least constrained, in a corner or beside a
+    (:func:`sample_leverage`, of the first fit; ``1 - h`` at least
+    :data:`MIN_FREEDOM`). Where the model is least constrained, in a corner or beside a
     hole the star masks leave, it follows a spoiled sample most, so the
     plain residual hid one that the others did not agree with (hard set, 30
     seeds, with ``samples.min_valid_fraction`` 0.1: a corner sample 1.2 sigma
