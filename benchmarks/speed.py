@@ -11,10 +11,12 @@ runs the whole workflow with Snakemake on them and prints
 * the CPU time of the whole run (user and system, Snakemake and all its jobs), against
   the jobs' own;
 * the per-job overhead: Python start-up plus the imports every job script does;
-* how much the CPUs slow each other: the same piece of the workflow's work (star
-  detection on a synthetic frame) timed on one CPU alone and on every CPU at once,
-  before the run (CPUs that share a physical core, or a busy host, make jobs that
-  run side by side slower than either alone);
+* how much the CPUs slow each other: the same pieces of the workflow's work (star
+  detection on a synthetic frame; m*T - R over 24-megapixel frames) timed on one CPU
+  alone and on every CPU at once, before the run (CPUs that share a physical core or
+  the memory's bandwidth make jobs that run side by side slower than either alone);
+* the CPU time the host took for other machines during the run (``steal`` in
+  /proc/stat), where the machine is a virtual one;
 * how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
   default 500: symbolic links to the synthetic frames, planning reads no pixels).
 
@@ -169,28 +171,39 @@ JOB_ENV = {
 
 
 #: one process of :func:`cpu_contention`: pinned to CPU ``argv[1]``, it waits until the time
-#: ``argv[2]``, then prints the shortest of 5 star detections on the frame in ``argv[3]`` (s)
+#: ``argv[2]``, then prints the shortest of 5 star detections on the frame in ``argv[3]`` and the
+#: shortest of 5 passes of m*T - R over 24-megapixel float32 frames, which the caches cannot hold (s)
 CONTENTION_PROBE = """
 import os, sys, time
 os.sched_setaffinity(0, {int(sys.argv[1])})
 import numpy as np
 from nsgflow.detect import detect_stars
 frame = np.load(sys.argv[3])
+target, reference = np.ones((2, 4000, 6000), np.float32)
+difference = np.empty_like(target)
 time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
-times = []
-for _ in range(5):
-    start = time.perf_counter()
-    detect_stars(frame)
-    times.append(time.perf_counter() - start)
-print(min(times))
+def shortest(work):
+    times = []
+    for _ in range(5):
+        start = time.perf_counter()
+        work()
+        times.append(time.perf_counter() - start)
+    return min(times)
+def stream():
+    np.multiply(target, np.float32(1.3), out=difference)
+    np.subtract(difference, reference, out=difference)
+print(shortest(lambda: detect_stars(frame)), shortest(stream))
 """
 
 
 def cpu_contention(out: Path) -> dict[str, float]:
-    """Seconds of :data:`CONTENTION_PROBE` on one CPU alone, and on each CPU when all run it at once.
+    """Seconds of :data:`CONTENTION_PROBE`'s two pieces on one CPU alone, and on each when all run them.
 
-    Each is the shorter of two rounds (alone, together, alone, together): a
-    moment's load from elsewhere on the host lengthens one round, not both.
+    The detection shows CPUs that share a core; the pass over frames too
+    large for the caches, CPUs that share the memory's bandwidth (the
+    24-megapixel jobs' case). Each is the shorter of two rounds (alone,
+    together, alone, together): a moment's load from elsewhere on the host
+    lengthens one round, not both.
     """
     frame = out / "contention_probe.npy"
     scene = synthetic.SceneSpec(shape=(1000, 1500), n_stars=8000, seed=1)
@@ -207,15 +220,27 @@ def cpu_contention(out: Path) -> dict[str, float]:
             )
             for cpu in cpus
         ]
-        return [float(p.communicate()[0]) for p in probes]
+        outputs = [p.communicate()[0] for p in probes]
+        if any(p.returncode for p in probes):
+            sys.exit("speed: the CPU contention probe failed (its error is above)")
+        return [tuple(map(float, text.split())) for text in outputs]
 
     cpus = sorted(os.sched_getaffinity(0))
-    rounds = [(run(cpus[:1])[0], statistics.mean(run(cpus))) for _ in range(2)]
-    return {
-        "alone_s": min(alone for alone, _ in rounds),
-        "together_s": min(together for _, together in rounds),
-        "cpus": len(cpus),
-    }
+    rounds = [(run(cpus[:1])[0], run(cpus)) for _ in range(2)]
+    result: dict[str, float] = {"cpus": len(cpus)}
+    for i, piece in enumerate(("detect", "stream")):
+        result[f"{piece}_alone_s"] = min(alone[i] for alone, _ in rounds)
+        result[f"{piece}_together_s"] = min(statistics.mean(t[i] for t in together) for _, together in rounds)
+    return result
+
+
+def steal_s() -> float | None:
+    """CPU time the hypervisor gave to others so far, all CPUs (s; /proc/stat's steal); None: unknown."""
+    try:
+        fields = Path("/proc/stat").read_text().split("\n", 1)[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
 
 
 def job_overhead(repeats: int = 5) -> dict[str, float]:
@@ -366,17 +391,27 @@ def main(argv: list[str] | None = None) -> int:
 
     contention = cpu_contention(out)
     print(
-        f"CPU contention: star detection on a 1500x1000 synthetic frame took {contention['alone_s']:.2f} s "
-        f"on one CPU alone, {contention['together_s']:.2f} s on each of {contention['cpus']} CPUs at once "
-        f"({contention['together_s'] / contention['alone_s']:.2f}x)"
+        f"CPU contention, one CPU alone against each of {contention['cpus']} at once: star detection on a "
+        f"1500x1000 synthetic frame {contention['detect_alone_s']:.3f} s, "
+        f"{contention['detect_together_s']:.3f} s "
+        f"({contention['detect_together_s'] / contention['detect_alone_s']:.2f}x); m*T - R over 24-megapixel "
+        f"frames {contention['stream_alone_s']:.3f} s, {contention['stream_together_s']:.3f} s "
+        f"({contention['stream_together_s'] / contention['stream_alone_s']:.2f}x)"
     )
     # start-up cost of one job, before and after the run (the load of the machine may change)
     before = job_overhead()
     print(f"running the workflow (log: {out / 'snakemake.log'}) ...", flush=True)
     command = snakemake_command(frames_glob, reference, str(results), args.cores, None, extra)
     user, system = children_cpu()
+    stolen = steal_s()
     wall = timed(command, out, out / "snakemake.log", timeout=args.timeout)
     user, system = (now - then for now, then in zip(children_cpu(), (user, system), strict=True))
+    stolen = None if stolen is None or steal_s() is None else steal_s() - stolen
+    if stolen is not None:
+        print(
+            f"CPU time the host gave to others during the run (steal): {stolen:.1f} s, "
+            f"{100 * stolen / (wall * os.cpu_count()):.1f} % of the CPUs' time"
+        )
     after = job_overhead()
     overhead = {key: (before[key] + after[key]) / 2 for key in before}
     summary = summarize(results, shape, args.frames, args.cores, wall, requested, overhead["job_imports"])
@@ -406,6 +441,7 @@ def main(argv: list[str] | None = None) -> int:
         overhead_s_before=before,
         overhead_s_after=after,
         cpu_contention=contention,
+        steal_s=stolen,
         load_average_end=os.getloadavg(),
     )
 
