@@ -231,13 +231,17 @@ def _gridded_surface(
     max_points: int,
     degree: int,
     grid_px: int | str,
+    *,
+    leverage: bool = False,
 ) -> GriddedSurface:
     """The smoothing spline through (merged) samples, on the frame's grid (:class:`GriddedSurface`).
 
     Positions are in units of the frame's larger side; the polynomial has
     ``degree`` or the lower one the merged samples support
     (:func:`polynomial_degree`). ``grid_px`` "auto" is half the mean spacing
-    of the merged samples, the spline's centres (:func:`auto_grid_px`).
+    of the merged samples, the spline's centres (:func:`auto_grid_px`). With
+    ``leverage``, the result's ``leverage`` holds each sample's
+    (:func:`sample_leverage`), from the same system.
 
     The last result is kept: the workflow fits the samples kept by
     :func:`reject_outlier_samples` again in :func:`fit_gradient`, usually the
@@ -245,16 +249,22 @@ def _gridded_surface(
     """
     key = [np.asarray(v, np.float64).tobytes() for v in (x, y, value, weight)]
     key += [tuple(shape), smoothness, max_points, degree, grid_px]
-    if _LAST_SURFACE and _LAST_SURFACE[0] == key:
+    if _LAST_SURFACE and _LAST_SURFACE[0] == key and (not leverage or _LAST_SURFACE[1].leverage is not None):
         return _LAST_SURFACE[1]
     unit = float(max(shape))
+    n_samples = len(x)
+    merged = n_samples > max_points
     x, y, value, weight = merge_samples(x, y, value, weight, max_points)
     points = np.column_stack([y, x]) / unit
     weight = weight / weight.mean()
     surface: ThinPlateSpline | _Plane
     try:
         surface = ThinPlateSpline(
-            points, value, smoothing=10.0**smoothness / weight, degree=polynomial_degree(len(points), degree)
+            points,
+            value,
+            smoothing=10.0**smoothness / weight,
+            degree=polynomial_degree(len(points), degree),
+            leverage=leverage and not merged,
         )
     except np.linalg.LinAlgError:
         # samples on one line (a very narrow frame) define no surface: use the
@@ -263,6 +273,9 @@ def _gridded_surface(
     if grid_px == "auto":
         grid_px = auto_grid_px(shape, len(points))
     gridded = GriddedSurface(surface, shape, int(grid_px), unit)
+    if leverage:
+        found = getattr(surface, "leverage", None)
+        gridded.leverage = np.zeros(n_samples) if found is None else found
     _LAST_SURFACE[:] = [key, gridded]
     return gridded
 
@@ -395,20 +408,10 @@ def sample_leverage(
     >>> bool(0 < middle < corner < 1)
     True
     """
-    if len(x) > max_points:
-        return np.zeros(len(x))
-    points = np.column_stack([y, x]) / float(max(shape))
-    try:
-        spline = ThinPlateSpline(
-            points,
-            np.zeros(len(points)),
-            10.0**smoothness / (weight / weight.mean()),
-            degree=polynomial_degree(len(points), degree),
-            leverage=True,
-        )
-    except np.linalg.LinAlgError:
-        return np.zeros(len(x))
-    return spline.leverage
+    zeros = np.zeros(len(x))  # the leverage does not depend on the values
+    return _gridded_surface(
+        x, y, zeros, weight, shape, smoothness, max_points, degree, "auto", leverage=True
+    ).leverage
 
 
 def reject_outlier_samples(
@@ -473,11 +476,22 @@ def reject_outlier_samples(
     for _ in range(iterations):
         if keep.sum() < 4:
             break
+        # the leverage is that of the fit to all samples: a few dropped change the others' little
+        first = leverage is None
         model = _gridded_surface(
-            x[keep], y[keep], value[keep], weight[keep], shape, smoothness, max_points, degree, grid_px
+            x[keep],
+            y[keep],
+            value[keep],
+            weight[keep],
+            shape,
+            smoothness,
+            max_points,
+            degree,
+            grid_px,
+            leverage=first,
         )
-        if leverage is None:  # of the fit to all samples: a few dropped change the others' little
-            leverage = sample_leverage(x, y, weight, shape, smoothness, max_points, degree)
+        if first:
+            leverage = model.leverage
         resid = value - model.at(y, x)
         # a kept sample is judged by its residual from the model of the others
         resid[keep] /= np.maximum(1.0 - leverage[keep], MIN_FREEDOM)
@@ -613,6 +627,8 @@ class GriddedSurface:
 
     def __init__(self, surface: object, shape: tuple[int, int], grid_px: int, unit: float) -> None:
         self.shape = shape
+        #: each sample's leverage in the fit, when :func:`_gridded_surface` was asked for it
+        self.leverage: np.ndarray | None = None
         gy, gx = (np.linspace(0, n - 1, max(int(np.ceil((n - 1) / grid_px)) + 1, min(n, 4))) for n in shape)
         values = surface.grid(gy / unit, gx / unit)
         if len(gy) < 4 or len(gx) < 4:
