@@ -5,10 +5,12 @@
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from astropy.io import fits
+from astropy.io.fits.verify import VerifyWarning
 
 from nsgflow.channels import planes
 from nsgflow.io import fits_text
@@ -61,11 +63,14 @@ def normalize_frame(
     return out
 
 
-def _fits_one_card(value: str | float, comment: str) -> bool:
-    """True when ``KEYWORD = value / comment`` fits in one 80-column FITS card (fixed format)."""
-    # "KEYWORD = " then the value (a string quoted, padded to 20 columns as numbers are), " / "
-    width = max(len(value.replace("'", "''")) + 2, 20) if isinstance(value, str) else 20
-    return 10 + width + 3 + len(comment) <= 80
+def _fits_one_card(key: str, value: str | float, comment: str) -> bool:
+    """True when astropy writes ``key = value / comment`` in one card without cutting the comment."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VerifyWarning)  # "Card is too long, comment will be truncated"
+        try:
+            return len(fits.Card(key, value, comment).image) <= fits.Card.length
+        except VerifyWarning:
+            return False
 
 
 def normalized_header(
@@ -95,7 +100,7 @@ def normalized_header(
     out["NSGREF"] = (fits_text(reference), "NSG reference frame")
     for key, value in (extra or {}).items():
         # a SHA-256 fills its card: the comment would be cut to one letter, with a warning per frame
-        out[key] = (value, KEYWORDS[key]) if _fits_one_card(value, KEYWORDS[key]) else value
+        out[key] = (value, KEYWORDS[key]) if _fits_one_card(key, value, KEYWORDS[key]) else value
     for line in history:
         out.add_history(fits_text(line))
     return out
