@@ -406,7 +406,8 @@ def main(argv: list[str] | None = None) -> int:
     stolen = steal_s()
     wall = timed(command, out, out / "snakemake.log", timeout=args.timeout)
     user, system = (now - then for now, then in zip(children_cpu(), (user, system), strict=True))
-    stolen = None if stolen is None or steal_s() is None else steal_s() - stolen
+    stolen_after = steal_s()
+    stolen = None if stolen is None or stolen_after is None else stolen_after - stolen
     if stolen is not None:
         print(
             f"CPU time the host gave to others during the run (steal): {stolen:.1f} s, "

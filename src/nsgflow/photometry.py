@@ -236,11 +236,7 @@ class GrowthFit:
 
 
 def _median_growth(
-    data: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    radius: float,
-    annulus: tuple[float, float],
+    data: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float, annulus: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray, int] | None:
     """Median growth curve (flux at :data:`GROWTH_RADII` x ``radius`` over flux at ``radius``) of stars.
 
