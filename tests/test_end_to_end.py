@@ -262,3 +262,14 @@ def test_automatic_sample_size_is_recorded(run):
     assert record["resolved"]["sample_box_px"] == samples["box_px"].iloc[0] == 8 * np.ceil(8 * fwhm / 8)
     assert record["settings"]["samples"]["box_px"] == "auto"
     assert "sample box" in (run["results"] / "logs" / "normalize_frame" / "frame_02.log").read_text()
+
+
+def test_a_clean_run_logs_no_warnings(run):
+    # a warning in a log should mean something about the data; astropy's "Card is too long"
+    # (a header comment cut short) was in every frame's log
+    logs = sorted((run["results"] / "logs").rglob("*.log"))
+    assert logs
+    warnings = [
+        f"{path.name}: {line}" for path in logs for line in path.read_text().splitlines() if "WARNING" in line
+    ]
+    assert not warnings

@@ -268,7 +268,7 @@ def _gradient(
     )
     write_fits(output, model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
-    out["NSGCBIN"] = (CURVATURE_BIN_PX, "curvature pixel: mean of this many px a side of G")
+    out["NSGCBIN"] = (CURVATURE_BIN_PX, "a pixel is the mean of this many px a side of G")
     # IRAF physical coordinates (DS9 shows them): the frame's pixel under each block's centre
     for axis in (1, 2):
         out[f"LTM{axis}_{axis}"] = (1 / CURVATURE_BIN_PX, "binned: image = LTM * frame pixel + LTV")
