@@ -37,6 +37,7 @@ import argparse
 import csv
 import json
 import os
+import re
 import resource
 import shutil
 import statistics
@@ -153,6 +154,20 @@ def read_benchmarks(results: Path) -> dict[str, list[dict[str, float]]]:
                 values["frame"] = path.stem
                 rows.setdefault(path.parent.name, []).append(values)
     return rows
+
+
+#: a job log's line for one stage of the job (:func:`nsgflow.pipeline._timed`)
+STAGE_TIME = re.compile(r"^INFO \S+: (\w+) took ([0-9.]+) s$")
+
+
+def read_stage_times(results: Path) -> dict[str, dict[str, list[float]]]:
+    """Rule -> stage -> seconds per job, from the "<frame>: <stage> took <s> s" lines of the job logs."""
+    times: dict[str, dict[str, list[float]]] = {}
+    for path in sorted((results / "logs").glob("*/*.log")):
+        for line in path.read_text().splitlines():
+            if match := STAGE_TIME.match(line):
+                times.setdefault(path.parent.name, {}).setdefault(match[1], []).append(float(match[2]))
+    return times
 
 
 #: The environment Snakemake gives a one-thread job: its linear algebra libraries on one thread
@@ -322,6 +337,14 @@ def summarize(
             f"{rss / frame_mb:>7.1f} {requested.get(rule, '-')!s:>7}"
         )
     print(f"{'sum of stages':<20} {'':>4} {total_job_s / n_frames:>12.2f}")
+    for rule, stages in read_stage_times(results).items():
+        means = {stage: statistics.fmean(secs) for stage, secs in stages.items()}
+        summary["stages"].setdefault(rule, {})["parts_s_mean"] = means
+        rest = summary["stages"][rule]["s_mean"] - sum(means.values())
+        parts = ", ".join(f"{stage} {secs:.2f}" for stage, secs in means.items())
+        print(
+            f"  {rule}, s per job from its log: {parts}; the rest (start-up, imports, Snakemake) {rest:.2f}"
+        )
     summary.update(
         wall_s=wall,
         wall_s_per_frame=wall / n_frames,

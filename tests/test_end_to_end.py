@@ -1,6 +1,7 @@
 """The whole workflow through Snakemake on a small synthetic set with known truth."""
 
 import hashlib
+import importlib.util
 import json
 import os
 from pathlib import Path
@@ -273,3 +274,15 @@ def test_a_clean_run_logs_no_warnings(run):
         f"{path.name}: {line}" for path in logs for line in path.read_text().splitlines() if "WARNING" in line
     ]
     assert not warnings
+
+
+def test_normalize_logs_how_long_each_stage_took(run):
+    # benchmarks/speed.py reads these lines for its per-stage table
+    spec = importlib.util.spec_from_file_location(
+        "speed", Path(__file__).parents[1] / "benchmarks" / "speed.py"
+    )
+    speed = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(speed)
+    times = speed.read_stage_times(run["results"])["normalize_frame"]
+    assert list(times) == ["reading", "photometry", "scale", "samples", "gradient", "normalized", "graphs"]
+    assert all(len(secs) == len(run["inputs"]) and min(secs) >= 0 for secs in times.values())

@@ -12,7 +12,9 @@ import json
 import logging
 import os
 import sys
-from collections.abc import Callable
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -83,6 +85,17 @@ def run_step(log_path: PathLike, step: Callable[..., None], *args: Any, **kwargs
     except Exception as exc:  # a bug, not bad input: keep the traceback in the log for the report
         log.exception("unexpected %s: %s (please report this with the log)", type(exc).__name__, exc)
         sys.exit(1)
+
+
+@contextmanager
+def _timed(frame: str, stage: str) -> Iterator[None]:
+    """Log how long the block (one stage of a job) took: "<frame>: <stage> took <s> s".
+
+    ``benchmarks/speed.py`` reads these lines for its per-stage table.
+    """
+    start = time.perf_counter()
+    yield
+    log.info("%s: %s took %.2f s", frame, stage, time.perf_counter() - start)
 
 
 def _named(frame: PathLike, exc: FrameError) -> FrameError:
@@ -394,56 +407,57 @@ def run_normalize_frame(
     ``gradient_graph``, ``samples_graph``, and ``thumbnails`` for the blink
     view (:func:`run_blink`). ``settings`` holds every stage's
     section of the configuration. A frame flagged by detection fails here
-    with detection's reason.
+    with detection's reason. The log says how long each stage took.
     """
     stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
     if "error" in stats[1]:
         raise FrameError(f"the reference cannot be used: {stats[1]['error']}")
     if "error" in stats[0]:
         raise FrameError(stats[0]["error"])
-    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
-    target, _ = read_pixels(frame)
-    ref, _ = read_pixels(reference)
-    table, aperture = _photometry(
-        frame,
-        reference,
-        target,
-        ref,
-        catalogs,
-        [pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")],
-        outputs,
-        settings,
-    )
-    scale = _scale(
-        table,
-        aperture,
-        outputs["scale"],
-        frame=frame_label,
-        reference=reference_label,
-        settings=settings["scale"],
-    )
+    with _timed(frame_label, "reading"):
+        catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
+        defects = [pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")]
+        target, _ = read_pixels(frame)
+        ref, _ = read_pixels(reference)
+    with _timed(frame_label, "photometry"):
+        table, aperture = _photometry(frame, reference, target, ref, catalogs, defects, outputs, settings)
+    with _timed(frame_label, "scale"):
+        scale = _scale(
+            table,
+            aperture,
+            outputs["scale"],
+            frame=frame_label,
+            reference=reference_label,
+            settings=settings["scale"],
+        )
     shape = target.shape[-2:]  # (ny, nx), also of a colour frame
-    samples = _samples(frame, target, ref, scale, catalogs, stats, outputs["samples"], settings["samples"])
+    with _timed(frame_label, "samples"):
+        samples = _samples(
+            frame, target, ref, scale, catalogs, stats, outputs["samples"], settings["samples"]
+        )
     del target, ref  # the target now holds m*T - R; the normalized frame is made from the file
-    model, smoothness, value_range = _gradient(
-        samples, frame, shape, outputs["gradient"], outputs["curvature"], settings["gradient"]
-    )
-    _normalized(
-        frame,
-        reference,
-        scale,
-        model,
-        smoothness,
-        stats,
-        resolved_settings(aperture, catalogs, stats, settings["samples"]),
-        outputs,
-        upstream={key: str(inputs[key]) for key in ("catalog", "ref_catalog", "defects", "ref_defects")},
-        settings=settings,
-        workflow_folder=workflow_folder,
-    )
+    with _timed(frame_label, "gradient"):
+        model, smoothness, value_range = _gradient(
+            samples, frame, shape, outputs["gradient"], outputs["curvature"], settings["gradient"]
+        )
+    with _timed(frame_label, "normalized"):
+        _normalized(
+            frame,
+            reference,
+            scale,
+            model,
+            smoothness,
+            stats,
+            resolved_settings(aperture, catalogs, stats, settings["samples"]),
+            outputs,
+            upstream={key: str(inputs[key]) for key in ("catalog", "ref_catalog", "defects", "ref_defects")},
+            settings=settings,
+            workflow_folder=workflow_folder,
+        )
     if "photometry_graph" in outputs:  # graphs wanted
         graphs = {graph: outputs[f"{graph}_graph"] for graph in ("photometry", "gradient", "samples")}
-        _graphs(frame, table, scale, samples, model, value_range, graphs)
+        with _timed(frame_label, "graphs"):
+            _graphs(frame, table, scale, samples, model, value_range, graphs)
 
 
 def _graphs(
