@@ -220,3 +220,12 @@ def test_html_report(copy):
     snakemake(copy, "--report", "report.html")
     html = (copy / "report.html").read_text()
     assert "normalize_frame" in html and "NormalizeScaleGradient" in html
+
+
+def test_every_detection_runs_before_the_normalize_jobs(copy):
+    # the normalize jobs are the longer ones: run last, side by side, they end together, where
+    # interleaved with the detections one of them was often left running alone at the end
+    text = snakemake(copy, "--forceall", "--cores", "1")
+    started = re.findall(r"^(?:local)?rule (detect_stars|normalize_frame):$", text, re.M)
+    assert sorted(started) == ["detect_stars"] * 3 + ["normalize_frame"] * 3
+    assert started == sorted(started)

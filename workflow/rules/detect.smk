@@ -13,6 +13,10 @@ rule detect_stars:
         f"{RESULTS}/logs/detect_stars/{{frame}}.log",
     benchmark:
         f"{RESULTS}/benchmarks/detect_stars/{{frame}}.tsv"
+    # every frame's detection before the normalize jobs (which Snakemake's greedy scheduler would
+    # otherwise prefer, for their larger inputs): the normalize jobs, the longer ones, then run side
+    # by side to the end instead of one of them alone at the end of the run
+    priority: 1
     threads: 1
     resources:
         mem_mb=frame_mb(6),
