@@ -38,7 +38,10 @@ __all__ = [
     "measure_photometry",
     "moffat_enclosed",
     "neighbour_mask",
+    "neighbour_radii",
     "pixel_blur",
+    "profile_beta",
+    "profile_betas",
 ]
 
 #: Moffat beta assumed when growth curves cannot be fitted (typical of real seeing).
@@ -62,6 +65,13 @@ MASK_NOISE_PIXELS = 250_000
 #: the profile the pixel values sample: each value counts as spread evenly over its pixel, a
 #: box of 1 px.
 PIXEL_VARIANCE = 1.0 / 12.0
+
+#: Noise sigmas out to which detected neighbours' pixels are left out of a star's profile fit
+#: (:func:`profile_betas`): the neighbour masks' default.
+PROFILE_MASK_SIGMA = 2.0
+
+#: Fewest stars with a fitted profile for a frame's :func:`profile_beta`.
+MIN_PROFILE_STARS = 5
 
 #: Growth-curve radii as fractions of the aperture radius.
 GROWTH_RADII = np.array([0.25, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2, 1.4])
@@ -264,6 +274,7 @@ def fit_growth_pair(
     frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
     radius: float,
     annulus: tuple[float, float],
+    beta: tuple[float, float] | None = None,
 ) -> tuple[list[GrowthFit], float, float] | None:
     """Fit two frames' median growth curves with Moffat profiles of one shared beta.
 
@@ -276,6 +287,12 @@ def fit_growth_pair(
     those the pixel sums measure (:func:`pixel_blur`): a Moffat alone would
     take the pixels' blur of the cores (0.8 % of the light within 0.9 FWHM)
     for broader cores and a lower beta.
+
+    A growth curve that ends at the aperture still constrains beta poorly
+    (in a crowded field few stars are isolated enough to be measured: fitted
+    betas of 1.7-6.2 for a true 3); ``beta``, an independent measurement
+    ``(value, sigma)`` of it (:func:`profile_beta`), enters the fit as one
+    more datum, so that the curves mostly fit the cores' widths.
 
     Returns
     -------
@@ -305,10 +322,14 @@ def fit_growth_pair(
         at_radius = fractions(p, radius)
         return np.concatenate([f / f0 for f, f0 in zip(fractions(p, radii), at_radius, strict=True)])
 
-    beta0 = 3.0
+    def residuals(p: np.ndarray) -> np.ndarray:
+        misfit = (model(p) - curves) / spreads
+        return misfit if beta is None else np.append(misfit, (p[2] - beta[0]) / beta[1])
+
+    beta0 = 3.0 if beta is None else float(np.clip(beta[0], 1.6, 29.0))
     alpha0 = [hlr / np.sqrt(2 ** (1 / (beta0 - 1)) - 1) for *_, hlr in frames]
     fit = least_squares(
-        lambda p: (model(p) - curves) / spreads,
+        residuals,
         [np.log(alpha0[0]), np.log(alpha0[1]), beta0],
         bounds=(
             [np.log(0.05 * alpha0[0]), np.log(0.05 * alpha0[1]), 1.5],
@@ -317,7 +338,7 @@ def fit_growth_pair(
     )
     if not fit.success:
         return None
-    dof = max(len(curves) - 3, 1)
+    dof = max(len(fit.fun) - 3, 1)
     chi2 = max(float(np.sum(fit.fun**2)) / dof, 1.0)
     try:
         cov = np.linalg.inv(fit.jac.T @ fit.jac) * chi2
@@ -337,6 +358,29 @@ def fit_growth_pair(
         for i in range(2)
     ]
     return fits, float(value[2]), float(errors[2])
+
+
+def neighbour_radii(
+    frames: Sequence[tuple[np.ndarray, pd.DataFrame]], hlr: float, mask_sigma: float
+) -> list[np.ndarray]:
+    """Each catalog's star radii (px) out to which a star's light exceeds ``mask_sigma`` noise sigmas.
+
+    Parameters and star model as :func:`neighbour_mask`.
+
+    Returns
+    -------
+    list of numpy.ndarray
+        One array per frame, a radius per catalog row.
+    """
+    return [
+        star_radius(
+            np.maximum(catalog["peak"].to_numpy() - catalog["sky"].to_numpy(), 0.0),
+            hlr,
+            background_noise(data, pixels=MASK_NOISE_PIXELS),
+            mask_sigma=mask_sigma,
+        )
+        for data, catalog in frames
+    ]
 
 
 def neighbour_mask(
@@ -369,15 +413,7 @@ def neighbour_mask(
     radii : list of numpy.ndarray
         Each catalog's mask radii (px), to exempt a star's own pixels.
     """
-    radii = [
-        star_radius(
-            np.maximum(catalog["peak"].to_numpy() - catalog["sky"].to_numpy(), 0.0),
-            hlr,
-            background_noise(data, pixels=MASK_NOISE_PIXELS),
-            mask_sigma=mask_sigma,
-        )
-        for data, catalog in frames
-    ]
+    radii = neighbour_radii(frames, hlr, mask_sigma)
     catalogs = [catalog for _, catalog in frames]
     mask = star_mask(
         frames[0][0].shape,
@@ -386,6 +422,117 @@ def neighbour_mask(
         np.concatenate(radii),
     )
     return mask, radii
+
+
+def profile_betas(
+    data: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    bkg: np.ndarray,
+    radius: float,
+    hlr: float,
+    neighbours: np.ndarray,
+    neighbour_radii: np.ndarray,
+) -> np.ndarray:
+    """Moffat beta of each star, from a least-squares fit of its pixels within ``radius``.
+
+    Each star's pixels, less its background ``bkg``, are fitted with a Moffat
+    profile sampled at the pixel centres (free centre, amplitude, alpha and
+    beta; equal weights). The fit sees the whole profile, core and wings, pixel
+    by pixel, so unlike a growth curve it separates a broad core from broad
+    wings with a single star; and it leaves neighbours out by their pixels,
+    within ``neighbour_radii`` of each of ``neighbours`` (positions of both
+    frames' catalogs; those within ``hlr`` of the star are the star itself),
+    so stars need not be isolated.
+
+    Parameters
+    ----------
+    data : numpy.ndarray, shape (ny, nx)
+        The frame (0 = no data).
+    x, y, bkg : numpy.ndarray, shape (n,)
+        The stars' positions (px) and background levels.
+    radius : float
+        Radius (px) of the pixels fitted.
+    hlr : float
+        Half-light radius (px): the fits' start, and how near a catalog
+        position must be to count as the star itself.
+    neighbours : numpy.ndarray, shape (m, 2)
+        x, y of every detected star.
+    neighbour_radii : numpy.ndarray, shape (m,)
+        Their mask radii (:func:`neighbour_radii`).
+
+    Returns
+    -------
+    numpy.ndarray, shape (n,)
+        Beta per star; NaN where the star's pixels reach the frame's edge or
+        no data, its core (2 px) or half its pixels are a neighbour's, or the
+        fit fails or ends at a bound of beta (1.05 or 20).
+    """
+    from scipy.optimize import least_squares
+    from scipy.spatial import cKDTree
+
+    ny, nx = data.shape
+    half = int(np.ceil(radius))
+    tree = cKDTree(neighbours)
+    reach = radius + (float(np.max(neighbour_radii)) if len(neighbour_radii) else 0.0)
+    betas = np.full(len(x), np.nan)
+    alpha0 = hlr / np.sqrt(np.sqrt(2.0) - 1)  # beta 3 to start
+    for k, (x0, y0, sky) in enumerate(zip(x, y, bkg, strict=True)):
+        ix, iy = int(np.rint(x0)), int(np.rint(y0))
+        if not (half <= ix < nx - half and half <= iy < ny - half and np.isfinite(sky)):
+            continue
+        yy, xx = np.mgrid[iy - half : iy + half + 1, ix - half : ix + half + 1]
+        values = data[iy - half : iy + half + 1, ix - half : ix + half + 1].astype(np.float64)
+        r2 = (xx - x0) ** 2 + (yy - y0) ** 2
+        if (values[r2 <= radius**2] == 0).any():
+            continue
+        keep = r2 <= radius**2
+        for j in tree.query_ball_point([x0, y0], reach):
+            nx0, ny0 = neighbours[j]
+            if np.hypot(nx0 - x0, ny0 - y0) > hlr:
+                keep &= (xx - nx0) ** 2 + (yy - ny0) ** 2 > neighbour_radii[j] ** 2
+        if keep.sum() < 0.5 * np.count_nonzero(r2 <= radius**2) or not keep[r2 <= 4.0].all():
+            continue
+        px, py, light = xx[keep] - x0, yy[keep] - y0, values[keep] - sky
+        peak = max(float(light.max()), 1.0)
+
+        def misfit(
+            p: np.ndarray, px: np.ndarray = px, py: np.ndarray = py, light: np.ndarray = light
+        ) -> np.ndarray:
+            u = ((px - p[0]) ** 2 + (py - p[1]) ** 2) * np.exp(-2 * p[3])
+            return np.exp(p[2]) * (1 + u) ** -p[4] - light
+
+        start = [0.0, 0.0, np.log(peak), np.log(alpha0), 3.0]
+        low = [-2.0, -2.0, np.log(peak) - 3, np.log(0.1 * alpha0), 1.05]
+        high = [2.0, 2.0, np.log(peak) + 3, np.log(10 * alpha0), 20.0]
+        fit = least_squares(misfit, start, bounds=(low, high))
+        if fit.success and low[4] + 1e-3 < fit.x[4] < high[4] - 1e-3:
+            betas[k] = fit.x[4]
+    return betas
+
+
+def profile_beta(betas: Sequence[np.ndarray]) -> tuple[float, float] | None:
+    """One beta for several frames from their stars' :func:`profile_betas`, with its uncertainty.
+
+    Each frame's beta is the median of its stars' (uncertainty
+    1.2533 * 1.4826 MAD / sqrt(n), that of a median); the frames' are
+    averaged with inverse-variance weights, the uncertainty widened by their
+    reduced chi-square when they disagree more than it says. None when a
+    frame has fewer than :data:`MIN_PROFILE_STARS` fitted stars.
+    """
+    values, variances = [], []
+    for frame in betas:
+        good = np.sort(np.asarray(frame, dtype=np.float64)[np.isfinite(frame)])
+        if len(good) < MIN_PROFILE_STARS:
+            return None
+        median = float(np.median(good))
+        spread = 1.2533 * 1.4826 * float(np.median(np.abs(good - median))) / np.sqrt(len(good))
+        values.append(median)
+        variances.append(max(spread, 1e-3) ** 2)
+    weights = 1 / np.array(variances)
+    mean = float(np.sum(weights * values) / np.sum(weights))
+    chi2 = float(np.sum(weights * (np.array(values) - mean) ** 2)) / max(len(values) - 1, 1)
+    return mean, float(np.sqrt(max(chi2, 1.0) / np.sum(weights)))
 
 
 def _isolated(catalog: pd.DataFrame, index: np.ndarray, radius: float, contrast: float = 0.05) -> np.ndarray:
@@ -554,6 +701,8 @@ def measure_photometry(
             "aperture_correction_method": "none",
             "growth_ref": None,
             "growth_target": None,
+            "profile_beta": None,
+            "profile_beta_err": None,
         }
         if aperture_correction:
             used = np.flatnonzero(status == "used")
@@ -564,7 +713,34 @@ def measure_photometry(
             ][:growth_stars]
             lonely_ref = (reference, ref["x"].to_numpy()[lonely], ref["y"].to_numpy()[lonely], hlr_ref)
             lonely_tgt = (target, tgt["x"].to_numpy()[lonely], tgt["y"].to_numpy()[lonely], hlr_target)
-            joint = fit_growth_pair([lonely_ref, lonely_tgt], radius, annulus)
+            # beta from the profiles of the brightest stars, isolated or not (neighbours' pixels left out)
+            broad = max(hlr_ref, hlr_target)
+            if mask is not None and neighbour_mask_sigma == PROFILE_MASK_SIGMA:
+                radii = [ref_radii, target_radii]
+            else:
+                radii = neighbour_radii(
+                    [(reference, ref_catalog), (target, target_catalog)], broad, PROFILE_MASK_SIGMA
+                )
+            neighbours = np.concatenate([c[["x", "y"]].to_numpy() for c in (ref_catalog, target_catalog)])
+            profiled = bright[:growth_stars]
+            beta = profile_beta(
+                [
+                    profile_betas(
+                        data,
+                        cat["x"].to_numpy()[profiled],
+                        cat["y"].to_numpy()[profiled],
+                        measured["bkg"].to_numpy()[profiled],
+                        radius,
+                        broad,
+                        neighbours,
+                        np.concatenate(radii),
+                    )
+                    for data, cat, measured in ((reference, ref, phot_ref), (target, tgt, phot_tgt))
+                ]
+            )
+            if beta is not None:
+                info.update(profile_beta=beta[0], profile_beta_err=beta[1])
+            joint = fit_growth_pair([lonely_ref, lonely_tgt], radius, annulus, beta)
             ok = joint is not None and joint[2] <= max_growth_err
             if joint is not None:
                 (fit_ref, fit_tgt), factor, factor_err = joint
@@ -579,15 +755,21 @@ def measure_photometry(
             else:
                 # too few or too noisy growth curves: a Moffat of typical beta with each
                 # frame's half-light radius
-                beta = FALLBACK_BETA
-                scale = 1 / np.sqrt(2 ** (1 / (beta - 1)) - 1)
+                # frames' half-light radii: a Moffat of typical beta with each
+                # frame's half-light radius, or of the stars' profiles' beta if measured
+                shape = FALLBACK_BETA if beta is None else beta[0]
+                scale = 1 / np.sqrt(2 ** (1 / (shape - 1)) - 1)
                 factor = float(
-                    aperture_fraction(hlr_target * scale, beta, radius, annulus)
-                    / aperture_fraction(hlr_ref * scale, beta, radius, annulus)
+                    aperture_fraction(hlr_target * scale, shape, radius, annulus)
+                    / aperture_fraction(hlr_ref * scale, shape, radius, annulus)
                 )
                 info.update(
                     aperture_correction=factor,
                     aperture_correction_err=0.5 * abs(factor - 1) + 0.001,
-                    aperture_correction_method=f"half-light radii, Moffat beta {beta} assumed",
+                    aperture_correction_method=(
+                        f"half-light radii, Moffat beta {shape} assumed"
+                        if beta is None
+                        else f"half-light radii, Moffat beta {shape:.3f} of the stars' profiles"
+                    ),
                 )
     return table, info
