@@ -424,6 +424,29 @@ def neighbour_mask(
     return mask, radii
 
 
+#: Levenberg-Marquardt iterations of the stars' profile fits (:func:`profile_betas`), all stars at once.
+PROFILE_ITERATIONS = 60
+
+
+def _moffat_pixels(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Moffat values at pixel offsets, and their derivatives, for a batch of stars.
+
+    ``p`` holds, per star (rows), ``dx, dy, log amplitude, log alpha, beta``;
+    ``px, py`` the pixels' offsets from each star's catalog position (rows).
+    Returns the values, shape (n, k), and the Jacobian, shape (n, k, 5).
+    """
+    ex, ey = px - p[:, :1], py - p[:, 1:2]
+    inv_a2 = np.exp(-2 * p[:, 3:4])
+    u = (ex**2 + ey**2) * inv_a2
+    log1u = np.log1p(u)
+    value = np.exp(p[:, 2:3] - p[:, 4:5] * log1u)
+    slope = -p[:, 4:5] * value / (1 + u)  # d value / d u
+    jac = np.stack(
+        [-2 * ex * inv_a2 * slope, -2 * ey * inv_a2 * slope, value, -2 * u * slope, -log1u * value], axis=2
+    )
+    return value, jac
+
+
 def profile_betas(
     data: np.ndarray,
     x: np.ndarray,
@@ -438,12 +461,12 @@ def profile_betas(
 
     Each star's pixels, less its background ``bkg``, are fitted with a Moffat
     profile sampled at the pixel centres (free centre, amplitude, alpha and
-    beta; equal weights). The fit sees the whole profile, core and wings, pixel
-    by pixel, so unlike a growth curve it separates a broad core from broad
-    wings with a single star; and it leaves neighbours out by their pixels,
-    within ``neighbour_radii`` of each of ``neighbours`` (positions of both
-    frames' catalogs; those within ``hlr`` of the star are the star itself),
-    so stars need not be isolated.
+    beta; equal weights; Levenberg-Marquardt, all stars at once). The fit sees
+    the whole profile, core and wings, pixel by pixel, so unlike a growth
+    curve it separates a broad core from broad wings with a single star; and
+    it leaves neighbours out by their pixels, within ``neighbour_radii`` of
+    each of ``neighbours`` (positions of both frames' catalogs; those within
+    ``hlr`` of the star are the star itself), so stars need not be isolated.
 
     Parameters
     ----------
@@ -466,48 +489,74 @@ def profile_betas(
     numpy.ndarray, shape (n,)
         Beta per star; NaN where the star's pixels reach the frame's edge or
         no data, its core (2 px) or half its pixels are a neighbour's, or the
-        fit fails or ends at a bound of beta (1.05 or 20).
+        fit does not converge or ends at a bound (beta 1.05 or 20, centre 2 px off).
     """
-    from scipy.optimize import least_squares
     from scipy.spatial import cKDTree
 
     ny, nx = data.shape
     half = int(np.ceil(radius))
+    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
+    oy, ox = oy.ravel(), ox.ravel()
     tree = cKDTree(neighbours)
     reach = radius + (float(np.max(neighbour_radii)) if len(neighbour_radii) else 0.0)
+    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    inside = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half) & np.isfinite(bkg)
+    stars = np.flatnonzero(inside)
     betas = np.full(len(x), np.nan)
-    alpha0 = hlr / np.sqrt(np.sqrt(2.0) - 1)  # beta 3 to start
-    for k, (x0, y0, sky) in enumerate(zip(x, y, bkg, strict=True)):
-        ix, iy = int(np.rint(x0)), int(np.rint(y0))
-        if not (half <= ix < nx - half and half <= iy < ny - half and np.isfinite(sky)):
-            continue
-        yy, xx = np.mgrid[iy - half : iy + half + 1, ix - half : ix + half + 1]
-        values = data[iy - half : iy + half + 1, ix - half : ix + half + 1].astype(np.float64)
-        r2 = (xx - x0) ** 2 + (yy - y0) ** 2
-        if (values[r2 <= radius**2] == 0).any():
-            continue
-        keep = r2 <= radius**2
-        for j in tree.query_ball_point([x0, y0], reach):
-            nx0, ny0 = neighbours[j]
-            if np.hypot(nx0 - x0, ny0 - y0) > hlr:
-                keep &= (xx - nx0) ** 2 + (yy - ny0) ** 2 > neighbour_radii[j] ** 2
-        if keep.sum() < 0.5 * np.count_nonzero(r2 <= radius**2) or not keep[r2 <= 4.0].all():
-            continue
-        px, py, light = xx[keep] - x0, yy[keep] - y0, values[keep] - sky
-        peak = max(float(light.max()), 1.0)
-
-        def misfit(
-            p: np.ndarray, px: np.ndarray = px, py: np.ndarray = py, light: np.ndarray = light
-        ) -> np.ndarray:
-            u = ((px - p[0]) ** 2 + (py - p[1]) ** 2) * np.exp(-2 * p[3])
-            return np.exp(p[2]) * (1 + u) ** -p[4] - light
-
-        start = [0.0, 0.0, np.log(peak), np.log(alpha0), 3.0]
-        low = [-2.0, -2.0, np.log(peak) - 3, np.log(0.1 * alpha0), 1.05]
-        high = [2.0, 2.0, np.log(peak) + 3, np.log(10 * alpha0), 20.0]
-        fit = least_squares(misfit, start, bounds=(low, high))
-        if fit.success and low[4] + 1e-3 < fit.x[4] < high[4] - 1e-3:
-            betas[k] = fit.x[4]
+    if not len(stars):
+        return betas
+    px = ix[stars, None] + ox - x[stars, None]  # offsets from the catalog positions
+    py = iy[stars, None] + oy - y[stars, None]
+    light = data[iy[stars, None] + oy, ix[stars, None] + ox].astype(np.float64)
+    r2 = px**2 + py**2
+    disc = r2 <= radius**2
+    keep = disc & (light != 0)
+    complete = ~(disc & (light == 0)).any(axis=1)
+    for row, near in enumerate(tree.query_ball_point(np.column_stack([x[stars], y[stars]]), reach)):
+        offset = neighbours[near] - (x[stars[row]], y[stars[row]])
+        others = np.hypot(offset[:, 0], offset[:, 1]) > hlr  # not the star itself
+        if others.any():
+            ex, ey = px[row, :, None] - offset[others, 0], py[row, :, None] - offset[others, 1]
+            keep[row] &= ~(ex**2 + ey**2 <= neighbour_radii[near][others] ** 2).any(axis=1)
+    usable = (
+        complete & (keep.sum(axis=1) >= 0.5 * disc.sum(axis=1)) & ~(disc & (r2 <= 4.0) & ~keep).any(axis=1)
+    )
+    stars, px, py, keep = stars[usable], px[usable], py[usable], keep[usable]
+    light = (light[usable] - bkg[stars, None]) * keep
+    if not len(stars):
+        return betas
+    weight = keep.astype(np.float64)
+    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05])
+    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0])
+    p = np.zeros((len(stars), 5))
+    p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
+    p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
+    p[:, 4] = 3.0
+    value, jac = _moffat_pixels(p, px, py)
+    cost = np.sum(weight * (value - light) ** 2, axis=1)
+    damping = np.full(len(stars), 1e-3)
+    change = np.full(len(stars), np.inf)
+    for _ in range(PROFILE_ITERATIONS):
+        jw = (jac * weight[:, :, None]).transpose(0, 2, 1)
+        normal = jw @ jac
+        grad = (jw @ (value - light)[:, :, None])[:, :, 0]
+        diagonal = normal[:, np.arange(5), np.arange(5)]
+        system = normal + (damping[:, None] * diagonal + 1e-12)[:, :, None] * np.eye(5)
+        trial = np.clip(p - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
+        trial_value, trial_jac = _moffat_pixels(trial, px, py)
+        trial_cost = np.sum(weight * (trial_value - light) ** 2, axis=1)
+        better = trial_cost < cost
+        change = np.where(better, (cost - trial_cost) / np.maximum(cost, 1e-300), change)
+        p = np.where(better[:, None], trial, p)
+        value = np.where(better[:, None], trial_value, value)
+        jac = np.where(better[:, None, None], trial_jac, jac)
+        cost = np.where(better, trial_cost, cost)
+        damping = np.clip(np.where(better, damping / 3, damping * 4), 1e-9, 1e9)
+        converged = (change < 1e-8) | (damping > 1e4)  # steps no longer gain, or all fail: a minimum
+        if converged.all():
+            break
+    at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
+    betas[stars] = np.where(converged & ~at_bound, p[:, 4], np.nan)
     return betas
 
 
