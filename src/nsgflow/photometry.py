@@ -608,7 +608,7 @@ def measure_photometry(
     target_catalog: pd.DataFrame,
     pairs: pd.DataFrame,
     *,
-    aperture_hlr: float = 5.0,
+    aperture_hlr: float = 4.0,
     aperture_px: float | str = "auto",
     annulus_inner: float = 1.5,
     annulus_outer: float = 2.2,
@@ -633,9 +633,9 @@ def measure_photometry(
         Their catalogs (:func:`nsgflow.detect.detect_stars`).
     pairs : pandas.DataFrame
         Matches from :func:`nsgflow.match.match_stars`.
-    aperture_hlr : float, default 5.0
+    aperture_hlr : float, default 4.0
         Aperture radius in units of the larger of the two frames' median
-        half-light radius (about 3 FWHM). Larger holds more light but adds noise
+        half-light radius (about 2.5 FWHM). Larger holds more light but adds noise
         and neighbours.
     aperture_px : float or "auto", default "auto"
         The aperture radius in px, set by hand; ``"auto"`` uses ``aperture_hlr``.
