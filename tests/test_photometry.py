@@ -12,10 +12,14 @@ from nsgflow.photometry import (
     annulus_background,
     aperture_fraction,
     aperture_photometry,
+    frame_hlr,
     measure_photometry,
     moffat_enclosed,
     neighbour_mask,
+    neighbour_radii,
     pixel_blur,
+    profile_beta,
+    profile_betas,
 )
 from nsgflow.scale import fit_scale
 from nsgflow.stages import detect_frame, match_and_measure
@@ -117,6 +121,31 @@ def test_aperture_correction_removes_seeing_bias(pair):
     corrected = raw.scale * info["aperture_correction"]
     assert abs(corrected / m_true - 1) < 0.005
     assert abs(corrected / m_true - 1) < abs(raw.scale / m_true - 1)
+
+
+@pytest.mark.parametrize("beta", [2.5, 4.5])
+def test_profile_betas_find_the_moffat_beta_in_a_crowded_field(beta):
+    """Fits of the brightest stars' pixels, neighbours left out, recover beta; no isolated stars needed."""
+    scene = synthetic.SceneSpec(shape=(300, 400), n_stars=1500, seed=3)
+    frame = synthetic.render_frame(
+        scene, synthetic.FrameSpec("f", fwhm_px=4.0, beta=beta, sky_adu=800, seed=5)
+    )
+    catalog = detect_stars(frame)
+    bright = catalog[catalog["flags"] == 0].head(60)
+    hlr = frame_hlr(catalog)
+    radius = 4 * hlr
+    x, y = bright["x"].to_numpy(), bright["y"].to_numpy()
+    background = aperture_photometry(frame, x, y, radius, (1.5 * radius, 2.2 * radius))["bkg"].to_numpy()
+    (radii,) = neighbour_radii([(frame, catalog)], hlr, 2.0)
+    annulus = (1.5 * radius, 2.2 * radius)
+    betas = profile_betas(
+        frame, x, y, background, radius, hlr, catalog[["x", "y"]].to_numpy(), radii, annulus
+    )
+    assert np.isfinite(betas).sum() >= 30
+    value, sigma = profile_beta([betas, betas])
+    assert value == pytest.approx(beta, abs=max(0.1, 2 * sigma))
+    assert 0 < sigma < 0.2
+    assert profile_beta([betas[:4]]) is None  # too few stars
 
 
 def test_at_most_max_stars_are_measured_the_brightest(pair):

@@ -428,21 +428,47 @@ def neighbour_mask(
 PROFILE_ITERATIONS = 60
 
 
-def _moffat_pixels(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Moffat values at pixel offsets, and their derivatives, for a batch of stars.
+def _annulus_level(alpha: np.ndarray, beta: np.ndarray, annulus: tuple[float, float]) -> np.ndarray:
+    """Mean of a Moffat profile of unit amplitude over an annulus: the star's own light in its background."""
+    r_in, r_out = annulus
+    flux = np.pi * alpha**2 / (beta - 1)  # a Moffat's total over its peak
+    ring = moffat_enclosed(r_out, alpha, beta) - moffat_enclosed(r_in, alpha, beta)
+    return flux * ring / (np.pi * (r_out**2 - r_in**2))
+
+
+def _moffat_pixels(
+    p: np.ndarray, px: np.ndarray, py: np.ndarray, annulus: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """Moffat values at pixel offsets, less the star's own level in ``annulus``, and their derivatives.
 
     ``p`` holds, per star (rows), ``dx, dy, log amplitude, log alpha, beta``;
     ``px, py`` the pixels' offsets from each star's catalog position (rows).
-    Returns the values, shape (n, k), and the Jacobian, shape (n, k, 5).
+    The background the pixels have had subtracted, an annulus median, holds
+    the star's own wing (:func:`_annulus_level`; its mean), which the model
+    subtracts too. Returns the values, shape (n, k), and the Jacobian, shape
+    (n, k, 5).
     """
     ex, ey = px - p[:, :1], py - p[:, 1:2]
     inv_a2 = np.exp(-2 * p[:, 3:4])
     u = (ex**2 + ey**2) * inv_a2
     log1u = np.log1p(u)
-    value = np.exp(p[:, 2:3] - p[:, 4:5] * log1u)
-    slope = -p[:, 4:5] * value / (1 + u)  # d value / d u
+    amplitude, alpha, beta = np.exp(p[:, 2:3]), np.exp(p[:, 3:4]), p[:, 4:5]
+    level = _annulus_level(alpha, beta, annulus)
+    step = 1e-6
+    level_lna = (_annulus_level(alpha * np.exp(step), beta, annulus) - level) / step
+    level_beta = (_annulus_level(alpha, beta + step, annulus) - level) / step
+    profile = amplitude * np.exp(-beta * log1u)
+    value = profile - amplitude * level
+    slope = -beta * profile / (1 + u)  # d profile / d u
     jac = np.stack(
-        [-2 * ex * inv_a2 * slope, -2 * ey * inv_a2 * slope, value, -2 * u * slope, -log1u * value], axis=2
+        np.broadcast_arrays(
+            -2 * ex * inv_a2 * slope,
+            -2 * ey * inv_a2 * slope,
+            value,
+            -2 * u * slope - amplitude * level_lna,
+            -log1u * profile - amplitude * level_beta,
+        ),
+        axis=2,
     )
     return value, jac
 
@@ -456,6 +482,7 @@ def profile_betas(
     hlr: float,
     neighbours: np.ndarray,
     neighbour_radii: np.ndarray,
+    annulus: tuple[float, float] | None = None,
 ) -> np.ndarray:
     """Moffat beta of each star, from a least-squares fit of its pixels within ``radius``.
 
@@ -483,6 +510,10 @@ def profile_betas(
         x, y of every detected star.
     neighbour_radii : numpy.ndarray, shape (m,)
         Their mask radii (:func:`neighbour_radii`).
+    annulus : (float, float), optional
+        Radii (px) of the annulus ``bkg`` was measured in, which holds some of
+        the star's own wing; that much is subtracted from the model too
+        (:func:`aperture_fraction` does the same). None: ``bkg`` is the sky alone.
 
     Returns
     -------
@@ -532,7 +563,8 @@ def profile_betas(
     p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
     p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
     p[:, 4] = 3.0
-    value, jac = _moffat_pixels(p, px, py)
+    far = (1e6, 2e6) if annulus is None else annulus  # an annulus holding none of the star's light
+    value, jac = _moffat_pixels(p, px, py, far)
     cost = np.sum(weight * (value - light) ** 2, axis=1)
     damping = np.full(len(stars), 1e-3)
     change = np.full(len(stars), np.inf)
@@ -543,7 +575,7 @@ def profile_betas(
         diagonal = normal[:, np.arange(5), np.arange(5)]
         system = normal + (damping[:, None] * diagonal + 1e-12)[:, :, None] * np.eye(5)
         trial = np.clip(p - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
-        trial_value, trial_jac = _moffat_pixels(trial, px, py)
+        trial_value, trial_jac = _moffat_pixels(trial, px, py, far)
         trial_cost = np.sum(weight * (trial_value - light) ** 2, axis=1)
         better = trial_cost < cost
         change = np.where(better, (cost - trial_cost) / np.maximum(cost, 1e-300), change)
@@ -783,6 +815,7 @@ def measure_photometry(
                         broad,
                         neighbours,
                         np.concatenate(radii),
+                        annulus,
                     )
                     for data, cat, measured in ((reference, ref, phot_ref), (target, tgt, phot_tgt))
                 ]
