@@ -10,7 +10,10 @@ the annulus), which biases the ratio towards the sharper frame. So each frame's
 growth curve is measured on its bright isolated stars and the two are fitted
 with Moffat profiles of one shared beta, which gives the fraction of light the
 aperture measures in each frame; the ratio of the two fractions is the
-*aperture correction* of the scale.
+*aperture correction* of the scale. The growth curves alone constrain beta
+poorly (in a crowded field few stars are isolated), so it is also measured by
+Moffat fits to the pixels of the brightest stars, isolated or not, with their
+neighbours' pixels left out (:func:`profile_betas`).
 """
 
 from __future__ import annotations
@@ -835,10 +838,8 @@ def measure_photometry(
                     aperture_correction_method="Moffat growth-curve fits, one beta",
                 )
             else:
-                # too few or too noisy growth curves: a Moffat of typical beta with each
-                # frame's half-light radius
-                # frames' half-light radii: a Moffat of typical beta with each
-                # frame's half-light radius, or of the stars' profiles' beta if measured
+                # too few or too noisy growth curves: a Moffat with each frame's half-light
+                # radius, of the stars' profiles' beta if measured, else of a typical beta
                 shape = FALLBACK_BETA if beta is None else beta[0]
                 scale = 1 / np.sqrt(2 ** (1 / (shape - 1)) - 1)
                 factor = float(
