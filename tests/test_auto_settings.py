@@ -69,7 +69,7 @@ def test_resolved_settings_record_every_automatic_value():
 def test_settings_by_hand_are_used(pair):
     auto = normalize(pair["tgt"], pair["ref"])
     hlr = max(auto.aperture["hlr_ref_px"], auto.aperture["hlr_target_px"])
-    assert auto.aperture["aperture_radius_px"] == pytest.approx(5.0 * hlr)
+    assert auto.aperture["aperture_radius_px"] == pytest.approx(4.0 * hlr)  # photometry.aperture_hlr
     by_hand = normalize(
         pair["tgt"],
         pair["ref"],
