@@ -125,6 +125,23 @@ def test_trails_of_both_frames_are_found_and_nothing_else():
             assert ((np.abs(delta) < np.radians(0.5)) & (distance < 2.0)).any(), (spec.name, found)
 
 
+def test_a_trail_along_an_edge_is_found_but_a_glow_entering_there_is_not():
+    rng = np.random.default_rng(2)
+    yy, xx = np.mgrid[0:400, 0:600]
+    noise = rng.normal(0.0, 10.0, yy.shape).astype(np.float32)
+    valid = np.ones(yy.shape, dtype=bool)
+    # 1 deg off the x axis, 30-40 px from the bottom edge: where the glow test below looks
+    tilt = np.radians(1.0)
+    trail = noise + 60.0 * np.exp(-0.5 * (((yy - 30) * np.cos(tilt) - xx * np.sin(tilt)) / 1.5) ** 2)
+    found = find_trails(trail, valid)
+    assert len(found) == 1, found
+    assert found["angle"].iloc[0] == pytest.approx(np.pi / 2 + tilt, abs=np.radians(0.5))
+    assert found["rho_px"].iloc[0] == pytest.approx(30.0, abs=2.0)
+    # a glow rising steeply towards the same edge leaves a ramp, not a ridge: no trail (three lines
+    # along it without the test that a line near an edge stands out on both of its sides)
+    assert find_trails(noise + 100.0 * np.exp(-yy / 15.0), valid).empty
+
+
 def _cleaned(frame):
     """A copy of ``frame`` with its defects replaced."""
     rows, cols, values = find_defects(frame)

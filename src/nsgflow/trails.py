@@ -157,6 +157,27 @@ def _refine(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, fl
     return angle, mx * np.cos(angle) + my * np.sin(angle)
 
 
+def _is_ridge(z: np.ndarray, ok: np.ndarray, angle: float, rho: float, threshold: float) -> bool:
+    """True when the binned significance ``z`` stands out along the line and not beside it, on both sides.
+
+    A trail is a narrow ridge; where a steep glow enters, the smooth
+    background leaves a ramp along the edge instead, which rises towards
+    the edge: beside a line on it the bins on the edge's side are as high
+    as those on the line, or missing. The line is ``x cos(angle) + y
+    sin(angle) = rho`` in bin units; its band is the usable bins within 1
+    bin of it, its sides those 2 to 5 bins away, each side with at least 5.
+    """
+    yy, xx = np.nonzero(ok)
+    distance = (xx + 0.5) * np.cos(angle) + (yy + 0.5) * np.sin(angle) - rho
+    values = z[yy, xx]
+    band = values[np.abs(distance) <= 1.0]
+    sides = [values[(distance >= 2.0) & (distance <= 5.0)], values[(distance <= -2.0) & (distance >= -5.0)]]
+    if band.size < 5 or any(side.size < 5 for side in sides):
+        return False
+    beside = max(float(np.median(side)) for side in sides)
+    return float(np.median(band)) > max(3.0 * beside, threshold)
+
+
 def find_trails(
     difference: np.ndarray,
     valid: np.ndarray,
@@ -245,7 +266,8 @@ def find_trails(
             axis = int(np.argmin([abs(np.sin(angle)), abs(np.cos(angle))]))  # 0: normal along x
             if min(abs(np.sin(angle)), abs(np.cos(angle))) < np.sin(np.radians(2.0)):
                 across = rho / (np.cos(angle) if axis == 0 else np.sin(angle))
-                if min(abs(across - e) for e in edges[axis]) < window_bins:
+                near_edge = min(abs(across - e) for e in edges[axis]) < window_bins
+                if near_edge and not _is_ridge(sign * z, ok, angle, rho, threshold):
                     continue
             rows.append(
                 {
