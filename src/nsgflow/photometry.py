@@ -38,6 +38,7 @@ __all__ = [
     "aperture_photometry",
     "fit_growth_pair",
     "frame_hlr",
+    "mask_noise",
     "measure_photometry",
     "moffat_enclosed",
     "neighbour_mask",
@@ -366,30 +367,45 @@ def fit_growth_pair(
 
 
 def neighbour_radii(
-    frames: Sequence[tuple[np.ndarray, pd.DataFrame]], hlr: float, mask_sigma: float
+    frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
+    hlr: float,
+    mask_sigma: float,
+    noise: Sequence[float] | None = None,
 ) -> list[np.ndarray]:
     """Each catalog's star radii (px) out to which a star's light exceeds ``mask_sigma`` noise sigmas.
 
-    Parameters and star model as :func:`neighbour_mask`.
+    Parameters and star model as :func:`neighbour_mask`; ``noise`` holds the
+    frames' noise if already measured (:func:`mask_noise`).
 
     Returns
     -------
     list of numpy.ndarray
         One array per frame, a radius per catalog row.
     """
+    if noise is None:
+        noise = [mask_noise(data) for data, _ in frames]
     return [
         star_radius(
             np.maximum(catalog["peak"].to_numpy() - catalog["sky"].to_numpy(), 0.0),
             hlr,
-            background_noise(data, pixels=MASK_NOISE_PIXELS),
+            frame_noise,
             mask_sigma=mask_sigma,
         )
-        for data, catalog in frames
+        for (_, catalog), frame_noise in zip(frames, noise, strict=True)
     ]
 
 
+def mask_noise(data: np.ndarray) -> float:
+    """A frame's noise for the neighbour masks: :func:`nsgflow.gradient.background_noise` of about
+    :data:`MASK_NOISE_PIXELS` pixels."""
+    return background_noise(data, pixels=MASK_NOISE_PIXELS)
+
+
 def neighbour_mask(
-    frames: Sequence[tuple[np.ndarray, pd.DataFrame]], hlr: float, mask_sigma: float
+    frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
+    hlr: float,
+    mask_sigma: float,
+    noise: Sequence[float] | None = None,
 ) -> tuple[np.ndarray, list[np.ndarray]]:
     """Pixels where a detected star's light exceeds ``mask_sigma`` times the noise, in either frame.
 
@@ -410,6 +426,8 @@ def neighbour_mask(
         Half-light radius (px) of the masks' Moffat profile.
     mask_sigma : float
         Light level, in noise sigmas, out to which each star is masked.
+    noise : sequence of float, optional
+        The frames' noise (:func:`mask_noise`) if already measured.
 
     Returns
     -------
@@ -418,7 +436,7 @@ def neighbour_mask(
     radii : list of numpy.ndarray
         Each catalog's mask radii (px), to exempt a star's own pixels.
     """
-    radii = neighbour_radii(frames, hlr, mask_sigma)
+    radii = neighbour_radii(frames, hlr, mask_sigma, noise)
     catalogs = [catalog for _, catalog in frames]
     mask = star_mask(
         frames[0][0].shape,
@@ -728,12 +746,11 @@ def measure_photometry(
         ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)
         tgt = target_catalog.iloc[pairs["target_index"].to_numpy()].reset_index(drop=True)
         ref_index, target_index = pairs["ref_index"].to_numpy(), pairs["target_index"].to_numpy()
+        both = [(reference, ref_catalog), (target, target_catalog)]
+        broad = max(hlr_ref, hlr_target)
+        noise = [mask_noise(data) for data, _ in both]  # for the neighbour masks and the profile fits
         if neighbour_mask_sigma > 0:
-            mask, (ref_radii, target_radii) = neighbour_mask(
-                [(reference, ref_catalog), (target, target_catalog)],
-                max(hlr_ref, hlr_target),
-                neighbour_mask_sigma,
-            )
+            mask, (ref_radii, target_radii) = neighbour_mask(both, broad, neighbour_mask_sigma, noise)
             own = np.maximum(ref_radii[ref_index], target_radii[target_index])
         else:
             mask, own = None, None
@@ -800,13 +817,7 @@ def measure_photometry(
             lonely_ref = (reference, ref["x"].to_numpy()[lonely], ref["y"].to_numpy()[lonely], hlr_ref)
             lonely_tgt = (target, tgt["x"].to_numpy()[lonely], tgt["y"].to_numpy()[lonely], hlr_target)
             # beta from the profiles of the brightest stars, isolated or not (neighbours' pixels left out)
-            broad = max(hlr_ref, hlr_target)
-            if mask is not None and neighbour_mask_sigma == PROFILE_MASK_SIGMA:
-                radii = [ref_radii, target_radii]
-            else:
-                radii = neighbour_radii(
-                    [(reference, ref_catalog), (target, target_catalog)], broad, PROFILE_MASK_SIGMA
-                )
+            radii = neighbour_radii(both, broad, PROFILE_MASK_SIGMA, noise)
             neighbours = np.concatenate([c[["x", "y"]].to_numpy() for c in (ref_catalog, target_catalog)])
             profiled = bright[:growth_stars]
             beta = profile_beta(
