@@ -80,6 +80,18 @@ def test_write_fits_float32_with_checksum(tmp_path):
         assert "CHECKSUM" in hdul[0].header
 
 
+def test_write_fits_writes_a_card_without_room_for_its_comment_whole_and_quietly(tmp_path):
+    digest = "0123456789abcdef" * 4  # a SHA-256: 64 hex digits
+    header = fits.Header([("NSGHASH", digest, "SHA-256 of the input frame"), ("NSGVER", "1.0", "version")])
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # astropy warns when it cuts a comment
+        write_fits(tmp_path / "o.fits", np.ones((2, 2)), header)
+    written = fits.getheader(tmp_path / "o.fits")
+    assert written["NSGHASH"] == digest and written.comments["NSGHASH"] == ""
+    assert written.comments["NSGVER"] == "version"
+    assert header.comments["NSGHASH"] == "SHA-256 of the input frame"  # the caller's header as it was
+
+
 def test_write_fits_leaves_the_array_as_it_was(tmp_path):
     """The array is put in FITS byte order while written: afterwards it is unchanged, the file right."""
     data = np.arange(12, dtype=np.float32).reshape(3, 4) - 5.5

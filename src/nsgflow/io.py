@@ -14,6 +14,7 @@ import json
 import os
 import sys
 import tempfile
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -408,6 +409,19 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+def _drop_comments_without_room(header: fits.Header) -> None:
+    """Empty, in place, each comment astropy would cut short to fit its card."""
+    from astropy.io.fits.verify import VerifyWarning
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", VerifyWarning)  # "Card is too long, comment will be truncated"
+        for index, card in enumerate(header.cards):
+            try:
+                card.image  # noqa: B018 (formatting the card is the test)
+            except VerifyWarning:
+                header.comments[index] = ""
+
+
 def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | None = None) -> None:
     """Write ``data`` as a float32 primary HDU with checksums, atomically.
 
@@ -415,7 +429,9 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
     time stamp, so the same data and header give the same bytes on every run.
     A float32 ``data`` is put in FITS byte order in place while it is written
     and restored after (astropy would swap it twice, once for the checksum
-    and once to write, each time there and back).
+    and once to write, each time there and back). A card with no room for its
+    comment (a SHA-256 fills one) is written without it, whole and without
+    astropy's "Card is too long" warning; the caller's header is not changed.
     """
     from astropy.io import fits
 
@@ -429,6 +445,7 @@ def write_fits(path: str | os.PathLike, data: np.ndarray, header: fits.Header | 
         hdu = fits.PrimaryHDU(array.view(">f4"), header=header)
         for key in ("BZERO", "BSCALE", "BLANK"):
             hdu.header.remove(key, ignore_missing=True)
+        _drop_comments_without_room(hdu.header)
         hdu.add_checksum(when="nsgflow")
         with atomic_path(path) as tmp:
             hdu.writeto(tmp, overwrite=True, checksum=False)

@@ -5,12 +5,10 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 
 import numpy as np
 from astropy.io import fits
-from astropy.io.fits.verify import VerifyWarning
 
 from nsgflow.channels import planes
 from nsgflow.io import fits_text
@@ -63,16 +61,6 @@ def normalize_frame(
     return out
 
 
-def _fits_one_card(key: str, value: str | float, comment: str) -> bool:
-    """True when astropy writes ``key = value / comment`` in one card without cutting the comment."""
-    with warnings.catch_warnings():
-        warnings.simplefilter("error", VerifyWarning)  # "Card is too long, comment will be truncated"
-        try:
-            return len(fits.Card(key, value, comment).image) <= fits.Card.length
-        except VerifyWarning:
-            return False
-
-
 def normalized_header(
     header: fits.Header,
     *,
@@ -99,8 +87,7 @@ def normalized_header(
         out[f"NSGSER{channel}"] = (m_err, f"1-sigma uncertainty of NSGSCL{channel}")
     out["NSGREF"] = (fits_text(reference), "NSG reference frame")
     for key, value in (extra or {}).items():
-        # a SHA-256 fills its card: the comment would be cut to one letter, with a warning per frame
-        out[key] = (value, KEYWORDS[key]) if _fits_one_card(key, value, KEYWORDS[key]) else value
+        out[key] = (value, KEYWORDS[key])  # a SHA-256 leaves no room for its comment: write_fits drops it
     for line in history:
         out.add_history(fits_text(line))
     return out
