@@ -142,6 +142,21 @@ def test_a_trail_along_an_edge_is_found_but_a_glow_entering_there_is_not():
     assert find_trails(noise + 100.0 * np.exp(-yy / 15.0), valid).empty
 
 
+def test_a_trail_beside_a_steep_glow_gets_a_narrow_mask_and_the_glow_no_trail():
+    # a glow of 30 noise sigmas entering from the bottom edge (e-folding 100 px) and a 1-px trail
+    # 3 deg off the x axis in it: the smooth background misses the glow's bend by a band along
+    # the edge, which was taken for a dark trail with a 100-px mask
+    rng = np.random.default_rng(3)
+    yy, xx = np.mgrid[0:600, 0:900]
+    tilt = np.radians(3.0)
+    image = rng.normal(0.0, 10.0, yy.shape) + 300.0 * np.exp(-yy / 100.0)
+    image += 60.0 * np.exp(-0.5 * ((yy - 40) * np.cos(tilt) - xx * np.sin(tilt)) ** 2)
+    found = find_trails(image.astype(np.float32), np.ones(yy.shape, dtype=bool))
+    assert len(found) == 1, found
+    assert found["sign"].iloc[0] == 1 and found["rho_px"].iloc[0] == pytest.approx(40.0, abs=2.0)
+    assert 3.0 <= found["half_width_px"].iloc[0] <= 10.0, found
+
+
 def _cleaned(frame):
     """A copy of ``frame`` with its defects replaced."""
     rows, cols, values = find_defects(frame)

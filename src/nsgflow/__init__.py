@@ -25,7 +25,7 @@ ALGORITHM_VERSIONS = {
     "detect": 7,
     "photometry": 6,
     "scale": 2,
-    "samples": 3,
+    "samples": 4,
     "gradient": 7,
     "normalize": 1,
     "diagnostics": 1,

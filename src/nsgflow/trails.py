@@ -157,18 +157,59 @@ def _refine(x: np.ndarray, y: np.ndarray, weight: np.ndarray) -> tuple[float, fl
     return angle, mx * np.cos(angle) + my * np.sin(angle)
 
 
+def _line_distance(xx: np.ndarray, yy: np.ndarray, angle: float, rho: float) -> np.ndarray:
+    """Signed distance (bins) of bins ``(yy, xx)`` from the line ``x cos(angle) + y sin(angle) = rho``."""
+    return (xx + 0.5) * np.cos(angle) + (yy + 0.5) * np.sin(angle) - rho
+
+
+#: A trail's profile is measured out to this many bins on each side, in half-bin steps; its far
+#: level is the median of the profile from :data:`FAR_BINS` bins out.
+PROFILE_BINS, FAR_BINS = 12, 8
+
+
+def _half_width(values: np.ndarray, distance: np.ndarray) -> float:
+    """A trail's half-width in bins, from the significance ``values`` of bins at ``distance`` from its line.
+
+    The profile across the trail (the median of each half-bin step of
+    distance, both sides together: robust to stars and other trails
+    crossing the band) is followed outwards while it stays above its far
+    level (from :data:`FAR_BINS` bins out) by 3 times the noise of a step's
+    median, and falls. Beside a steep glow entering along an edge the
+    smooth background is off by a ramp, which rises away from the trail
+    where its wings fall: without those two tests a 1-px trail there got a
+    56-px mask. One bin more is the half-width.
+    """
+    steps = 2 * PROFILE_BINS
+    near = np.abs(distance) < PROFILE_BINS
+    step = np.floor(np.abs(distance[near]) * 2).astype(np.int64)  # half-bin steps, 0 .. steps - 1
+    values = values[near]
+    order = np.lexsort((values, step))
+    counts = np.bincount(step, minlength=steps)
+    ends = np.cumsum(counts)
+    medians = np.array(
+        [values[order][e - c // 2 - 1] if c else np.nan for c, e in zip(counts, ends, strict=True)]
+    )
+    far = medians[2 * FAR_BINS :]
+    far = far[np.isfinite(far)]
+    above = medians - (np.median(far) if far.size else 0.0) > 3 * 1.25 / np.sqrt(np.maximum(counts, 1))
+    above[1:] &= medians[1:] <= medians[:-1]  # NaN (no bins) is neither above nor falling
+    reach = len(above) if above.all() else int(np.argmin(above))
+    return (reach / 2 if reach else 1.0) + 1.0
+
+
 def _is_ridge(z: np.ndarray, ok: np.ndarray, angle: float, rho: float, threshold: float) -> bool:
     """True when the binned significance ``z`` stands out along the line and not beside it, on both sides.
 
     A trail is a narrow ridge; where a steep glow enters, the smooth
     background leaves a ramp along the edge instead, which rises towards
-    the edge: beside a line on it the bins on the edge's side are as high
-    as those on the line, or missing. The line is ``x cos(angle) + y
+    the edge (beside a line on it the bins on the edge's side are as high
+    as those on the line, or missing), and broad bands parallel to the edge
+    where interpolating between its cells misses the glow's bend. The line is ``x cos(angle) + y
     sin(angle) = rho`` in bin units; its band is the usable bins within 1
     bin of it, its sides those 2 to 5 bins away, each side with at least 5.
     """
     yy, xx = np.nonzero(ok)
-    distance = (xx + 0.5) * np.cos(angle) + (yy + 0.5) * np.sin(angle) - rho
+    distance = _line_distance(xx, yy, angle, rho)
     values = z[yy, xx]
     band = values[np.abs(distance) <= 1.0]
     sides = [values[(distance >= 2.0) & (distance <= 5.0)], values[(distance <= -2.0) & (distance >= -5.0)]]
@@ -236,10 +277,6 @@ def find_trails(
     rows = []
     if ok.sum() < 100:
         return pd.DataFrame(rows, columns=TRAIL_COLUMNS)
-    # the smooth background follows a steep glow least well along the valid area's edges:
-    # lines parallel to those edges and close to them are not taken for trails
-    used_rows, used_cols = np.flatnonzero(ok.any(axis=1)), np.flatnonzero(ok.any(axis=0))
-    edges = {0: (used_cols[0], used_cols[-1] + 1), 1: (used_rows[0], used_rows[-1] + 1)}
     diag = float(np.hypot(gx, gy))
     uy, ux = np.nonzero(ok)
     usable = (ux + 0.5, uy + 0.5)
@@ -263,12 +300,11 @@ def find_trails(
             votes -= _votes(x[near], y[near], angles, shift, n_rho)
             if near.sum() >= 3:
                 angle, rho = _refine(x[near], y[near], strength[near])
-            axis = int(np.argmin([abs(np.sin(angle)), abs(np.cos(angle))]))  # 0: normal along x
-            if min(abs(np.sin(angle)), abs(np.cos(angle))) < np.sin(np.radians(2.0)):
-                across = rho / (np.cos(angle) if axis == 0 else np.sin(angle))
-                near_edge = min(abs(across - e) for e in edges[axis]) < window_bins
-                if near_edge and not _is_ridge(sign * z, ok, angle, rho, threshold):
-                    continue
+            # the smooth background misses a steep glow entering from an edge by bands parallel to
+            # its rows or columns of cells (and by a ramp along the edge): such a line must be a ridge
+            parallel = min(abs(np.sin(angle)), abs(np.cos(angle))) < np.sin(np.radians(2.0))
+            if parallel and not _is_ridge(sign * z, ok, angle, rho, threshold):
+                continue
             rows.append(
                 {
                     "angle": angle,
@@ -282,23 +318,10 @@ def find_trails(
     trails = pd.DataFrame(rows, columns=["angle", "rho", "sign", "votes", "length_px", "significance"])
     if trails.empty:
         return pd.DataFrame(columns=TRAIL_COLUMNS)
-    # the half-width: where the mean profile across the trail falls to the noise of that mean
     yy, xx = np.nonzero(ok)
-    half_widths = []
-    for t in trails.itertuples():
-        distance = (xx + 0.5) * np.cos(t.angle) + (yy + 0.5) * np.sin(t.angle) - t.rho
-        near = np.abs(distance) <= 12
-        step = np.floor(np.abs(distance[near]) * 2).astype(np.int64)  # half-bin steps
-        values = t.sign * z[yy[near], xx[near]]
-        order = np.lexsort((values, step))
-        counts = np.bincount(step, minlength=25)
-        ends = np.cumsum(counts)
-        medians = np.array(  # robust to other trails and stars crossing the band
-            [values[order][e - c // 2 - 1] if c else 0.0 for c, e in zip(counts, ends, strict=True)]
-        )
-        noise = 1.25 / np.sqrt(np.maximum(counts, 1))
-        inside = np.flatnonzero(medians > 3 * noise)
-        half_widths.append(((inside.max() + 1) / 2 if inside.size else 1.0) + 1.0)
+    half_widths = [
+        _half_width(t.sign * z[yy, xx], _line_distance(xx, yy, t.angle, t.rho)) for t in trails.itertuples()
+    ]
     # bin coordinates (bin centres at 0.5, 1.5, ...) to pixel indices: x_px = bin_px * x_bin - 0.5
     return pd.DataFrame(
         {
