@@ -28,7 +28,7 @@ ALGORITHM_VERSIONS = {
     "samples": 4,
     "gradient": 7,
     "normalize": 1,
-    "diagnostics": 1,
+    "diagnostics": 2,
 }
 
 #: Public names, loaded on first use so that importing nsgflow stays light.

@@ -42,6 +42,12 @@ def _save(fig: Figure, path: str | os.PathLike) -> None:
         fig.savefig(tmp, format="png", dpi=90, metadata={"Software": None}, pil_kwargs={"compress_level": 1})
 
 
+def _dots(ax: object, x: object, y: object, colour: str, label: str | None = None) -> None:
+    """Points in one colour, as the markers of a line: Agg draws those from one cached marker, twice as
+    fast as a scatter plot's collection of paths on a photometry graph of 5000 stars."""
+    ax.plot(x, y, "o", ms=3.4, mew=0, c=colour, label=label)
+
+
 def _by_channel(table: pd.DataFrame) -> list[tuple[int, pd.DataFrame]]:
     """The table's rows per channel (one group, channel 0, without a ``channel`` column)."""
     if "channel" not in table or table.empty:
@@ -83,8 +89,8 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
             flux_t, flux_r = sub["flux_target"][sel], sub["flux_ref"][sel]
             # colour: rejections are much the same in every channel, so only channel 0's are labelled
             label = f"{prefix}{name} ({sel.sum()})" if name == "used" or channel == 0 else None
-            left.scatter(flux_t, flux_r, s=8, c=dots, label=label)
-            right.scatter(flux_t, flux_r / flux_t, s=8, c=dots)
+            _dots(left, flux_t, flux_r, dots, label)
+            _dots(right, flux_t, flux_r / flux_t, dots)
         flux = (
             np.geomspace(max(sub["flux_target"][ok].min(), 1e-3), sub["flux_target"][ok].max(), 50)
             if ok.any()
@@ -156,7 +162,7 @@ def gradient_graph(
             ax.plot(
                 np.arange(n_along), profile, "-", c=line, lw=1.5, label=f"{prefix}G along {label} {centre}"
             )
-            ax.scatter(near[along], near["value"], s=10, c=dots, label=f"{prefix}samples within {box} px")
+            _dots(ax, near[along], near["value"], dots, f"{prefix}samples within {box} px")
     for ax, along in zip(axes, "xy", strict=True):
         ax.set_xlabel(f"{along} (px)")
         ax.set_ylabel("m*T - R (ADU)")
