@@ -50,6 +50,8 @@ __all__ = [
 
 #: Moffat beta assumed when growth curves cannot be fitted (typical of real seeing).
 FALLBACK_BETA = 3.0
+#: The growth-curve fits' range of the Moffat beta, which also bounds their start.
+GROWTH_BETA_BOUNDS = (1.5, 30.0)
 
 #: Systematic uncertainty of a growth-curve aperture correction f, added to the fit's own:
 #: relative * |f - 1| + floor. The Moffat model and the annulus backgrounds are not exact. With
@@ -332,14 +334,14 @@ def fit_growth_pair(
         misfit = (model(p) - curves) / spreads
         return misfit if beta is None else np.append(misfit, (p[2] - beta[0]) / beta[1])
 
-    beta0 = 3.0 if beta is None else float(np.clip(beta[0], 1.6, 29.0))
+    beta0 = FALLBACK_BETA if beta is None else float(np.clip(beta[0], *GROWTH_BETA_BOUNDS))
     alpha0 = [hlr / np.sqrt(2 ** (1 / (beta0 - 1)) - 1) for *_, hlr in frames]
     fit = least_squares(
         residuals,
         [np.log(alpha0[0]), np.log(alpha0[1]), beta0],
         bounds=(
-            [np.log(0.05 * alpha0[0]), np.log(0.05 * alpha0[1]), 1.5],
-            [np.log(20 * alpha0[0]), np.log(20 * alpha0[1]), 30.0],
+            [np.log(0.05 * alpha0[0]), np.log(0.05 * alpha0[1]), GROWTH_BETA_BOUNDS[0]],
+            [np.log(20 * alpha0[0]), np.log(20 * alpha0[1]), GROWTH_BETA_BOUNDS[1]],
         ),
     )
     if not fit.success:
