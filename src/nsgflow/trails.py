@@ -183,12 +183,10 @@ def _half_width(values: np.ndarray, distance: np.ndarray) -> float:
     near = np.abs(distance) < PROFILE_BINS
     step = np.floor(np.abs(distance[near]) * 2).astype(np.int64)  # half-bin steps, 0 .. steps - 1
     values = values[near]
-    order = np.lexsort((values, step))
+    ordered = values[np.lexsort((values, step))]  # by step, then by value
     counts = np.bincount(step, minlength=steps)
     ends = np.cumsum(counts)
-    medians = np.array(
-        [values[order][e - c // 2 - 1] if c else np.nan for c, e in zip(counts, ends, strict=True)]
-    )
+    medians = np.array([ordered[e - c // 2 - 1] if c else np.nan for c, e in zip(counts, ends, strict=True)])
     far = medians[2 * FAR_BINS :]
     far = far[np.isfinite(far)]
     above = medians - (np.median(far) if far.size else 0.0) > 3 * 1.25 / np.sqrt(np.maximum(counts, 1))
@@ -318,9 +316,8 @@ def find_trails(
     trails = pd.DataFrame(rows, columns=["angle", "rho", "sign", "votes", "length_px", "significance"])
     if trails.empty:
         return pd.DataFrame(columns=TRAIL_COLUMNS)
-    yy, xx = np.nonzero(ok)
     half_widths = [
-        _half_width(t.sign * z[yy, xx], _line_distance(xx, yy, t.angle, t.rho)) for t in trails.itertuples()
+        _half_width(t.sign * z[uy, ux], _line_distance(ux, uy, t.angle, t.rho)) for t in trails.itertuples()
     ]
     # bin coordinates (bin centres at 0.5, 1.5, ...) to pixel indices: x_px = bin_px * x_bin - 0.5
     return pd.DataFrame(
