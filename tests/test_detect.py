@@ -134,4 +134,4 @@ def test_tall_frames_are_searched_in_strips_with_every_star_once(monkeypatch):
     pd.testing.assert_frame_equal(strips[~blended], whole[~blended])
     same = ["x", "y", "peak", "sky", "flags"]
     pd.testing.assert_frame_equal(strips.loc[blended, same], whole.loc[blended, same])
-    np.testing.assert_allclose(strips["flux"], whole["flux"], rtol=0.02)
+    np.testing.assert_allclose(strips["flux"], whole["flux"], rtol=0.03)

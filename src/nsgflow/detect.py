@@ -149,7 +149,7 @@ def detect_stars(
     *,
     threshold_sigma: float = 5.0,
     min_area_px: int = 5,
-    deblend_levels: int = 16,
+    deblend_levels: int = 8,
     background_box_px: int = 64,
     linear_range: float = 0.9,
     border_margin_hlr: float = 6.0,
@@ -167,11 +167,13 @@ def detect_stars(
         Detection threshold in units of the background noise.
     min_area_px : int, default 5
         Minimum connected pixels above threshold.
-    deblend_levels : int, default 16
+    deblend_levels : int, default 8
         Thresholds between the detection threshold and an object's peak at
-        which sep looks for separate stars in it (``deblend_nthresh``;
-        SExtractor's usual 32 splits close pairs a little more finely, and
-        takes longer).
+        which sep looks for separate stars in it (``deblend_nthresh``). More
+        split close pairs a little more finely and take longer: on a
+        24-megapixel frame 16 cost a third more time than 8, SExtractor's
+        usual 32 more still, for the same scale and gradient accuracy on the
+        benchmark (``benchmarks/accuracy.py``).
     background_box_px : int, default 64
         Mesh size of sep's background model.
     linear_range : float, default 0.9
