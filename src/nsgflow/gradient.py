@@ -24,6 +24,10 @@ NOISE_PIXELS = 4_000_000
 #: Moffat beta assumed for star-rejection radii: broad wings, so radii err on the large side.
 MASK_BETA = 2.5
 
+#: Largest ratio of a star's peak to the level its mask radius reaches (:func:`star_radius`): beyond
+#: the range of any camera's frame over its noise, so it only bounds frames without noise.
+MAX_MASK_DEPTH = 1e6
+
 
 def background_noise(data: np.ndarray, pixels: int = NOISE_PIXELS) -> float:
     """Robust per-pixel noise of a frame's background (MAD of pixel-to-pixel differences).
@@ -99,9 +103,14 @@ def star_radius(
     The star is modelled as a Moffat profile (beta = :data:`MASK_BETA`) with the
     frame's median half-light radius and the given peak ``amplitude``; the
     radius is multiplied by ``growth`` and is at least ``min_hlr`` half-light radii.
+    Light is followed down to at most :data:`MAX_MASK_DEPTH` times below the
+    peak, so a frame without measurable noise (``noise`` 0: every pixel
+    difference the same, e.g. a synthetic frame) still gets finite radii.
     """
     alpha = hlr_px / np.sqrt(2 ** (1 / (MASK_BETA - 1)) - 1)
-    level = np.maximum(np.asarray(amplitude, float) / (mask_sigma * noise), 1.0)
+    with np.errstate(divide="ignore", invalid="ignore"):
+        level = np.asarray(amplitude, float) / (mask_sigma * noise)
+    level = np.clip(np.nan_to_num(level, nan=1.0), 1.0, MAX_MASK_DEPTH)
     radius = alpha * np.sqrt(level ** (1 / MASK_BETA) - 1)
     return np.maximum(growth * radius, min_hlr * hlr_px)
 
