@@ -35,6 +35,10 @@ rule all:
         [f"{RESULTS}/blink/index.html"] if config["diagnostics"]["blink"] else [],
 
 
+onstart:
+    unthrottle_scheduler(workflow)
+
+
 onerror:
     # some frames failed (with --keep-going the others finished): list them with their reasons
     report_failures()

@@ -14,7 +14,14 @@ from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
 from nsgflow.io import FRAME_SUFFIXES, frame_name, read_shape
 
-__all__ = ["check_frames", "find_frames", "load_config", "validate_config", "workflow_dir"]
+__all__ = [
+    "check_frames",
+    "find_frames",
+    "load_config",
+    "unthrottle_scheduler",
+    "validate_config",
+    "workflow_dir",
+]
 
 
 def workflow_dir() -> Path:
@@ -152,3 +159,32 @@ def check_frames(frames: dict[str, str]) -> None:
         raise ConfigError(
             f"{kind}: {groups}. Normalize each kind separately; frames must be registered to one grid."
         )
+
+
+#: Snakemake's default --max-jobs-per-timespan: 100 jobs in 1 s.
+DEFAULT_JOB_RATE = (100, 1)
+
+
+def unthrottle_scheduler(workflow: Any) -> None:
+    """Turn off Snakemake's job rate limiter if it has its default limit; call from ``onstart``.
+
+    The limiter (``--max-jobs-per-timespan``, default 100/1s) wakes the
+    scheduler a second after each round in which jobs wait for a core, and
+    each finished job starts one more such chain of wake-ups. Every round
+    checks the inputs of every waiting job: with 100 frames on 2 cores
+    Snakemake's own process ran 10000 rounds instead of 200 and took most of
+    a CPU from the jobs (``benchmarks/speed.py``, 200 frames: 2.02 s per
+    frame with it, 1.59 s without). Without the limiter the scheduler runs
+    when a job starts or ends. 100 jobs a second is no limit for jobs that
+    take seconds each; a limit set by hand is kept.
+
+    ``workflow`` is the Snakefile's ``workflow`` object; in ``onstart`` its
+    scheduler exists and has not started. Snakemake versions without these
+    attributes are left as they are.
+    """
+    limit = getattr(getattr(workflow, "scheduling_settings", None), "max_jobs_per_timespan", None)
+    scheduler = getattr(workflow, "scheduler", None)
+    if limit is None or not hasattr(scheduler, "job_rate_limiter"):
+        return
+    if (limit.max_jobs, limit.timespan) == DEFAULT_JOB_RATE:
+        scheduler.job_rate_limiter = None

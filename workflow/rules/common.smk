@@ -5,7 +5,7 @@ from pathlib import Path
 
 import nsgflow
 from nsgflow.io import is_xisf, read_shape
-from nsgflow.workflow import check_frames, find_frames, validate_config
+from nsgflow.workflow import check_frames, find_frames, unthrottle_scheduler, validate_config
 
 validate_config(config)
 
