@@ -171,11 +171,10 @@ def unthrottle_scheduler(workflow: Any) -> None:
     The limiter (``--max-jobs-per-timespan``, default 100/1s) wakes the
     scheduler a second after each round in which jobs wait for a core, and
     each finished job starts one more such chain of wake-ups. Every round
-    checks the inputs of every waiting job: with 100 frames on 2 cores
-    Snakemake's own process ran 10000 rounds instead of 200 and took most of
-    a CPU from the jobs (``benchmarks/speed.py``, 200 frames: 2.02 s per
-    frame with it, 1.59 s without). Without the limiter the scheduler runs
-    when a job starts or ends. 100 jobs a second is no limit for jobs that
+    checks the inputs of every waiting job, so Snakemake's own process takes
+    more CPU per frame the more frames there are (README, Speed, has the
+    measurements). Without the limiter the scheduler runs when a job starts
+    or ends. 100 jobs a second is no limit for jobs that
     take seconds each; a limit set by hand is kept.
 
     ``workflow`` is the Snakefile's ``workflow`` object; in ``onstart`` its
