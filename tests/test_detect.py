@@ -80,6 +80,23 @@ def test_nodata_counts_includes_outside_of_frame():
     assert counts.tolist() == [1, 5, 0]
 
 
+def test_nodata_counts_equal_a_direct_count():
+    # boxes inside, across and outside the edges, over masks from a few scattered pixels to a
+    # border of several blocks (nodata_counts looks in 32-px blocks first)
+    rng = np.random.default_rng(7)
+    ny, nx = 150, 110
+    for nodata in (
+        rng.random((ny, nx)) < 0.002,
+        np.pad(np.zeros((ny, nx - 70), bool), ((0, 0), (70, 0)), constant_values=True),
+    ):
+        x, y = rng.uniform(-10, nx + 10, 300), rng.uniform(-10, ny + 10, 300)
+        half = rng.integers(0, 40, 300)
+        padded = np.pad(nodata, 60, constant_values=True)  # outside the frame counts as no data
+        ix, iy = np.rint(x).astype(int) + 60, np.rint(y).astype(int) + 60
+        direct = [padded[j - h : j + h + 1, i - h : i + h + 1].sum() for i, j, h in zip(ix, iy, half)]
+        assert nodata_counts(nodata, x, y, half).tolist() == direct
+
+
 @pytest.mark.parametrize("value", [0.0, 7.0])
 def test_empty_or_constant_frame_is_a_clear_error(value):
     with pytest.raises(FrameError, match=r"no data|no background noise|no stars"):

@@ -60,6 +60,10 @@ def estimate_saturation(
     return top if plateau or int(np.count_nonzero(data == top)) >= min_clipped else float("inf")
 
 
+#: Side (px) of the blocks in which :func:`nodata_counts` first looks for no-data pixels.
+NODATA_BLOCK = 32
+
+
 def nodata_counts(nodata: np.ndarray, x: np.ndarray, y: np.ndarray, half: np.ndarray) -> np.ndarray:
     """Count no-data pixels in boxes around positions; area outside the frame counts too.
 
@@ -79,19 +83,26 @@ def nodata_counts(nodata: np.ndarray, x: np.ndarray, y: np.ndarray, half: np.nda
     y1, y2 = iy - half, iy + half + 1
     cx1, cx2, cy1, cy2 = (np.clip(v, 0, n) for v, n in ((x1, nx), (x2, nx), (y1, ny), (y2, ny)))
     outside = (x2 - x1) * (y2 - y1) - (cx2 - cx1).clip(0) * (cy2 - cy1).clip(0)
-    if not nodata.any():  # the usual frame: no summed-area table needed
+    if not nodata.any():  # the usual frame
         return outside
-    # summed-area table, a block of rows at a time (int32 holds counts below 2**31 pixels)
-    kind = np.int32 if nodata.size < 2**31 else np.int64
-    integral = np.zeros((ny + 1, nx + 1), dtype=kind)
-    above = np.zeros(nx, dtype=kind)  # no-data pixels per column in the rows before the block
-    for start in range(0, ny, 256):
-        block = np.cumsum(nodata[start : start + 256], axis=0, dtype=kind)
-        block += above
-        above = block[-1].copy()
-        np.cumsum(block, axis=1, out=integral[start + 1 : start + 1 + len(block), 1:])
-    inside = integral[cy2, cx2] - integral[cy1, cx2] - integral[cy2, cx1] + integral[cy1, cx1]
-    return inside.astype(np.int64) + outside
+    # no-data pixels per block of NODATA_BLOCK x NODATA_BLOCK, summed over blocks: only the boxes
+    # reaching a block with some are counted pixel by pixel (those near a border, most often)
+    starts = np.arange(0, nx, NODATA_BLOCK)
+    blocks = np.array(
+        [
+            np.add.reduceat(np.count_nonzero(nodata[top : top + NODATA_BLOCK], axis=0), starts)
+            for top in range(0, ny, NODATA_BLOCK)
+        ]
+    )
+    table = np.zeros((blocks.shape[0] + 1, blocks.shape[1] + 1), dtype=np.int64)
+    table[1:, 1:] = blocks.cumsum(axis=0).cumsum(axis=1)
+    by1, by2 = cy1 // NODATA_BLOCK, -(-cy2 // NODATA_BLOCK)
+    bx1, bx2 = cx1 // NODATA_BLOCK, -(-cx2 // NODATA_BLOCK)
+    near = table[by2, bx2] - table[by1, bx2] - table[by2, bx1] + table[by1, bx1]
+    inside = np.zeros(ix.shape, dtype=np.int64)
+    for i in np.flatnonzero((near > 0) & (cx2 > cx1) & (cy2 > cy1)):
+        inside[i] = np.count_nonzero(nodata[cy1[i] : cy2[i], cx1[i] : cx2[i]])
+    return inside + outside
 
 
 #: Stars (the brightest) whose half-light radius is measured: the frame's star size is their median.
