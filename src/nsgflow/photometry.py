@@ -449,7 +449,7 @@ def neighbour_mask(
     return mask, radii
 
 
-#: Levenberg-Marquardt iterations of the stars' profile fits (:func:`profile_betas`), all stars at once.
+#: Most Levenberg-Marquardt iterations of a star's profile fit (:func:`profile_betas`).
 PROFILE_ITERATIONS = 60
 
 
@@ -513,12 +513,13 @@ def profile_betas(
 
     Each star's pixels, less its background ``bkg``, are fitted with a Moffat
     profile sampled at the pixel centres (free centre, amplitude, alpha and
-    beta; equal weights; Levenberg-Marquardt, all stars at once). The fit sees
-    the whole profile, core and wings, pixel by pixel, so unlike a growth
-    curve it separates a broad core from broad wings with a single star; and
-    it leaves neighbours out by their pixels, within ``neighbour_radii`` of
-    each of ``neighbours`` (positions of both frames' catalogs; those within
-    ``hlr`` of the star are the star itself), so stars need not be isolated.
+    beta; equal weights; Levenberg-Marquardt, all stars at once, each until
+    its own fit converges). The fit sees the whole profile, core and wings,
+    pixel by pixel, so unlike a growth curve it separates a broad core from
+    broad wings with a single star; and it leaves neighbours out by their
+    pixels, within ``neighbour_radii`` of each of ``neighbours`` (positions
+    of both frames' catalogs; those within ``hlr`` of the star are the star
+    itself), so stars need not be isolated.
 
     Parameters
     ----------
@@ -593,24 +594,28 @@ def profile_betas(
     cost = np.sum(weight * (value - light) ** 2, axis=1)
     damping = np.full(len(stars), 1e-3)
     change = np.full(len(stars), np.inf)
+    converged = np.zeros(len(stars), dtype=bool)
+    active = np.arange(len(stars))  # the stars still being fitted: each fit stops when it converges
     for _ in range(PROFILE_ITERATIONS):
-        jw = (jac * weight[:, :, None]).transpose(0, 2, 1)
-        normal = jw @ jac
-        grad = (jw @ (value - light)[:, :, None])[:, :, 0]
+        jw = (jac[active] * weight[active, :, None]).transpose(0, 2, 1)
+        normal = jw @ jac[active]
+        grad = (jw @ (value[active] - light[active])[:, :, None])[:, :, 0]
         diagonal = normal[:, np.arange(5), np.arange(5)]
-        system = normal + (damping[:, None] * diagonal + 1e-12)[:, :, None] * np.eye(5)
-        trial = np.clip(p - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
-        trial_value, trial_jac = _moffat_pixels(trial, px, py, far)
-        trial_cost = np.sum(weight * (trial_value - light) ** 2, axis=1)
-        better = trial_cost < cost
-        change = np.where(better, (cost - trial_cost) / np.maximum(cost, 1e-300), change)
-        p = np.where(better[:, None], trial, p)
-        value = np.where(better[:, None], trial_value, value)
-        jac = np.where(better[:, None, None], trial_jac, jac)
-        cost = np.where(better, trial_cost, cost)
-        damping = np.clip(np.where(better, damping / 3, damping * 4), 1e-9, 1e9)
-        converged = (change < 1e-8) | (damping > 1e4)  # steps no longer gain, or all fail: a minimum
-        if converged.all():
+        system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(5)
+        trial = np.clip(p[active] - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
+        trial_value, trial_jac = _moffat_pixels(trial, px[active], py[active], far)
+        trial_cost = np.sum(weight[active] * (trial_value - light[active]) ** 2, axis=1)
+        better = trial_cost < cost[active]
+        gained = (cost[active] - trial_cost) / np.maximum(cost[active], 1e-300)
+        change[active] = np.where(better, gained, change[active])
+        taken = active[better]
+        p[taken], value[taken] = trial[better], trial_value[better]
+        jac[taken], cost[taken] = trial_jac[better], trial_cost[better]
+        damping[active] = np.clip(np.where(better, damping[active] / 3, damping[active] * 4), 1e-9, 1e9)
+        # steps no longer gain, or all fail: a minimum
+        converged[active] = (change[active] < 1e-8) | (damping[active] > 1e4)
+        active = active[~converged[active]]
+        if not len(active):
             break
     at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
     betas[stars] = np.where(converged & ~at_bound, p[:, 4], np.nan)
