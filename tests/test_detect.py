@@ -93,7 +93,9 @@ def test_nodata_counts_equal_a_direct_count():
         half = rng.integers(0, 40, 300)
         padded = np.pad(nodata, 60, constant_values=True)  # outside the frame counts as no data
         ix, iy = np.rint(x).astype(int) + 60, np.rint(y).astype(int) + 60
-        direct = [padded[j - h : j + h + 1, i - h : i + h + 1].sum() for i, j, h in zip(ix, iy, half)]
+        direct = [
+            padded[j - h : j + h + 1, i - h : i + h + 1].sum() for i, j, h in zip(ix, iy, half, strict=True)
+        ]
         assert nodata_counts(nodata, x, y, half).tolist() == direct
 
 
