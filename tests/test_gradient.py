@@ -28,7 +28,6 @@ def test_star_radius_grows_with_brightness():
     assert r[3] == pytest.approx(alpha * np.sqrt(1e5**0.4 - 1))
 
 
-
 def test_star_radius_of_a_frame_without_noise_is_finite_and_silent():
     """Noise 0 (every pixel difference the same) used to give infinite radii, which star_mask skips."""
     alpha = 2.0 / np.sqrt(2 ** (1 / 1.5) - 1)
@@ -38,6 +37,7 @@ def test_star_radius_of_a_frame_without_noise_is_finite_and_silent():
     assert r[0] == pytest.approx(4.0)  # no light: the minimum
     # light followed down to a millionth of the peak, whatever the peak
     assert r[1] == pytest.approx(alpha * np.sqrt(1e6**0.4 - 1)) and r[2] == pytest.approx(r[1])
+
 
 def test_star_mask_is_disc():
     mask = star_mask((21, 21), np.array([10.0]), np.array([10.0]), np.array([3.0]))
