@@ -37,8 +37,15 @@ rule all:
 
 onstart:
     unthrottle_scheduler(workflow)
+    # local jobs run in forks of a process that has imported the libraries once (nsgflow.jobserver)
+    jobserver.start(workflow.local_exec and not workflow.remote_exec)
+
+
+onsuccess:
+    jobserver.stop()
 
 
 onerror:
+    jobserver.stop()
     # some frames failed (with --keep-going the others finished): list them with their reasons
     report_failures()

@@ -1,10 +1,10 @@
 """Snakemake script of rule blink: nsgflow.pipeline.run_blink."""
 
-from nsgflow.pipeline import run_blink, run_step
+from nsgflow.jobserver import run_step
 
 run_step(
     snakemake.log[0],
-    run_blink,
+    "nsgflow.pipeline.run_blink",
     list(snakemake.input.thumbnails),
     list(snakemake.params.frames),
     snakemake.params.reference,

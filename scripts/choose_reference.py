@@ -1,10 +1,10 @@
 """Snakemake script of checkpoint choose_reference: nsgflow.pipeline.run_choose_reference."""
 
-from nsgflow.pipeline import run_choose_reference, run_step
+from nsgflow.jobserver import run_step
 
 run_step(
     snakemake.log[0],
-    run_choose_reference,
+    "nsgflow.pipeline.run_choose_reference",
     list(snakemake.input),
     snakemake.output.table,
     snakemake.output.chosen,

@@ -1,10 +1,10 @@
 """Snakemake script of rule detect_stars: nsgflow.pipeline.run_detect."""
 
-from nsgflow.pipeline import run_detect, run_step
+from nsgflow.jobserver import run_step
 
 run_step(
     snakemake.log[0],
-    run_detect,
+    "nsgflow.pipeline.run_detect",
     snakemake.input.frame,
     snakemake.output.catalog,
     snakemake.output.stats,

@@ -1,10 +1,10 @@
 """Snakemake script of rule normalize_frame: nsgflow.pipeline.run_normalize_frame."""
 
-from nsgflow.pipeline import run_normalize_frame, run_step
+from nsgflow.jobserver import run_step
 
 run_step(
     snakemake.log[0],
-    run_normalize_frame,
+    "nsgflow.pipeline.run_normalize_frame",
     snakemake.input.frame,
     snakemake.input.reference,
     {

@@ -1,10 +1,10 @@
 """Snakemake script of rule stack: nsgflow.pipeline.run_stack."""
 
-from nsgflow.pipeline import run_stack, run_step
+from nsgflow.jobserver import run_step
 
 run_step(
     snakemake.log[0],
-    run_stack,
+    "nsgflow.pipeline.run_stack",
     snakemake.input.accepted,
     snakemake.input.weights,
     snakemake.output.stack,

@@ -1,11 +1,10 @@
 """Snakemake script of rule summarize: nsgflow.summary.write_summary."""
 
-from nsgflow.pipeline import run_step
-from nsgflow.summary import write_summary
+from nsgflow.jobserver import run_step
 
 run_step(
     snakemake.log[0],
-    write_summary,
+    "nsgflow.summary.write_summary",
     snakemake.params.results,
     snakemake.params.frames,
     snakemake.params.reference,

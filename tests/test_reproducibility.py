@@ -199,6 +199,19 @@ def test_two_runs_from_scratch_are_bit_identical(base, tmp_path):
     assert different == []
 
 
+def test_jobs_run_in_the_job_server_with_the_same_results_as_on_their_own(base, tmp_path):
+    logs = sorted((base / "results" / "logs").rglob("*.log"))
+    assert logs and all("forked by the job server" in log.read_text() for log in logs)
+    alone = tmp_path / "alone"
+    synthetic.make_frame_set(alone / "data" / "night1", SCENE, SPECS, "frame_01")
+    (alone / "data" / "night1" / "truth.json").unlink()
+    snakemake(alone, prelude="import os; os.environ['NSGFLOW_JOBSERVER'] = 'off'")
+    assert not any("job server" in log.read_text() for log in (alone / "results" / "logs").rglob("*.log"))
+    first, second = files(base / "results"), files(alone / "results")
+    assert first.keys() == second.keys()
+    assert [k for k in first if first[k][0] != second[k][0]] == []
+
+
 def test_verify_catches_modified_input_and_output(copy):
     with working_directory(copy):
         assert verify("results") == []

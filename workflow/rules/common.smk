@@ -4,6 +4,7 @@ import math
 from pathlib import Path
 
 import nsgflow
+from nsgflow import jobserver
 from nsgflow.io import is_xisf, read_shape
 from nsgflow.workflow import check_frames, find_frames, unthrottle_scheduler, validate_config
 
