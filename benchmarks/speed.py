@@ -6,11 +6,13 @@ runs the whole workflow with Snakemake on them and prints
 
 * wall time per frame, overall and per stage, from the benchmark TSV files every
   rule writes (``{results}/benchmarks/{rule}/{frame}.tsv``, column ``s``);
-* peak memory (``max_rss``) per rule against the size of one frame in memory
+* peak memory (``max_rss``; of the job server's fork that ran the job, from the job's log, when
+  one did) per rule against the size of one frame in memory
   (float32) and against the ``mem_mb`` the rule asks a cluster for;
 * the CPU time of the whole run (user and system, Snakemake and all its jobs), against
   the jobs' own;
-* the per-job overhead: Python start-up plus the imports every job script does;
+* the per-job overhead: Python start-up plus the imports every job script does, and the
+  imports the job server does once per run (:mod:`nsgflow.jobserver`);
 * how much the CPUs slow each other: the same pieces of the workflow's work (star
   detection on a synthetic frame; m*T - R over 24-megapixel frames) timed on one CPU
   alone and on every CPU at once, before the run (CPUs that share a physical core or
@@ -57,7 +59,9 @@ STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)
 #: the demo's star density: 3000 stars on 600 x 900 px
 STARS_PER_PX = 3000 / (600 * 900)
 #: what a job script imports before its stage starts: the Snakemake preamble and the stage module
-JOB_IMPORTS = "import snakemake.script, snakemake.iocontainers, snakemake.logging; import nsgflow.pipeline"
+JOB_IMPORTS = "import snakemake.script, snakemake.iocontainers, snakemake.logging; import nsgflow.jobserver"
+#: what the job server (:mod:`nsgflow.jobserver`) imports once per run, before the jobs' forks
+SERVER_IMPORTS = "import importlib, nsgflow.jobserver as s; [importlib.import_module(m) for m in s.PRELOAD]"
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -152,8 +156,30 @@ def read_benchmarks(results: Path) -> dict[str, list[dict[str, float]]]:
                     except ValueError:  # "NA" / "-" when the job was too short to sample
                         values[key] = float("nan")
                 values["frame"] = path.stem
+                fork = _fork_usage(results / "logs" / path.parent.name / f"{path.stem}.log")
+                if fork is not None:  # the job ran in a fork of the job server: its memory and CPU
+                    values["max_rss"] = max(values["max_rss"], fork[0])
+                    values["cpu_time"] += fork[1]
                 rows.setdefault(path.parent.name, []).append(values)
     return rows
+
+
+#: the last line of a job run by the job server: its fork's peak RSS (MB) and CPU time (s)
+FORK_USAGE = re.compile(
+    r"^INFO job process \(forked by the job server\): peak RSS ([0-9.]+) MB, CPU ([0-9.]+) s$"
+)
+
+
+def _fork_usage(log: Path) -> tuple[float, float] | None:
+    """Peak RSS (MB) and CPU time (s) of the job server's fork that ran the job, if one did.
+
+    Snakemake's benchmark file measures the job's own process, which only waits for the fork.
+    """
+    if log.is_file():
+        for line in reversed(log.read_text().splitlines()):
+            if match := FORK_USAGE.match(line):
+                return float(match[1]), float(match[2])
+    return None
 
 
 #: a job log's line for one stage of the job (:func:`nsgflow.pipeline._timed`)
@@ -259,8 +285,9 @@ def steal_s() -> float | None:
 
 
 def job_overhead(repeats: int = 5) -> dict[str, float]:
-    """Median wall time of a bare interpreter and of the imports every job script does, as in a job."""
-    probes = {"python_startup": "pass", "job_imports": JOB_IMPORTS}
+    """Median wall time of a bare interpreter, of the imports every job script does (as in a job), and of
+    the job server's imports (once per run)."""
+    probes = {"python_startup": "pass", "job_imports": JOB_IMPORTS, "server_imports": SERVER_IMPORTS}
     result = {}
     for name, code in probes.items():
         times = []
@@ -453,7 +480,8 @@ def main(argv: list[str] | None = None) -> int:
         f"imports of a job script ({JOB_IMPORTS}) {overhead['job_imports']:.2f} s; "
         f"x {len(STAGES)} jobs = {per_frame:.1f} s per frame "
         f"({100 * per_frame / summary['job_s_per_frame']:.0f} % of the jobs' time); "
-        f"{before['job_imports']:.2f} s before the run, {after['job_imports']:.2f} s after"
+        f"{before['job_imports']:.2f} s before the run, {after['job_imports']:.2f} s after; "
+        f"the job server's imports, once per run: {overhead['server_imports']:.2f} s"
     )
     summary.update(
         frames=args.frames,
