@@ -1,12 +1,11 @@
 """A local job server: jobs run in forks of one process that has already imported nsgflow's libraries.
 
 Each job of a local run is a new Python process, and its imports (numpy,
-pandas, sep, scipy, astropy, matplotlib and nsgflow itself) cost about as much
-as a small frame's whole work: 0.4 s for a detection job and 1.3-1.8 s for a
-``normalize_frame`` job, whatever the frame's size (``benchmarks/speed.py``).
-For a local run the workflow starts one server (:func:`start`, from the
-Snakefile's ``onstart``) that imports them once and then waits on a Unix
-socket in a private temporary folder. A job's script sends it the stage to run
+pandas, sep, scipy, astropy, matplotlib and nsgflow itself) cost the same
+whatever the frame's size: more than a small frame's whole work (README,
+Speed, has the measurements). For a local run the workflow starts one
+server (:func:`start`, from the Snakefile's ``onstart``) that imports them
+once and then waits on a Unix socket in a private temporary folder. A job's script sends it the stage to run
 and its arguments (:func:`run_step`); the server forks, and the fork runs the
 stage with the job's working folder, environment, standard output and error,
 and exits with the stage's status, which the job's process then exits with.
@@ -14,10 +13,10 @@ Snakemake still starts, times and tracks one process per job, and every file
 is written as before.
 
 The job runs the stage itself, as before, when there is no server (cluster
-jobs, a run from another tool, the first jobs while the server is still
-importing), when the server's nsgflow source differs from the job's (its files'
-sizes and modification times), or when the arguments are not plain data.
-If the job's process ends (Snakemake stops it), the server kills the fork; if
+jobs, ``NSGFLOW_JOBSERVER=off``, a run from another tool, a server that did
+not start), when the server's nsgflow source differs from the job's (its
+files' sizes and modification times), or when the arguments are not plain
+data. If the job's process ends (Snakemake stops it), the server kills the fork; if
 the server ends, it kills its forks, and their jobs fail.
 
 Snakemake's ``benchmark`` files time a job's process: their wall times are
