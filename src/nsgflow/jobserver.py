@@ -14,8 +14,8 @@ is written as before.
 
 The job runs the stage itself, as before, when there is no server (cluster
 jobs, ``NSGFLOW_JOBSERVER=off``, a run from another tool, a server that did
-not start), when the server's nsgflow source differs from the job's (its
-files' sizes and modification times), or when the arguments are not plain
+not start), when the job's Python environment or nsgflow source differs
+from the server's (:func:`fingerprint`), or when the arguments are not plain
 data. If the job's process ends (Snakemake stops it), the server kills the fork; if
 the server ends, it kills its forks, and their jobs fail.
 
@@ -69,9 +69,13 @@ _HEADER = struct.Struct("!I")
 
 
 def fingerprint() -> str:
-    """Sizes and modification times of nsgflow's source files: a server runs jobs only for the same."""
+    """The Python environment and nsgflow's source files (sizes, modification times).
+
+    A server runs only the jobs with the same: not those of a ``--use-conda``
+    environment, which has its own libraries, nor those of an edited nsgflow.
+    """
     folder = Path(__file__).parent
-    parts = [str(folder)]
+    parts = [sys.prefix, sys.version, str(folder)]
     for path in sorted(folder.glob("*.py")):
         info = path.stat()
         parts.append(f"{path.name}:{info.st_size}:{info.st_mtime_ns}")
