@@ -5,10 +5,11 @@ pandas, sep, scipy, astropy, matplotlib and nsgflow itself) cost the same
 whatever the frame's size: more than a small frame's whole work (README,
 Speed, has the measurements). For a local run the workflow starts one
 server (:func:`start`, from the Snakefile's ``onstart``) that imports them
-once and then waits on a Unix socket in a private temporary folder. A job's script sends it the stage to run
-and its arguments (:func:`run_step`); the server forks, and the fork runs the
-stage with the job's working folder, environment, standard output and error,
-and exits with the stage's status, which the job's process then exits with.
+once and then waits on a Unix socket in a private temporary folder. A job's
+script sends it the stage to run and its arguments (:func:`run_step`); the
+server forks, and the fork runs the stage with the job's working folder,
+environment, standard output and error, and exits with the stage's status,
+which the job's process then exits with.
 Snakemake still starts, times and tracks one process per job, and every file
 is written as before.
 
@@ -16,8 +17,8 @@ The job runs the stage itself, as before, when there is no server (cluster
 jobs, ``NSGFLOW_JOBSERVER=off``, a run from another tool, a server that did
 not start), when the job's Python environment or nsgflow source differs
 from the server's (:func:`fingerprint`), or when the arguments are not plain
-data. If the job's process ends (Snakemake stops it), the server kills the fork; if
-the server ends, it kills its forks, and their jobs fail.
+data. If the job's process ends (Snakemake stops it), the server kills the
+fork; if the server ends, it kills its forks, and their jobs fail.
 
 Snakemake's ``benchmark`` files time a job's process: their wall times are
 right, but memory and CPU are those of the waiting process, so a fork logs its
@@ -39,6 +40,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -82,13 +84,10 @@ def fingerprint() -> str:
     return "|".join(parts)
 
 
-def _send(conn: socket.socket, message: dict, fds: list[int] | None = None) -> None:
+def _framed(message: dict) -> bytes:
+    """A message as sent: its JSON's length, then the JSON. TypeError if it is not plain data."""
     body = json.dumps(message).encode()
-    data = _HEADER.pack(len(body)) + body
-    if fds:
-        socket.send_fds(conn, [data], fds)
-    else:
-        conn.sendall(data)
+    return _HEADER.pack(len(body)) + body
 
 
 def _read(conn: socket.socket, size: int, fds: list[int] | None = None) -> bytes:
@@ -129,23 +128,27 @@ def run_step(log_path: str, step: str, *args: Any, **kwargs: Any) -> None:
             if status:
                 sys.exit(status)
             return
-    from nsgflow.pipeline import run_step as run_here
+    _run_here(str(log_path), step, args, kwargs)
+
+
+def _run_here(log_path: str, step: str, args: Sequence[Any], kwargs: dict[str, Any]) -> None:
+    """Stage ``step`` (``"module.function"``) in this process, by :func:`nsgflow.pipeline.run_step`."""
+    from nsgflow.pipeline import run_step as run_stage
 
     module, name = step.rsplit(".", 1)
-    run_here(log_path, getattr(import_module(module), name), *args, **kwargs)
+    run_stage(log_path, getattr(import_module(module), name), *args, **kwargs)
 
 
 def _ask(path: str, request: dict) -> int | None:
     """The status of the stage the server ran; None if it did not start it."""
     try:
-        message = {**request, "fingerprint": fingerprint(), "cwd": os.getcwd(), "env": dict(os.environ)}
-        json.dumps(message)
+        data = _framed({**request, "fingerprint": fingerprint(), "cwd": os.getcwd(), "env": dict(os.environ)})
     except (TypeError, ValueError):  # not plain data
         return None
     with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as conn:
         try:
             conn.connect(path)
-            _send(conn, message, [1, 2])
+            socket.send_fds(conn, [data], [1, 2])  # the job's stdout and stderr go with the request
             reply = _receive(conn)
         except OSError:
             return None
@@ -177,10 +180,7 @@ def _run_fork(request: dict, fds: list[int]) -> int:
     os.environ.update({**request["env"], **SINGLE_THREAD})
     status = 0
     try:
-        from nsgflow.pipeline import run_step as run_here
-
-        module, name = request["step"].rsplit(".", 1)
-        run_here(request["log"], getattr(import_module(module), name), *request["args"], **request["kwargs"])
+        _run_here(request["log"], request["step"], request["args"], request["kwargs"])
     except SystemExit as exc:
         status = exc.code if isinstance(exc.code, int) else 1
     except BaseException as exc:
@@ -229,14 +229,12 @@ def serve(path: str, parent: int, idle_s: float = 600.0) -> None:
                 elif kind == "child":
                     conn, pidfd = running.pop(pid)
                     selector.unregister(pidfd)
-                    if conn in {k.fileobj for k in selector.get_map().values()}:
+                    if conn in selector.get_map():  # not if the job's process ended first
                         selector.unregister(conn)
                     os.close(pidfd)
                     status = os.waitstatus_to_exitcode(os.waitpid(pid, 0)[1])
-                    try:
-                        _send(conn, {"status": status if status >= 0 else 1})
-                    except OSError:
-                        pass
+                    with contextlib.suppress(OSError):  # the job's process may have ended
+                        conn.sendall(_framed({"status": status if status >= 0 else 1}))
                     conn.close()
                 elif kind == "client" and not key.fileobj.recv(1, socket.MSG_PEEK):
                     selector.unregister(key.fileobj)
@@ -292,7 +290,7 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector, running: 
         os.close(fd)
     conn.settimeout(None)
     try:
-        _send(conn, {"started": pid})
+        conn.sendall(_framed({"started": pid}))
     except OSError:
         os.kill(pid, signal.SIGKILL)
     pidfd = os.pidfd_open(pid)
@@ -301,8 +299,8 @@ def _accept(listener: socket.socket, selector: selectors.BaseSelector, running: 
     selector.register(conn, selectors.EVENT_READ, ("client", pid))
 
 
-#: The server :func:`start` started in this process (Snakemake's), if any.
-_SERVER: subprocess.Popen | None = None
+#: The server :func:`start` started in this process (Snakemake's), if any, and its socket's path.
+_SERVER: tuple[subprocess.Popen, str] | None = None
 
 
 def start(local: bool) -> None:
@@ -323,7 +321,7 @@ def start(local: bool) -> None:
         return
     folder = tempfile.mkdtemp(prefix="nsgflow-jobs-")  # private: only this user can connect
     path = os.path.join(folder, "socket")
-    _SERVER = subprocess.Popen(
+    server = subprocess.Popen(
         [sys.executable, "-m", "nsgflow.jobserver", path, str(os.getpid())],
         stdin=subprocess.DEVNULL,
         stdout=subprocess.DEVNULL,
@@ -331,9 +329,10 @@ def start(local: bool) -> None:
         start_new_session=True,
         env={**os.environ, **SINGLE_THREAD},
     )
+    _SERVER = server, path
     deadline = time.monotonic() + START_TIMEOUT_S
     while not os.path.exists(path):
-        if _SERVER.poll() is not None or time.monotonic() > deadline:
+        if server.poll() is not None or time.monotonic() > deadline:
             print("nsgflow: the job server did not start; every job runs in its own process", file=sys.stderr)
             stop()
             return
@@ -349,15 +348,15 @@ def stop() -> None:
     global _SERVER
     if _SERVER is None:
         return
-    path = _SERVER.args[3]  # [python, -m, nsgflow.jobserver, path, parent]
-    os.environ.pop(SOCKET_ENV, None)
-    _SERVER.terminate()
-    try:
-        _SERVER.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        _SERVER.kill()
-        _SERVER.wait()
+    server, path = _SERVER
     _SERVER = None
+    os.environ.pop(SOCKET_ENV, None)
+    server.terminate()
+    try:
+        server.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        server.kill()
+        server.wait()
     shutil.rmtree(os.path.dirname(path), ignore_errors=True)
 
 
