@@ -163,6 +163,22 @@ def test_colour_mixed_with_mono_is_refused(tmp_path):
     assert out.returncode == 1 and "colour and mono frames are mixed" in out.stderr
 
 
+def test_frames_of_two_filters_stop_before_any_job_unless_allowed(tmp_path):
+    for name, band in [("a", "Ha"), ("b", "Ha"), ("c", "OIII")]:
+        write(tmp_path / f"{name}.fits", np.ones((40, 60), np.float32), fits.Header({"FILTER": band}))
+    out = nsgflow(tmp_path, "run", "*.fits", "--reference", "a.fits", "--results", "out")
+    assert out.returncode == 1
+    assert (
+        "frames have different FILTER values: Ha (2 frames: a.fits, b.fits), OIII (1 frame: c.fits); "
+        "normalize each filter separately, or set mixed_filters: true to allow it" in out.stderr
+    )
+    assert not (tmp_path / "out").exists()
+    (tmp_path / "mixed.yaml").write_text("mixed_filters: true\n")
+    allowed = nsgflow(tmp_path, "run", "*.fits", "--reference", "a.fits", "--configfile", "mixed.yaml", "-n")
+    assert allowed.returncode == 0, allowed.stderr
+    assert "normalize_frame" in allowed.stdout + allowed.stderr
+
+
 def test_a_killed_run_completes_when_run_again(tmp_path):
     synthetic.make_frame_set(tmp_path / "data", SCENE, synthetic.demo_specs(4, seed=9), "frame_01")
     command = [

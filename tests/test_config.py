@@ -1,10 +1,14 @@
 import copy
+import re
 from pathlib import Path
 
+import numpy as np
 import pytest
+from astropy.io import fits
+from xisf import XISF
 
 from nsgflow.errors import ConfigError
-from nsgflow.workflow import find_frames, load_config, validate_config, workflow_dir
+from nsgflow.workflow import check_filters, find_frames, load_config, validate_config, workflow_dir
 
 DEFAULTS = load_config(workflow_dir() / "config.yaml")
 
@@ -77,6 +81,44 @@ def test_reference_must_be_a_frame(tmp_path):
         find_frames(str(tmp_path / "*.fits"), str(Path(tmp_path) / "missing.fits"))
     with pytest.raises(ConfigError, match="no FITS frames match"):
         find_frames(str(tmp_path / "*.fts"), str(tmp_path / "a.fits"))
+
+
+def _frame(path: Path, filter_name: str | None, dtype: str = "float32") -> str:
+    header = fits.Header({"FILTER": filter_name} if filter_name is not None else {})
+    fits.PrimaryHDU(np.ones((4, 6), dtype), header=header).writeto(path)
+    return str(path)
+
+
+def test_frames_of_different_filters_are_named_by_group(tmp_path):
+    frames = {
+        "a": _frame(tmp_path / "a.fits", "Ha"),
+        "b": _frame(tmp_path / "b.fits", " Ha "),  # padding does not count
+        "c": _frame(tmp_path / "c.fits", "OIII"),
+        "d": _frame(tmp_path / "d.fits", "Ha", "int16"),  # read by astropy, not as a plain header
+        "e": _frame(tmp_path / "e.fits", None),
+        "f": str(tmp_path / "f.xisf"),
+    }
+    XISF.write(
+        frames["f"],
+        np.ones((4, 6, 1), np.float32),
+        "test",
+        image_metadata={"FITSKeywords": {"FILTER": [{"value": "'Ha'", "comment": ""}]}},
+    )
+    message = (
+        "frames have different FILTER values: Ha (4 frames: a.fits, b.fits, d.fits, …), "
+        "OIII (1 frame: c.fits), none (1 frame: e.fits); normalize each filter separately, "
+        "or set mixed_filters: true to allow it"
+    )
+    with pytest.raises(ConfigError, match=re.escape(message)):
+        check_filters(frames)
+    check_filters(frames, mixed_filters=True)
+
+
+def test_frames_of_one_filter_or_none_pass(tmp_path):
+    check_filters({name: _frame(tmp_path / f"{name}.fits", "L") for name in "ab"})
+    check_filters({name: _frame(tmp_path / f"n{name}.fits", None) for name in "ab"})
+    with pytest.raises(ConfigError, match=re.escape("L (1 frame: x.fits), none (1 frame: na.fits)")):
+        check_filters({"x": _frame(tmp_path / "x.fits", "L"), "na": str(tmp_path / "na.fits")})
 
 
 def test_function_defaults_agree_with_config_yaml():

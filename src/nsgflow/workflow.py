@@ -12,11 +12,13 @@ from jsonschema import Draft202012Validator, validators
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, frame_name, read_shape
+from nsgflow.io import FRAME_SUFFIXES, _plain_header, frame_name, is_xisf, read_header, read_shape
 
 __all__ = [
+    "check_filters",
     "check_frames",
     "find_frames",
+    "frame_filter",
     "load_config",
     "unthrottle_scheduler",
     "validate_config",
@@ -159,6 +161,63 @@ def check_frames(frames: dict[str, str]) -> None:
         raise ConfigError(
             f"{kind}: {groups}. Normalize each kind separately; frames must be registered to one grid."
         )
+
+
+#: The filter group of frames without a FILTER keyword.
+NO_FILTER = "none"
+#: Frames named per filter group in :func:`check_filters`'s message; the rest are counted.
+NAMED_FRAMES = 3
+
+
+def frame_filter(path: str | os.PathLike) -> str:
+    """A frame's FILTER keyword, or :data:`NO_FILTER` if it has none, from its header only.
+
+    Plain float32 FITS headers are read without astropy, as :func:`~nsgflow.io.read_shape` reads them.
+    """
+    plain = None if is_xisf(path) else _plain_header(path)
+    try:
+        keywords = plain[0] if plain else read_header(path)
+    except FrameError as exc:
+        raise ConfigError(f"{exc}; remove the file or fix it") from exc
+    value = keywords.get("FILTER")
+    text = "" if value is None else str(value).strip()
+    return text or NO_FILTER
+
+
+def check_filters(frames: dict[str, str], mixed_filters: bool = False) -> None:
+    """Check from the headers that all frames were taken through one filter (FILTER keyword), before any work.
+
+    Frames without FILTER form one group, :data:`NO_FILTER`; a set that has
+    none passes.
+
+    Parameters
+    ----------
+    frames
+        Frame name -> path, as :func:`find_frames` gives them.
+    mixed_filters
+        Allow frames of different filters in one set (setting ``mixed_filters``).
+
+    Raises
+    ------
+    ConfigError
+        Frames differ in FILTER and ``mixed_filters`` is false; the message
+        names each filter with its number of frames and the first few files.
+    """
+    if mixed_filters:
+        return
+    groups: dict[str, list[str]] = {}
+    for path in frames.values():
+        groups.setdefault(frame_filter(path), []).append(os.path.basename(path))
+    if len(groups) < 2:
+        return
+    described = []
+    for name, files in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+        shown = ", ".join(files[:NAMED_FRAMES]) + (", …" if len(files) > NAMED_FRAMES else "")
+        described.append(f"{name} ({len(files)} frame{'s' if len(files) > 1 else ''}: {shown})")
+    raise ConfigError(
+        f"frames have different FILTER values: {', '.join(described)}; normalize each filter separately, "
+        "or set mixed_filters: true to allow it"
+    )
 
 
 #: Snakemake's default --max-jobs-per-timespan: 100 jobs in 1 s.

@@ -6,7 +6,7 @@ from pathlib import Path
 import nsgflow
 from nsgflow import jobserver
 from nsgflow.io import is_xisf, read_shape
-from nsgflow.workflow import check_frames, find_frames, unthrottle_scheduler, validate_config
+from nsgflow.workflow import check_filters, check_frames, find_frames, unthrottle_scheduler, validate_config
 
 validate_config(config)
 
@@ -14,6 +14,7 @@ RESULTS = config["results"].rstrip("/")
 #: frame name -> path, for every input frame
 FRAMES = find_frames(config["frames"], config["reference"])
 check_frames(FRAMES)
+check_filters(FRAMES, config["mixed_filters"])
 #: name of the reference frame given in the settings; None for "auto" (chosen by rule choose_reference)
 FIXED_REFERENCE = next(
     (name for name, path in FRAMES.items() if config["reference"] != "auto" and os.path.samefile(path, config["reference"])),
