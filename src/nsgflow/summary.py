@@ -1,4 +1,4 @@
-"""The set-wide summary: one row per frame, weights for the stacker, the accepted list.
+"""The set-wide summary: one row per frame, weights for the stacker, the accepted list, and its graph.
 
 Works on whatever a run left behind, so it also reports frames whose jobs
 failed, with the error their log gives.
@@ -9,14 +9,19 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import numpy as np
 import pandas as pd
 from astropy.io import fits
+from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
+from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from nsgflow.channels import channel_values
+from nsgflow.diagnostics import _dots, _figure, _save
 from nsgflow.io import atomic_path, read_json, write_csv
 from nsgflow.weight import rejection_reasons, stats_weight
 
-__all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "write_summary"]
+__all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "summary_graph", "write_summary"]
 
 #: Each rule and the per-frame output that shows it finished, in workflow order.
 STAGE_OUTPUTS = [
@@ -75,6 +80,9 @@ def summarize(
             row["weight"] = stats_weight(ref_stats, stats, scale) if (ref_stats and stats) else None
             if "channels" in scale:
                 row["channel_scales"] = " ".join(f"{m:.6g}" for m in channel_values(scale, "scale"))
+        normalized = results / "normalized" / f"{name}_nsg.fits"
+        if normalized.is_file():  # the input's header, also for XISF inputs
+            row["date_obs"] = fits.getheader(normalized).get("DATE-OBS")
         gradient = results / "gradient" / f"{name}.fits"
         if gradient.is_file():
             header = fits.getheader(gradient)
@@ -107,18 +115,76 @@ def summarize(
         "gradient_max",
         "altitude",
         "exptime",
+        "date_obs",
         "file",
     ]
     return pd.DataFrame(rows).reindex(columns=columns)
 
 
+def _observed(table: pd.DataFrame) -> tuple[np.ndarray, str]:
+    """The x of each row for :func:`summary_graph`: its DATE-OBS (UTC) if every row has one, else its number.
+
+    Rows are numbered from 1 in the table's order (``summary.csv``'s).
+    """
+    dates = pd.to_datetime(table["date_obs"], errors="coerce", format="ISO8601", utc=True)
+    if len(dates) and dates.notna().all():
+        return dates.dt.tz_localize(None).to_numpy(), "DATE-OBS (UTC)"
+    return table.index.to_numpy() + 1, "frame (order in summary.csv; not every frame has DATE-OBS)"
+
+
+def summary_graph(table: pd.DataFrame, path: str | os.PathLike, reference: str | None = None) -> Figure:
+    """Draw transmission (1/m) and weight of every frame against DATE-OBS, rejected frames in red.
+
+    ``table`` is :func:`summarize`'s (or ``summary.csv`` read back). Frames
+    are placed by DATE-OBS when every frame with a scale has it, else by
+    their order in the table. Failed frames have no scale and are only
+    counted in the title. The reference (``reference``) is drawn in black.
+    Returns the figure, whose lines hold the values drawn.
+    """
+    table = table.reset_index(drop=True)
+    done = table[table["transmission"].notna()]
+    x, xlabel = _observed(done)
+    rejected = ~done["accepted"].astype(bool).to_numpy()
+    is_reference = (done["frame"] == reference).to_numpy()
+    groups = [
+        ("accepted", "tab:blue", ~rejected & ~is_reference),
+        ("rejected", "tab:red", rejected),
+        ("reference", "k", is_reference),
+    ]
+    fig, axes = _figure(2, (11, 4.5))
+    for ax, column, label in ((axes[0], "transmission", "transmission 1/m"), (axes[1], "weight", "weight")):
+        y = done[column].to_numpy(float)
+        order = np.argsort(x, kind="stable")
+        ax.plot(x[order], y[order], "-", c="0.8", lw=0.8, zorder=0)  # the frames in order: the night's trend
+        for name, colour, selected in groups:
+            _dots(ax, x[selected], y[selected], colour, f"{name} ({selected.sum()})")
+        ax.set_xlabel(xlabel)
+        ax.set_ylabel(label)
+        ax.legend(fontsize=7)
+        if np.issubdtype(x.dtype, np.datetime64):
+            locator = AutoDateLocator()
+            ax.xaxis.set_major_locator(locator)
+            ax.xaxis.set_major_formatter(ConciseDateFormatter(locator))
+        else:  # frame numbers
+            ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+    failed = len(table) - len(done)
+    fig.suptitle(f"{len(table)} frames: {rejected.sum()} rejected, {failed} failed (reasons in summary.csv)")
+    _save(fig, path)
+    return fig
+
+
 def write_summary(
     results: str | os.PathLike, frames: dict[str, str], reference: str, reject: dict
 ) -> pd.DataFrame:
-    """Write ``summary.csv``, ``weights.csv`` and ``accepted.txt`` under ``results``; return the summary."""
+    """Write the summary under ``results``; return it.
+
+    The files: ``summary.csv``, its graph ``summary.png`` (:func:`summary_graph`),
+    ``weights.csv`` and ``accepted.txt``.
+    """
     results = Path(results)
     table = summarize(results, frames, reference, reject)
     write_csv(results / "summary.csv", table)
+    summary_graph(table, results / "summary.png", reference)
     ok = table[table["status"] == "ok"]
     normalized = [str(results / "normalized" / f"{name}_nsg.fits") for name in ok["frame"]]
     write_csv(

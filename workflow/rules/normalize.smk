@@ -98,6 +98,7 @@ rule summarize:
         reference_choice,
     output:
         summary=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
+        graph=report(f"{RESULTS}/summary.png", caption="../report/summary_graph.rst", category="Summary"),
         weights=f"{RESULTS}/weights.csv",
         accepted=f"{RESULTS}/accepted.txt",
     params:
