@@ -54,6 +54,8 @@ from nsgflow.io import read_frame
 #: Targets of the issue: scale error median and worst (fraction), residual RMS and worst box (sky sigmas).
 TARGETS = {"scale_median": 0.003, "scale_worst": 0.006, "rms": 0.05, "worst_box": 0.3}
 METHODS = ("nsgflow", "additive", "no gradient")
+#: Every condition the benchmark runs by default: each alone, then the named sets.
+ALL_CONDITIONS = (*synthetic.CONDITIONS, *synthetic.PROFILE_CONDITIONS, *synthetic.CONDITION_SETS)
 
 
 def robust_sigma(values: np.ndarray) -> float:
@@ -186,7 +188,7 @@ def run_condition(
     name: str, folder: Path, args: argparse.Namespace, seed: int
 ) -> tuple[dict, list[dict], dict]:
     """Make one condition's frame set in ``folder``, normalize it, return summaries, our rows and times."""
-    conditions = synthetic.CONDITIONS if name == "hard" else name.split("+")
+    conditions = synthetic.CONDITION_SETS.get(name, name.split("+"))
     scene, specs, reference = synthetic.condition_specs(conditions, args.size, args.frames, seed)
     if folder.exists():
         if not (folder / "data" / "truth.json").is_file():
@@ -298,7 +300,7 @@ def seeds_label(seeds: list[int]) -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         description=__doc__.split("\n\n")[0],
-        epilog="Conditions: " + ", ".join([*synthetic.CONDITIONS, "hard"]),
+        epilog="Conditions: " + ", ".join(ALL_CONDITIONS),
     )
     parser.add_argument("--seed", type=int, default=0, help="random seed of every frame set (default: 0)")
     parser.add_argument(
@@ -328,8 +330,8 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: list[str] | None = None) -> int:
     """Run the benchmark; print the table (stdout) and the timings (stderr)."""
     args = build_parser().parse_args(argv)
-    names = [*synthetic.CONDITIONS, "hard"] if args.conditions == "all" else args.conditions.split(",")
-    unknown = {c for name in names for c in name.split("+")} - {*synthetic.CONDITIONS, "hard"}
+    names = list(ALL_CONDITIONS) if args.conditions == "all" else args.conditions.split(",")
+    unknown = {c for name in names for c in name.split("+")} - set(ALL_CONDITIONS)
     if unknown:
         sys.exit(f"accuracy: unknown conditions {sorted(unknown)}")
     if args.configfile:

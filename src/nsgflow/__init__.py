@@ -23,7 +23,7 @@ from importlib import import_module
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 7,
-    "photometry": 7,
+    "photometry": 8,
     "scale": 2,
     "samples": 4,
     "gradient": 7,

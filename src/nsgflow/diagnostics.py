@@ -63,8 +63,11 @@ def _channel_style(channel: int, colour: bool, status_colour: str) -> tuple[str,
 
 
 def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, title: str = "") -> None:
-    """Reference against target flux with the fitted line, and the flux ratio against flux.
+    """Reference against target flux with the fitted line, and each star's scale against flux.
 
+    A star's scale is the ratio the scale is made of: its reference flux less
+    the fitted intercept, over its target flux, times the aperture
+    correction; the right panel draws them around m and its 1-sigma band.
     Rejected stars are drawn in their reason's colour (ratio outliers red,
     others grey). For colour frames each channel's used stars, line and m are
     drawn in the channel's colour.
@@ -72,8 +75,12 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     groups = _by_channel(table)
     colour = len(groups) > 1
     fig, (left, right) = _figure(2, (11, 4.5))
+    star_scales = []
     for channel, sub in groups:
         fit = channel_record(scale, channel)
+        slope, intercept = fit.get("fitted_slope", fit["scale"]), fit.get("intercept", 0.0)
+        correction = fit.get("aperture_correction", 1.0)
+        star_scale = correction * (sub["flux_ref"] - intercept) / sub["flux_target"]
         status = sub["status"].to_numpy(dtype=object).copy()
         reasons: dict = {}
         for item in fit.get("rejected", []):  # the first reason given for a star is its reason
@@ -90,25 +97,25 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
             # colour: rejections are much the same in every channel, so only channel 0's are labelled
             label = f"{prefix}{name} ({sel.sum()})" if name == "used" or channel == 0 else None
             _dots(left, flux_t, flux_r, dots, label)
-            _dots(right, flux_t, flux_r / flux_t, dots)
+            _dots(right, flux_t, star_scale[sel], dots)
+        star_scales.append(star_scale[ok])
         flux = (
             np.geomspace(max(sub["flux_target"][ok].min(), 1e-3), sub["flux_target"][ok].max(), 50)
             if ok.any()
             else np.array([1.0, 10.0])
         )
         line, prefix = _channel_style(channel, colour, "k")
-        slope, intercept = fit.get("fitted_slope", fit["scale"]), fit.get("intercept", 0.0)
         left.plot(
             flux,
             slope * flux + intercept,
             "-",
             c=line,
             lw=1,
-            label=f"{prefix}fit: {slope:.5f} x + {intercept:.4g}",
+            label=f"{prefix}line {slope:.5f} x + {intercept:.4g}; m = slope x {correction:.4f} (aperture)",
         )
-        right.axhline(
-            fit["scale"], color=line, lw=1, label=f"{prefix}m = {fit['scale']:.5f} ± {fit['scale_err']:.5f}"
-        )
+        m, m_err = fit["scale"], fit["scale_err"]
+        right.axhspan(m - m_err, m + m_err, color=line, alpha=0.15, lw=0)
+        right.axhline(m, color=line, lw=1, label=f"{prefix}m = {m:.5f} ± {m_err:.5f}")
     for ax in (left, right):
         ax.set_xscale("log")
         ax.set_xlabel("target flux")
@@ -116,10 +123,10 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     for ax in (left, right):  # a tick per decade: the minor ones took half the graph's drawing time
         ax.minorticks_off()
     left.set_ylabel("reference flux")
-    right.set_ylabel("reference / target flux")
-    ok = (table["flux_ref"] > 0) & (table["flux_target"] > 0)
-    if ok.any():
-        spread = np.nanpercentile((table["flux_ref"] / table["flux_target"])[ok], [2, 98])
+    right.set_ylabel("each star's scale (aperture-corrected)")
+    values = np.concatenate(star_scales)
+    if np.isfinite(values).any():
+        spread = np.nanpercentile(values, [2, 98])
         right.set_ylim(spread[0] - 0.1 * abs(spread[0]), spread[1] + 0.1 * abs(spread[1]))
     left.legend(fontsize=7, loc="upper left")
     right.legend(fontsize=7, loc="upper right")

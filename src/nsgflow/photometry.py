@@ -3,23 +3,21 @@
 The aperture radius follows the broader of the two frames' star sizes, and the
 local background is the median of an annulus, with the pixels of detected
 neighbours left out (:func:`neighbour_mask`): in a crowded field their light
-raises the median, the more so the broader the PSF, which biased the ratio
-of a broad frame's fluxes to a sharp one's. A fixed aperture still loses a
-PSF-dependent fraction of each star's light (outside the aperture, and into
-the annulus), which biases the ratio towards the sharper frame. So each frame's
-growth curve is measured on its bright isolated stars and the two are fitted
-with Moffat profiles of one shared beta, which gives the fraction of light the
-aperture measures in each frame; the ratio of the two fractions is the
-*aperture correction* of the scale. The growth curves alone constrain beta
-poorly (in a crowded field few stars are isolated), so it is also measured by
-Moffat fits to the pixels of the brightest stars, isolated or not, with their
-neighbours' pixels left out (:func:`profile_betas`).
+raises the median, the more so the broader the PSF. A fixed aperture still
+loses a PSF-dependent fraction of each star's light (outside the aperture, and
+into the annulus), which biases the ratio towards the sharper frame. So each
+frame's brightest stars are fitted, pixel by pixel with their neighbours'
+pixels left out, with elliptical Moffat profiles of their own width, beta and
+elongation (:func:`profile_fits`); each frame's profiles give the fraction of
+its light the aperture measures (:func:`profile_fraction`), and the ratio of
+the two fractions is the *aperture correction* of the scale
+(:func:`aperture_correction_from_profiles`). Every frame has a profile of its
+own: frames of one night differ in wings and elongation, not only in width.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
 
 import numpy as np
 import pandas as pd
@@ -32,34 +30,27 @@ from nsgflow.gradient import background_noise, star_mask, star_radius
 from nsgflow.robust import sorted_mad, sorted_median
 
 __all__ = [
-    "GrowthFit",
     "annulus_background",
+    "aperture_correction_from_profiles",
     "aperture_fraction",
     "aperture_photometry",
-    "fit_growth_pair",
+    "elliptical_fraction",
     "frame_hlr",
     "mask_noise",
     "measure_photometry",
     "moffat_enclosed",
     "neighbour_mask",
     "neighbour_radii",
-    "pixel_blur",
-    "profile_beta",
-    "profile_betas",
+    "profile_fits",
+    "profile_fraction",
 ]
 
-#: Moffat beta assumed when growth curves cannot be fitted (typical of real seeing).
+#: Moffat beta assumed for a frame whose star profiles cannot be fitted (typical of real seeing).
 FALLBACK_BETA = 3.0
-#: The growth-curve fits' range of the Moffat beta, which also bounds their start.
-GROWTH_BETA_BOUNDS = (1.5, 30.0)
 
-#: Systematic uncertainty of a growth-curve aperture correction f, added to the fit's own:
-#: relative * |f - 1| + floor. The Moffat model and the annulus backgrounds are not exact. With
-#: beta from the stars' profiles, 0.1 makes the scale's uncertainty honest on the accuracy
-#: benchmark's hard set (seeds 30-59, 150 frames: 63 % of the errors within 1 sigma, 93 % within
-#: 2, all within 3; checked on seeds 0-29: 71, 97 and 100 %); 0.2, right for beta from the growth
-#: curves alone, left 83-86 % within 1 sigma.
-CORRECTION_SYSTEMATIC = (0.1, 3e-4)
+#: Model error of a frame's :func:`profile_fraction`, as a fraction of the light the aperture
+#: misses: the fitted Moffat profiles extrapolate the wings, which real stars need not follow.
+PROFILE_SYSTEMATIC = 0.1
 
 #: Fewest annulus pixels, as a fraction of those with data, that masking neighbours may leave; a
 #: star whose annulus keeps fewer (a very crowded field) gets the median of all of them instead.
@@ -69,20 +60,12 @@ MIN_UNMASKED_FRACTION = 0.25
 #: of a percent, plenty for a mask radius, in a sixteenth of the time of all of a large frame's.
 MASK_NOISE_PIXELS = 250_000
 
-#: Variance (px**2 along each axis) that summing pixels over a circle by their overlap adds to
-#: the profile the pixel values sample: each value counts as spread evenly over its pixel, a
-#: box of 1 px.
-PIXEL_VARIANCE = 1.0 / 12.0
-
 #: Noise sigmas out to which detected neighbours' pixels are left out of a star's profile fit
-#: (:func:`profile_betas`): the neighbour masks' default.
+#: (:func:`profile_fits`): the neighbour masks' default.
 PROFILE_MASK_SIGMA = 2.0
 
-#: Fewest stars with a fitted profile for a frame's :func:`profile_beta`.
+#: Fewest stars with a fitted profile for a frame's :func:`profile_fraction`.
 MIN_PROFILE_STARS = 5
-
-#: Growth-curve radii as fractions of the aperture radius.
-GROWTH_RADII = np.array([0.25, 0.35, 0.5, 0.65, 0.8, 1.0, 1.2, 1.4])
 
 
 def frame_hlr(catalog: pd.DataFrame, stars: int = 200) -> float:
@@ -216,19 +199,6 @@ def moffat_enclosed(r: np.ndarray | float, alpha: float, beta: float) -> np.ndar
     return 1.0 - (1.0 + (np.asarray(r) / alpha) ** 2) ** (1.0 - beta)
 
 
-def pixel_blur(r: np.ndarray | float, alpha: float, beta: float) -> np.ndarray:
-    """Change of a Moffat profile's light within ``r`` when it is summed from pixels by their overlap.
-
-    The sum treats each pixel's value as spread evenly over the pixel, which
-    blurs the profile by :data:`PIXEL_VARIANCE`; to first order the light
-    within ``r`` changes by ``pi * PIXEL_VARIANCE * r * I'(r)`` (``I`` the
-    profile, of unit total). Negative: light moves out of the core. A few
-    tenths of a percent within a FWHM, nothing at the aperture radius.
-    """
-    u = (np.asarray(r, dtype=np.float64) / alpha) ** 2
-    return -PIXEL_VARIANCE * 2 * beta * (beta - 1) * u / alpha**2 * (1 + u) ** (-beta - 1)
-
-
 def aperture_fraction(
     alpha: float, beta: float, radius: np.ndarray | float, annulus: tuple[float, float]
 ) -> np.ndarray:
@@ -240,132 +210,6 @@ def aperture_fraction(
     r_in, r_out = annulus
     wing = (moffat_enclosed(r_out, alpha, beta) - moffat_enclosed(r_in, alpha, beta)) / (r_out**2 - r_in**2)
     return moffat_enclosed(radius, alpha, beta) - np.asarray(radius) ** 2 * wing
-
-
-@dataclass(frozen=True)
-class GrowthFit:
-    """A frame's Moffat growth-curve fit and the aperture's light fraction."""
-
-    alpha: float
-    beta: float
-    fraction: float
-    fraction_err: float
-    stars: int
-
-
-def _median_growth(
-    data: np.ndarray, x: np.ndarray, y: np.ndarray, radius: float, annulus: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray, int] | None:
-    """Median growth curve (flux at :data:`GROWTH_RADII` x ``radius`` over flux at ``radius``) of stars.
-
-    Returns the curve, its uncertainty per radius and the number of stars, or
-    None with fewer than 5 stars with a positive flux.
-    """
-    if len(x) < 5:
-        return None
-    radii = GROWTH_RADII * radius
-    x = np.ascontiguousarray(x, dtype=np.float64)
-    y = np.ascontiguousarray(y, dtype=np.float64)
-    bkg, _, _ = annulus_background(data, x, y, *annulus)
-    sums = np.stack([sep.sum_circle(data, x, y, r, subpix=0)[0] - bkg * np.pi * r**2 for r in radii], 1)
-    at_radius = sums[:, GROWTH_RADII == 1.0][:, 0]
-    good = np.isfinite(at_radius) & (at_radius > 0)
-    if good.sum() < 5:
-        return None
-    ratios = sums[good] / at_radius[good, None]
-    curve = np.median(ratios, axis=0)
-    spread = 1.4826 * np.median(np.abs(ratios - curve), axis=0) / np.sqrt(good.sum())
-    return curve, np.maximum(spread, 1e-5), int(good.sum())
-
-
-def fit_growth_pair(
-    frames: list[tuple[np.ndarray, np.ndarray, np.ndarray, float]],
-    radius: float,
-    annulus: tuple[float, float],
-    beta: tuple[float, float] | None = None,
-) -> tuple[list[GrowthFit], float, float] | None:
-    """Fit two frames' median growth curves with Moffat profiles of one shared beta.
-
-    ``frames`` holds ``(data, x, y, hlr)`` of the reference and the target. A
-    growth curve that ends at the aperture cannot tell a broad core from
-    broad wings (alpha and beta are nearly degenerate), and fitted apart the
-    two frames' betas scatter, biasing the ratio of their light fractions;
-    the same beta for both (one telescope, one atmosphere) leaves only the
-    cores' widths free, which the curves measure well. The model curves are
-    those the pixel sums measure (:func:`pixel_blur`): a Moffat alone would
-    take the pixels' blur of the cores (0.8 % of the light within 0.9 FWHM)
-    for broader cores and a lower beta.
-
-    A growth curve that ends at the aperture still constrains beta poorly
-    (in a crowded field few stars are isolated enough to be measured: fitted
-    betas of 1.7-6.2 for a true 3); ``beta``, an independent measurement
-    ``(value, sigma)`` of it (:func:`profile_beta`), enters the fit as one
-    more datum, so that the curves mostly fit the cores' widths.
-
-    Returns
-    -------
-    fits : list of GrowthFit
-        Reference and target (same beta; ``fraction_err`` from the joint covariance).
-    correction, correction_err : float
-        Target fraction over reference fraction, and its uncertainty.
-        None when a frame has fewer than 5 stars or the fit fails.
-    """
-    measured = [_median_growth(data, x, y, radius, annulus) for data, x, y, _ in frames]
-    if any(m is None for m in measured):
-        return None
-    from scipy.optimize import least_squares  # here: only the photometry job fits growth curves
-
-    radii = GROWTH_RADII * radius
-    curves = np.concatenate([m[0] for m in measured])
-    spreads = np.concatenate([m[1] for m in measured])
-
-    def fractions(p: np.ndarray, r: np.ndarray | float) -> list[np.ndarray]:
-        # as the pixel sums measure them: blurred by the pixels (which bends the curves' cores)
-        return [
-            aperture_fraction(np.exp(p[i]), p[2], r, annulus) + pixel_blur(r, np.exp(p[i]), p[2])
-            for i in range(2)
-        ]
-
-    def model(p: np.ndarray) -> np.ndarray:
-        at_radius = fractions(p, radius)
-        return np.concatenate([f / f0 for f, f0 in zip(fractions(p, radii), at_radius, strict=True)])
-
-    def residuals(p: np.ndarray) -> np.ndarray:
-        misfit = (model(p) - curves) / spreads
-        return misfit if beta is None else np.append(misfit, (p[2] - beta[0]) / beta[1])
-
-    beta0 = FALLBACK_BETA if beta is None else float(np.clip(beta[0], *GROWTH_BETA_BOUNDS))
-    alpha0 = [hlr / np.sqrt(2 ** (1 / (beta0 - 1)) - 1) for *_, hlr in frames]
-    fit = least_squares(
-        residuals,
-        [np.log(alpha0[0]), np.log(alpha0[1]), beta0],
-        bounds=(
-            [np.log(0.05 * alpha0[0]), np.log(0.05 * alpha0[1]), GROWTH_BETA_BOUNDS[0]],
-            [np.log(20 * alpha0[0]), np.log(20 * alpha0[1]), GROWTH_BETA_BOUNDS[1]],
-        ),
-    )
-    if not fit.success:
-        return None
-    dof = max(len(fit.fun) - 3, 1)
-    chi2 = max(float(np.sum(fit.fun**2)) / dof, 1.0)
-    try:
-        cov = np.linalg.inv(fit.jac.T @ fit.jac) * chi2
-    except np.linalg.LinAlgError:
-        return None
-
-    def derived(p: np.ndarray) -> np.ndarray:
-        f_ref, f_tgt = fractions(p, radius)
-        return np.array([f_ref, f_tgt, f_tgt / f_ref], dtype=float)
-
-    value = derived(fit.x)
-    step = 1e-6
-    jac = np.stack([(derived(fit.x + step * np.eye(3)[k]) - value) / step for k in range(3)], axis=1)
-    errors = np.sqrt(np.maximum(np.diag(jac @ cov @ jac.T), 0.0))
-    fits = [
-        GrowthFit(float(np.exp(fit.x[i])), float(fit.x[2]), float(value[i]), float(errors[i]), measured[i][2])
-        for i in range(2)
-    ]
-    return fits, float(value[2]), float(errors[2])
 
 
 def neighbour_radii(
@@ -449,8 +293,12 @@ def neighbour_mask(
     return mask, radii
 
 
-#: Most Levenberg-Marquardt iterations of a star's profile fit (:func:`profile_betas`).
+#: Most Levenberg-Marquardt iterations of a star's profile fit (:func:`profile_fits`).
 PROFILE_ITERATIONS = 60
+#: Bound of the profile fits' elongation parameters g1, g2 (1: axis ratio 0.41).
+MAX_SHEAR = 1.0
+#: Directions over which :func:`elliptical_fraction` averages an elongated star's light.
+FRACTION_ANGLES = 36
 
 
 def _annulus_level(alpha: np.ndarray, beta: np.ndarray, annulus: tuple[float, float]) -> np.ndarray:
@@ -464,18 +312,24 @@ def _annulus_level(alpha: np.ndarray, beta: np.ndarray, annulus: tuple[float, fl
 def _moffat_pixels(
     p: np.ndarray, px: np.ndarray, py: np.ndarray, annulus: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Moffat values at pixel offsets, less the star's own level in ``annulus``, and their derivatives.
+    """Elliptical Moffat values at pixel offsets, less the star's own level in ``annulus``, and derivatives.
 
-    ``p`` holds, per star (rows), ``dx, dy, log amplitude, log alpha, beta``;
-    ``px, py`` the pixels' offsets from each star's catalog position (rows).
-    The background the pixels have had subtracted, an annulus median, holds
-    the star's own wing (:func:`_annulus_level`; its mean), which the model
-    subtracts too. Returns the values, shape (n, k), and the Jacobian, shape
-    (n, k, 5).
+    ``p`` holds, per star (rows), ``dx, dy, log amplitude, log alpha, beta,
+    g1, g2``: the profile is ``(1 + Q / alpha**2) ** -beta`` with the
+    quadratic form ``Q = (c + g1) ex**2 + 2 g2 ex ey + (c - g1) ey**2``,
+    ``c = sqrt(1 + g1**2 + g2**2)`` (determinant 1: alpha sets the area,
+    g1 and g2 the elongation). ``px, py`` are the pixels' offsets from each
+    star's catalog position (rows). The background the pixels have had
+    subtracted, an annulus median, holds the star's own wing
+    (:func:`_annulus_level`; its mean), which the model subtracts too.
+    Returns the values, shape (n, k), and the Jacobian, shape (n, k, 7).
     """
     ex, ey = px - p[:, :1], py - p[:, 1:2]
+    g1, g2 = p[:, 5:6], p[:, 6:7]
+    c = np.sqrt(1 + g1**2 + g2**2)
     inv_a2 = np.exp(-2 * p[:, 3:4])
-    u = (ex**2 + ey**2) * inv_a2
+    xx, yy, xy = ex**2, ey**2, ex * ey
+    u = ((c + g1) * xx + 2 * g2 * xy + (c - g1) * yy) * inv_a2
     log1u = np.log1p(u)
     amplitude, alpha, beta = np.exp(p[:, 2:3]), np.exp(p[:, 3:4]), p[:, 4:5]
     level = _annulus_level(alpha, beta, annulus)
@@ -487,18 +341,40 @@ def _moffat_pixels(
     slope = -beta * profile / (1 + u)  # d profile / d u
     jac = np.stack(
         np.broadcast_arrays(
-            -2 * ex * inv_a2 * slope,
-            -2 * ey * inv_a2 * slope,
+            -2 * ((c + g1) * ex + g2 * ey) * inv_a2 * slope,
+            -2 * (g2 * ex + (c - g1) * ey) * inv_a2 * slope,
             value,
             -2 * u * slope - amplitude * level_lna,
             -log1u * profile - amplitude * level_beta,
+            ((g1 / c + 1) * xx + (g1 / c - 1) * yy) * inv_a2 * slope,
+            (g2 / c * (xx + yy) + 2 * xy) * inv_a2 * slope,
         ),
         axis=2,
     )
     return value, jac
 
 
-def profile_betas(
+#: Offsets (px) of the 2-point Gauss-Legendre rule over a pixel: exact for profiles cubic across it.
+PIXEL_NODES = np.array([-0.5, 0.5]) / np.sqrt(3.0)
+
+
+def _pixel_integrated(
+    p: np.ndarray, px: np.ndarray, py: np.ndarray, annulus: tuple[float, float]
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_moffat_pixels` averaged over each pixel (2 x 2 Gauss-Legendre nodes), as pixels record light.
+
+    Sampled at pixel centres, a model takes the pixels' blur of a star's core
+    for a broader core and steeper wings (beta 3.24 for 3 at 4 px FWHM).
+    """
+    n, k = px.shape
+    nodes_x, nodes_y = (v.ravel() for v in np.meshgrid(PIXEL_NODES, PIXEL_NODES))
+    value, jac = _moffat_pixels(
+        p, (px[:, :, None] + nodes_x).reshape(n, -1), (py[:, :, None] + nodes_y).reshape(n, -1), annulus
+    )
+    return value.reshape(n, k, 4).mean(axis=2), jac.reshape(n, k, 4, -1).mean(axis=2)
+
+
+def profile_fits(
     data: np.ndarray,
     x: np.ndarray,
     y: np.ndarray,
@@ -509,14 +385,14 @@ def profile_betas(
     neighbour_radii: np.ndarray,
     annulus: tuple[float, float] | None = None,
 ) -> np.ndarray:
-    """Moffat beta of each star, from a least-squares fit of its pixels within ``radius``.
+    """Each star's elliptical Moffat profile, from a least-squares fit of its pixels within ``radius``.
 
-    Each star's pixels, less its background ``bkg``, are fitted with a Moffat
-    profile sampled at the pixel centres (free centre, amplitude, alpha and
-    beta; equal weights; Levenberg-Marquardt, all stars at once, each until
-    its own fit converges). The fit sees the whole profile, core and wings,
-    pixel by pixel, so unlike a growth curve it separates a broad core from
-    broad wings with a single star; and it leaves neighbours out by their
+    Each star's pixels, less its background ``bkg``, are fitted with an
+    elliptical Moffat profile averaged over each pixel (free centre,
+    amplitude, alpha, beta and elongation; equal weights; Levenberg-Marquardt,
+    all stars at once, each until its own fit converges). The fit sees the
+    whole profile, core and wings, pixel by pixel, so it separates a broad
+    core from broad wings with a single star; and it leaves neighbours out by their
     pixels, within ``neighbour_radii`` of each of ``neighbours`` (positions
     of both frames' catalogs; those within ``hlr`` of the star are the star
     itself), so stars need not be isolated.
@@ -543,10 +419,12 @@ def profile_betas(
 
     Returns
     -------
-    numpy.ndarray, shape (n,)
-        Beta per star; NaN where the star's pixels reach the frame's edge or
-        no data, its core (2 px) or half its pixels are a neighbour's, or the
-        fit does not converge or ends at a bound (beta 1.05 or 20, centre 2 px off).
+    numpy.ndarray, shape (n, 4)
+        Per star ``alpha`` (px), ``beta``, ``g1``, ``g2`` of the elliptical
+        Moffat (:func:`_moffat_pixels`); NaN where the star's pixels reach the
+        frame's edge or no data, its core (2 px) or half its pixels are a
+        neighbour's, or the fit does not converge or ends at a bound (beta 1.05
+        or 20, centre 2 px off, g1 or g2 at :data:`MAX_SHEAR`).
     """
     from scipy.spatial import cKDTree
 
@@ -559,9 +437,9 @@ def profile_betas(
     ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
     inside = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half) & np.isfinite(bkg)
     stars = np.flatnonzero(inside)
-    betas = np.full(len(x), np.nan)
+    fits = np.full((len(x), 4), np.nan)
     if not len(stars):
-        return betas
+        return fits
     px = ix[stars, None] + ox - x[stars, None]  # offsets from the catalog positions
     py = iy[stars, None] + oy - y[stars, None]
     light = data[iy[stars, None] + oy, ix[stars, None] + ox].astype(np.float64)
@@ -581,16 +459,16 @@ def profile_betas(
     stars, px, py, keep = stars[usable], px[usable], py[usable], keep[usable]
     light = (light[usable] - bkg[stars, None]) * keep
     if not len(stars):
-        return betas
+        return fits
     weight = keep.astype(np.float64)
-    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05])
-    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0])
-    p = np.zeros((len(stars), 5))
+    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05, -MAX_SHEAR, -MAX_SHEAR])
+    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0, MAX_SHEAR, MAX_SHEAR])
+    p = np.zeros((len(stars), 7))
     p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
     p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
     p[:, 4] = 3.0
     far = (1e6, 2e6) if annulus is None else annulus  # an annulus holding none of the star's light
-    value, jac = _moffat_pixels(p, px, py, far)
+    value, jac = _pixel_integrated(p, px, py, far)
     cost = np.sum(weight * (value - light) ** 2, axis=1)
     damping = np.full(len(stars), 1e-3)
     change = np.full(len(stars), np.inf)
@@ -600,10 +478,10 @@ def profile_betas(
         jw = (jac[active] * weight[active, :, None]).transpose(0, 2, 1)
         normal = jw @ jac[active]
         grad = (jw @ (value[active] - light[active])[:, :, None])[:, :, 0]
-        diagonal = normal[:, np.arange(5), np.arange(5)]
-        system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(5)
+        diagonal = normal[:, np.arange(7), np.arange(7)]
+        system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(7)
         trial = np.clip(p[active] - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
-        trial_value, trial_jac = _moffat_pixels(trial, px[active], py[active], far)
+        trial_value, trial_jac = _pixel_integrated(trial, px[active], py[active], far)
         trial_cost = np.sum(weight[active] * (trial_value - light[active]) ** 2, axis=1)
         better = trial_cost < cost[active]
         gained = (cost[active] - trial_cost) / np.maximum(cost[active], 1e-300)
@@ -618,49 +496,100 @@ def profile_betas(
         if not len(active):
             break
     at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
-    betas[stars] = np.where(converged & ~at_bound, p[:, 4], np.nan)
-    return betas
+    fitted = np.column_stack([np.exp(p[:, 3]), p[:, 4], p[:, 5], p[:, 6]])
+    fits[stars] = np.where((converged & ~at_bound)[:, None], fitted, np.nan)
+    return fits
 
 
-def profile_beta(betas: Sequence[np.ndarray]) -> tuple[float, float] | None:
-    """One beta for several frames from their stars' :func:`profile_betas`, with its uncertainty.
+def elliptical_fraction(fits: np.ndarray, radius: float, annulus: tuple[float, float]) -> np.ndarray:
+    """:func:`aperture_fraction` of elliptical Moffat stars (rows of :func:`profile_fits`).
 
-    Each frame's beta is the median of its stars' (uncertainty
-    1.2533 * 1.4826 MAD / sqrt(n), that of a median); the frames' are
-    averaged with inverse-variance weights, the uncertainty widened by their
-    reduced chi-square when they disagree more than it says. None when a
-    frame has fewer than :data:`MIN_PROFILE_STARS` fitted stars.
+    Along a direction ``n`` the profile is a round Moffat of core width
+    ``alpha / sqrt(n' M n)`` (``M`` the fit's quadratic form, determinant 1),
+    and a direction's share of the light is proportional to ``1 / n' M n``;
+    the fraction is the share-weighted mean over :data:`FRACTION_ANGLES` directions.
     """
-    values, variances = [], []
-    for frame in betas:
-        good = np.sort(np.asarray(frame, dtype=np.float64)[np.isfinite(frame)])
-        if len(good) < MIN_PROFILE_STARS:
-            return None
-        median = float(np.median(good))
-        spread = 1.2533 * 1.4826 * float(np.median(np.abs(good - median))) / np.sqrt(len(good))
-        values.append(median)
-        variances.append(max(spread, 1e-3) ** 2)
-    weights = 1 / np.array(variances)
-    mean = float(np.sum(weights * values) / np.sum(weights))
-    chi2 = float(np.sum(weights * (np.array(values) - mean) ** 2)) / max(len(values) - 1, 1)
-    return mean, float(np.sqrt(max(chi2, 1.0) / np.sum(weights)))
+    alpha, beta, g1, g2 = (fits[:, k : k + 1] for k in range(4))
+    theta = np.pi * (np.arange(FRACTION_ANGLES) + 0.5) / FRACTION_ANGLES
+    cos, sin = np.cos(theta), np.sin(theta)
+    c = np.sqrt(1 + g1**2 + g2**2)
+    g = (c + g1) * cos**2 + 2 * g2 * cos * sin + (c - g1) * sin**2
+    share = (1 / g) / np.sum(1 / g, axis=1, keepdims=True)
+    return np.sum(share * aperture_fraction(alpha / np.sqrt(g), beta, radius, annulus), axis=1)
 
 
-def _isolated(catalog: pd.DataFrame, index: np.ndarray, radius: float, contrast: float = 0.05) -> np.ndarray:
-    """True for catalog rows with no neighbour brighter than ``contrast`` times theirs within ``radius``."""
-    from scipy.spatial import cKDTree
+def profile_fraction(
+    fits: np.ndarray, radius: float, annulus: tuple[float, float]
+) -> tuple[float, float] | None:
+    """Fraction of a frame's star light that the aperture measures, from its stars' :func:`profile_fits`.
 
-    xy = catalog[["x", "y"]].to_numpy()
-    flux = catalog["flux"].to_numpy()
-    tree = cKDTree(xy)
-    neighbours = tree.query_ball_point(xy[index], r=radius)
-    return np.array(
-        [
-            all(j == i or flux[j] < contrast * flux[i] for j in near)
-            for i, near in zip(index, neighbours, strict=True)
-        ],
-        dtype=bool,
-    )
+    Each star's fitted Moffat gives the fraction its aperture with annulus
+    background measures (:func:`aperture_fraction`); the frame's is their
+    median, with the uncertainty of a median (1.2533 * robust sigma / sqrt(n)).
+    None with fewer than :data:`MIN_PROFILE_STARS` fitted stars.
+    """
+    good = np.all(np.isfinite(fits), axis=1)
+    if good.sum() < MIN_PROFILE_STARS:
+        return None
+    fractions = elliptical_fraction(fits[good], radius, annulus)
+    median = float(np.median(fractions))
+    return median, 1.2533 * 1.4826 * float(np.median(np.abs(fractions - median))) / np.sqrt(good.sum())
+
+
+def aperture_correction_from_profiles(
+    fits: Sequence[np.ndarray], hlr: Sequence[float], radius: float, annulus: tuple[float, float]
+) -> dict:
+    """The aperture correction (target fraction over reference fraction) from each frame's own star profiles.
+
+    Each frame's fraction is :func:`profile_fraction` of its stars'
+    :func:`profile_fits`; its uncertainty adds to the median's a model error
+    of :data:`PROFILE_SYSTEMATIC` times the light the aperture misses. With
+    fewer than :data:`MIN_PROFILE_STARS` fitted stars in a frame, a round
+    Moffat of beta :data:`FALLBACK_BETA` and the frame's half-light radius
+    stands in, with an uncertainty of half the light it misses.
+
+    Parameters
+    ----------
+    fits : sequence of two numpy.ndarray, shape (n, 4)
+        The reference's and the target's :func:`profile_fits`.
+    hlr : sequence of two float
+        Their half-light radii (px), for the fallback.
+    radius, annulus
+        The aperture radius and the background annulus (px).
+
+    Returns
+    -------
+    dict
+        ``aperture_correction`` and its ``_err``, ``aperture_correction_method``,
+        and per frame (reference, target) ``profile_fraction``, its ``_err``,
+        and the median fitted ``profile_beta`` (None where not fitted).
+    """
+    fractions, errors, betas, methods = [], [], [], []
+    for frame_fits, frame_hlr_px in zip(fits, hlr, strict=True):
+        measured = profile_fraction(frame_fits, radius, annulus)
+        if measured is None:
+            alpha = frame_hlr_px / np.sqrt(2 ** (1 / (FALLBACK_BETA - 1)) - 1)
+            fraction = float(aperture_fraction(alpha, FALLBACK_BETA, radius, annulus))
+            error = 0.5 * (1 - fraction) + 1e-3
+            betas.append(None)
+            methods.append(f"half-light radius, Moffat beta {FALLBACK_BETA} assumed")
+        else:
+            fraction, spread = measured
+            error = float(np.hypot(spread, PROFILE_SYSTEMATIC * (1 - fraction)))
+            betas.append(float(np.nanmedian(frame_fits[:, 1])))
+            methods.append("elliptical Moffat fits of its stars")
+        fractions.append(fraction)
+        errors.append(error)
+    correction = fractions[1] / fractions[0]
+    return {
+        "aperture_correction": correction,
+        "aperture_correction_err": correction
+        * float(np.hypot(errors[0] / fractions[0], errors[1] / fractions[1])),
+        "aperture_correction_method": f"reference: {methods[0]}; target: {methods[1]}",
+        "profile_fraction": fractions,
+        "profile_fraction_err": errors,
+        "profile_beta": betas,
+    }
 
 
 def measure_photometry(
@@ -676,9 +605,8 @@ def measure_photometry(
     annulus_outer: float = 2.2,
     neighbour_mask_sigma: float = 2.0,
     min_snr: float = 10.0,
-    growth_stars: int = 60,
+    profile_stars: int = 60,
     aperture_correction: bool = True,
-    max_growth_err: float = 0.003,
     max_stars: int = 5000,
     defects: Sequence[Defects] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
@@ -709,18 +637,12 @@ def measure_photometry(
         0 keeps them all.
     min_snr : float, default 10
         Pairs below this signal-to-noise ratio in either frame are rejected.
-    growth_stars : int, default 60
-        Bright isolated stars used for each frame's growth curve.
+    profile_stars : int, default 60
+        The brightest usable stars whose profiles are fitted in each frame
+        for the aperture correction (:func:`aperture_correction_from_profiles`).
     aperture_correction : bool, default True
         Apply the aperture correction (see module notes); when False the
         factor is 1.
-    max_growth_err : float, default 0.003
-        When the growth-curve fit (:func:`fit_growth_pair`) leaves the
-        correction more uncertain than this (few or faint isolated stars;
-        the fit's own uncertainty, before :data:`CORRECTION_SYSTEMATIC` is added),
-        the correction is computed instead from the two frames' half-light
-        radii for a Moffat profile of beta :data:`FALLBACK_BETA`, with an
-        uncertainty of half its size plus 0.1 %.
     max_stars : int, default 5000
         Measure at most this many pairs, the reference's brightest: fainter
         ones add little weight to the fit, and time.
@@ -809,70 +731,27 @@ def measure_photometry(
             "aperture_correction": 1.0,
             "aperture_correction_err": 0.0,
             "aperture_correction_method": "none",
-            "growth_ref": None,
-            "growth_target": None,
+            "profile_fraction": None,
+            "profile_fraction_err": None,
             "profile_beta": None,
-            "profile_beta_err": None,
         }
         if aperture_correction:
             used = np.flatnonzero(status == "used")
-            bright = used[np.argsort(-snr.to_numpy()[used])][: 4 * growth_stars]
-            lonely = bright[
-                _isolated(ref_catalog, ref_index[bright], annulus[1])
-                & _isolated(target_catalog, target_index[bright], annulus[1])
-            ][:growth_stars]
-            lonely_ref = (reference, ref["x"].to_numpy()[lonely], ref["y"].to_numpy()[lonely], hlr_ref)
-            lonely_tgt = (target, tgt["x"].to_numpy()[lonely], tgt["y"].to_numpy()[lonely], hlr_target)
-            # beta from the profiles of the brightest stars, isolated or not (neighbours' pixels left out)
-            radii = neighbour_radii(both, broad, PROFILE_MASK_SIGMA, noise)
+            bright = used[np.argsort(-snr.to_numpy()[used])][:profile_stars]
+            radii = np.concatenate(neighbour_radii(both, broad, PROFILE_MASK_SIGMA, noise))
             neighbours = np.concatenate([c[["x", "y"]].to_numpy() for c in (ref_catalog, target_catalog)])
-            profiled = bright[:growth_stars]
-            beta = profile_beta(
-                [
-                    profile_betas(
-                        data,
-                        cat["x"].to_numpy()[profiled],
-                        cat["y"].to_numpy()[profiled],
-                        measured["bkg"].to_numpy()[profiled],
-                        radius,
-                        broad,
-                        neighbours,
-                        np.concatenate(radii),
-                        annulus,
-                    )
-                    for data, cat, measured in ((reference, ref, phot_ref), (target, tgt, phot_tgt))
-                ]
-            )
-            if beta is not None:
-                info.update(profile_beta=beta[0], profile_beta_err=beta[1])
-            joint = fit_growth_pair([lonely_ref, lonely_tgt], radius, annulus, beta)
-            ok = joint is not None and joint[2] <= max_growth_err
-            if joint is not None:
-                (fit_ref, fit_tgt), factor, factor_err = joint
-                info.update(growth_ref=asdict(fit_ref), growth_target=asdict(fit_tgt))
-            if ok:
-                relative, floor = CORRECTION_SYSTEMATIC
-                info.update(
-                    aperture_correction=factor,
-                    aperture_correction_err=float(np.hypot(factor_err, relative * abs(factor - 1) + floor)),
-                    aperture_correction_method="Moffat growth-curve fits, one beta",
+            fits = [
+                profile_fits(
+                    data,
+                    *(stars[k].to_numpy()[bright] for k in ("x", "y")),
+                    measured["bkg"].to_numpy()[bright],
+                    radius,
+                    broad,
+                    neighbours,
+                    radii,
+                    annulus,
                 )
-            else:
-                # too few or too noisy growth curves: a Moffat with each frame's half-light
-                # radius, of the stars' profiles' beta if measured, else of a typical beta
-                shape = FALLBACK_BETA if beta is None else beta[0]
-                scale = 1 / np.sqrt(2 ** (1 / (shape - 1)) - 1)
-                factor = float(
-                    aperture_fraction(hlr_target * scale, shape, radius, annulus)
-                    / aperture_fraction(hlr_ref * scale, shape, radius, annulus)
-                )
-                info.update(
-                    aperture_correction=factor,
-                    aperture_correction_err=0.5 * abs(factor - 1) + 0.001,
-                    aperture_correction_method=(
-                        f"half-light radii, Moffat beta {shape} assumed"
-                        if beta is None
-                        else f"half-light radii, Moffat beta {shape:.3f} of the stars' profiles"
-                    ),
-                )
+                for data, stars, measured in ((reference, ref, phot_ref), (target, tgt, phot_tgt))
+            ]
+            info.update(aperture_correction_from_profiles(fits, (hlr_ref, hlr_target), radius, annulus))
     return table, info

@@ -7,9 +7,10 @@ background ``B_R``, the ideal normalized frame is ``m*T - (m*B_T - B_R)``: the
 target's own stars and noise, at the reference's brightness, on the
 reference's background.
 
-The optional hard conditions (:data:`CONDITIONS`, :func:`condition_specs`,
-:func:`hard_specs`) add saturated stars with halos, nebulosity, hot pixels,
-cosmic rays and satellite trails. Artifacts are part of the observed frame
+The optional hard conditions (:data:`CONDITIONS`, :func:`condition_specs`) add
+saturated stars with halos, nebulosity, hot pixels, cosmic rays and satellite
+trails; :data:`PROFILE_CONDITIONS` give every frame its own star profile and
+crowd the field. Artifacts are part of the observed frame
 ``T``, so the ideal output ``m*T - (m*B_T - B_R)`` holds them too, scaled by
 ``m``: the residual measures only the scale and background errors. Extended
 signal (nebula, galaxy) is scene light: it scales with ``m`` and is not part of
@@ -34,6 +35,8 @@ from nsgflow.io import write_fits, write_json
 
 __all__ = [
     "CONDITIONS",
+    "CONDITION_SETS",
+    "PROFILE_CONDITIONS",
     "FrameSpec",
     "SceneSpec",
     "background",
@@ -42,9 +45,9 @@ __all__ = [
     "condition_specs",
     "demo_specs",
     "evaluate",
-    "hard_specs",
     "make_frame_set",
     "moffat_alpha",
+    "psf_stamps",
     "render_frame",
     "residual",
     "sky_noise",
@@ -109,6 +112,12 @@ class FrameSpec:
     trails: int = 0
     trail_adu: float = 500.0
     trail_width_px: float = 1.5
+    #: Star elongation 1 - minor/major axis (0: round) and the major axis's angle from +x, degrees.
+    ellipticity: float = 0.0
+    psf_angle_deg: float = 0.0
+    #: Radius (in FWHM) out to which every star's profile is integrated over its pixels and
+    #: normalised to its flux; 0 samples profiles at pixel centres out to a flux-dependent radius.
+    psf_radius_fwhm: float = 0.0
     seed: int = 0
     header: dict = field(default_factory=dict)
 
@@ -211,6 +220,60 @@ def _add_star(
     signal[y1:y2, x1:x2] += stamp[y1 - (iy - r) : y2 - (iy - r), x1 - (ix - r) : x2 - (ix - r)]
 
 
+#: Sub-pixel positions per axis at which :func:`psf_stamps` renders the frame's PSF.
+PSF_PHASES = 8
+
+
+def psf_stamps(spec: FrameSpec, phases: int = PSF_PHASES) -> np.ndarray:
+    """The frame's star profile integrated over pixels, for ``phases`` x ``phases`` sub-pixel positions.
+
+    An elliptical Moffat of FWHM ``spec.fwhm_px`` (geometric mean of the
+    axes), ``spec.beta``, ``spec.ellipticity`` and ``spec.psf_angle_deg``,
+    cut at ``spec.psf_radius_fwhm`` FWHM and averaged over a sub-pixel grid
+    fine enough for undersampled stars; each stamp sums to 1.
+
+    Returns
+    -------
+    numpy.ndarray, shape (phases, phases, 2r+1, 2r+1)
+        ``stamps[j, i]``: a star whose offset from its nearest pixel's centre
+        is ``(i + 0.5) / phases - 0.5`` in x and ``(j + 0.5) / phases - 0.5`` in y.
+    """
+    radius = spec.psf_radius_fwhm * spec.fwhm_px
+    r = int(np.ceil(radius))
+    sub = max(3, int(np.ceil(10 / spec.fwhm_px)))
+    alpha = moffat_alpha(spec.fwhm_px, spec.beta)
+    axis = np.sqrt(1 - spec.ellipticity)  # area-preserving axes alpha / axis and alpha * axis
+    cos, sin = np.cos(np.deg2rad(spec.psf_angle_deg)), np.sin(np.deg2rad(spec.psf_angle_deg))
+    grid = (np.arange(-r, r + 1)[:, None] + (np.arange(sub) + 0.5) / sub - 0.5).ravel()
+    centre = (np.arange(phases) + 0.5) / phases - 0.5
+    stamps = np.empty((phases, phases, 2 * r + 1, 2 * r + 1))
+    inside = np.hypot(*np.meshgrid(np.arange(-r, r + 1), np.arange(-r, r + 1))) <= radius
+    for j, py in enumerate(centre):
+        dy = (grid - py)[:, None]
+        for i, px in enumerate(centre):
+            dx = (grid - px)[None, :]
+            u, v = dx * cos + dy * sin, -dx * sin + dy * cos
+            fine = (1.0 + (u * axis / alpha) ** 2 + (v / (axis * alpha)) ** 2) ** -spec.beta
+            stamp = fine.reshape(2 * r + 1, sub, 2 * r + 1, sub).mean(axis=(1, 3)) * inside
+            stamps[j, i] = stamp / stamp.sum()
+    return stamps
+
+
+def _add_stamped_stars(
+    signal: np.ndarray, x: np.ndarray, y: np.ndarray, flux: np.ndarray, stamps: np.ndarray
+) -> None:
+    """Add stars, each the stamp of its sub-pixel position times its flux, to ``signal`` in place."""
+    ny, nx = signal.shape
+    phases, r = stamps.shape[0], stamps.shape[2] // 2
+    ix, iy = np.floor(x + 0.5).astype(int), np.floor(y + 0.5).astype(int)
+    pi = np.minimum(((x - ix + 0.5) * phases).astype(int), phases - 1)
+    pj = np.minimum(((y - iy + 0.5) * phases).astype(int), phases - 1)
+    for cx, cy, i, j, f in zip(ix, iy, pi, pj, flux, strict=True):
+        x1, x2, y1, y2 = max(cx - r, 0), min(cx + r + 1, nx), max(cy - r, 0), min(cy + r + 1, ny)
+        if x1 < x2 and y1 < y2:
+            signal[y1:y2, x1:x2] += f * stamps[j, i, y1 - cy + r : y2 - cy + r, x1 - cx + r : x2 - cx + r]
+
+
 def background(shape: tuple[int, int], spec: FrameSpec) -> np.ndarray:
     """Return the frame's additive background (sky, gradient, glow) in its own ADU."""
     ny, nx = shape
@@ -228,7 +291,9 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
 
     Each star is a Moffat profile normalised to its flux over a stamp wide
     enough to hold its visible wings, so every frame holds the same total star
-    flux (divided by its scale) whatever its PSF. Bright stars put
+    flux (divided by its scale) whatever its PSF: sampled at pixel centres out
+    to a radius that grows with the flux, or, with ``spec.psf_radius_fwhm``,
+    elliptical and integrated over its pixels (:func:`psf_stamps`). Bright stars put
     ``halo_fraction`` of their flux into a broad halo that is the same in every
     frame. Trails are light of this frame (own ADU, with noise); hot pixels and
     cosmic rays are added after the noise, before saturation.
@@ -237,13 +302,20 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
     sx, sy, sflux = _stars(scene)
     signal = np.zeros(scene.shape, dtype=np.float64)
     alpha = moffat_alpha(spec.fwhm_px, spec.beta)
-    for x0, y0, f in zip(sx, sy, sflux / spec.scale, strict=True):
-        r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / 1e3, 1.0)))))
-        _add_star(signal, x0, y0, f, alpha, spec.beta, r)
     halo_alpha, halo_r = scene.halo_radius_px, int(np.ceil(6 * scene.halo_radius_px))
-    for x0, y0, f in zip(*_bright_stars(scene), strict=True):
-        r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / spec.scale / 1e3, 1.0)))))
-        _add_star(signal, x0, y0, (1 - scene.halo_fraction) * f / spec.scale, alpha, spec.beta, r)
+    bright = _bright_stars(scene)
+    if spec.psf_radius_fwhm:
+        stamps = psf_stamps(spec)
+        _add_stamped_stars(signal, sx, sy, sflux / spec.scale, stamps)
+        _add_stamped_stars(signal, *bright[:2], (1 - scene.halo_fraction) * bright[2] / spec.scale, stamps)
+    else:
+        for x0, y0, f in zip(sx, sy, sflux / spec.scale, strict=True):
+            r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / 1e3, 1.0)))))
+            _add_star(signal, x0, y0, f, alpha, spec.beta, r)
+    for x0, y0, f in zip(*bright, strict=True):
+        if not spec.psf_radius_fwhm:
+            r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / spec.scale / 1e3, 1.0)))))
+            _add_star(signal, x0, y0, (1 - scene.halo_fraction) * f / spec.scale, alpha, spec.beta, r)
         if scene.halo_fraction:
             _add_star(signal, x0, y0, scene.halo_fraction * f / spec.scale, halo_alpha, 2.5, halo_r)
     if scene.galaxy_flux:
@@ -395,6 +467,10 @@ def demo_specs(n_frames: int = 6, seed: int = 0) -> list[FrameSpec]:
 
 #: The hard conditions, each a feature drawn from its own random stream (see :func:`condition_specs`).
 CONDITIONS = ("seeing", "artifacts", "extended", "borders", "trails", "sky", "cloud")
+#: Conditions of real star profiles and crowded fields, which the hard set leaves out.
+PROFILE_CONDITIONS = ("psf", "crowded")
+#: Named sets of conditions: ``hard`` (all of :data:`CONDITIONS`) and ``extreme`` (every condition).
+CONDITION_SETS = {"hard": CONDITIONS, "extreme": CONDITIONS + PROFILE_CONDITIONS}
 
 
 def condition_specs(
@@ -417,11 +493,15 @@ def condition_specs(
       peak 100-2000 ADU;
     - ``sky``: target sky 1-5x the reference's, gradients 5-50 % of the sky, on every other target
       mostly a glow from one edge;
-    - ``cloud``: the last frame under thin uniform cloud: transmission 0.4-0.7, so m = 1/0.7-1/0.4.
+    - ``cloud``: the last frame under thin uniform cloud: transmission 0.4-0.7, so m = 1/0.7-1/0.4;
+    - ``psf``: every frame its own star profile, integrated over the pixels out to 8 FWHM
+      (:func:`psf_stamps`): Moffat beta 2-5, ellipticity 0-0.35 at a random angle, target FWHM
+      1.4-6 px, the reference's 2.5 px;
+    - ``crowded``: three times the stars and a bright nebula (peak 5x the reference sky).
 
     Every condition draws from ``default_rng([seed, k])`` with its own ``k``, so a frame's
     parameters for one condition are the same whichever other conditions are on: the hard set
-    (:func:`hard_specs`) is the union of the single-condition sets.
+    (``CONDITION_SETS['hard']``) is the union of the single-condition sets.
 
     Returns
     -------
@@ -431,7 +511,7 @@ def condition_specs(
         Name of the reference frame.
     """
     conditions = set(conditions)
-    unknown = conditions - set(CONDITIONS)
+    unknown = conditions - set(CONDITIONS + PROFILE_CONDITIONS)
     if unknown or n_frames < 3:
         raise ValueError(f"unknown conditions {sorted(unknown)} or fewer than 3 frames ({n_frames})")
     ny, nx = shape
@@ -501,19 +581,26 @@ def condition_specs(
             )
     if "cloud" in conditions:
         frames[n_frames - 1]["scale"] = 1.0 / rng(7).uniform(0.4, 0.7)
+    if "psf" in conditions:
+        g = rng(8)
+        fwhms, betas, shapes = spread(g, 1.4, 6.0), spread(g, 2.0, 5.0), spread(g, 0.0, 0.35)
+        fwhms[ref_index], betas[ref_index], shapes[ref_index] = 2.5, g.uniform(2.0, 5.0), g.uniform(0.0, 0.35)
+        for i, f in frames.items():
+            f.update(
+                fwhm_px=fwhms[i],
+                beta=betas[i],
+                ellipticity=shapes[i],
+                psf_angle_deg=g.uniform(0.0, 180.0),
+                psf_radius_fwhm=8.0,
+            )
+    if "crowded" in conditions:
+        scene.update(n_stars=3 * scene["n_stars"], nebula_flux=2000.0)
 
     def plain(d: dict) -> dict:  # numpy scalars to Python ones, for truth.json
         return {k: v.item() if isinstance(v, np.generic) else v for k, v in d.items()}
 
     specs = [FrameSpec(**plain(f)) for f in frames.values()]
     return SceneSpec(**plain(scene)), specs, frames[ref_index]["name"]
-
-
-def hard_specs(
-    shape: tuple[int, int] = (600, 900), n_frames: int = 6, seed: int = 0
-) -> tuple[SceneSpec, list[FrameSpec], str]:
-    """All the hard :data:`CONDITIONS` in one set; see :func:`condition_specs`."""
-    return condition_specs(CONDITIONS, shape, n_frames, seed)
 
 
 def evaluate(results: str | os.PathLike, truth: dict, box: int = 64) -> list[dict]:
