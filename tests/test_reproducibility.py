@@ -143,6 +143,7 @@ def test_a_new_night_adds_only_its_frames(copy):
     assert changed == {
         "provenance.json",
         "summary.csv",
+        "summary.png",
         "weights.csv",
         "accepted.txt",
         "blink/index.html",
