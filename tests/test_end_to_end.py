@@ -170,6 +170,25 @@ def test_weights_rank_frames_as_the_truth_does(run):
     assert len(accepted) == len(specs) and all(Path(p).is_file() for p in accepted)
 
 
+def test_summary_graph_shows_every_frames_transmission_and_weight(run, tmp_path):
+    from nsgflow.summary import summary_graph
+
+    assert (run["results"] / "summary.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    summary = pd.read_csv(run["results"] / "summary.csv")
+    assert summary["date_obs"].isna().all()  # the synthetic frames have no DATE-OBS: drawn in order
+    fig = summary_graph(summary, tmp_path / "summary.png", reference="frame_01")
+    for ax, column in zip(fig.axes, ["transmission", "weight"], strict=True):
+        drawn = {
+            int(x): y
+            for line in ax.lines
+            if not line.get_label().startswith("_")
+            for x, y in zip(line.get_xdata(), line.get_ydata(), strict=True)
+        }
+        expected = 1 / summary["scale"] if column == "transmission" else summary["weight"]
+        assert sorted(drawn) == list(range(1, len(summary) + 1))
+        np.testing.assert_allclose([drawn[k] for k in sorted(drawn)], expected)
+
+
 def test_rejection_follows_the_settings(run):
     from nsgflow.summary import summarize
     from nsgflow.workflow import load_config, workflow_dir
