@@ -267,7 +267,7 @@ def test_blink_shows_inputs_differ_and_outputs_match(run):
     # one shared stretch: the inputs' sky levels differ, the normalized frames' do not
     assert np.ptp(means["normalized"]) < 0.2 * np.ptp(means["inputs"])
     page = (run["results"] / "blink" / "index.html").read_text()
-    assert page.count("data:image/png;base64,") == 2 * len(run["inputs"])
+    assert page.count("data:image/png;base64,") == 3 * len(run["inputs"])  # inputs, normalized, difference
     assert all(name in page for name in run["inputs"])
 
 

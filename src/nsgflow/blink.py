@@ -2,7 +2,10 @@
 
 With one stretch for every frame, the inputs flicker (different sky levels,
 gradients and transparency) and the normalized frames should not: that is how
-NSG users check a normalization.
+NSG users check a normalization. The stretch is PixInsight's automatic screen
+transfer function (auto-STF) of the reference, so the sky is a visible grey.
+The page also shows each normalized frame minus the reference, with 0 at mid
+grey: a gradient the normalization left behind is a slope of grey there.
 """
 
 from __future__ import annotations
@@ -10,14 +13,37 @@ from __future__ import annotations
 import base64
 import html
 import io
+import json
 import os
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw
 
 from nsgflow.io import atomic_path
 
-__all__ = ["blink_gif", "blink_html", "stretch", "thumbnail"]
+__all__ = [
+    "Stretch",
+    "auto_stretch",
+    "blink_gif",
+    "blink_html",
+    "difference_image",
+    "mtf",
+    "noise_sigma",
+    "stretch",
+    "thumbnail",
+]
+
+#: Auto-STF: the median (the sky) is shown at this fraction of white ...
+TARGET_BACKGROUND = 0.25
+#: ... after clipping the shadows this many normalized MADs from the median (PixInsight's default).
+SHADOWS_CLIP = -2.8
+#: A normal distribution's sigma is this many times its median absolute deviation (MAD).
+MAD_TO_SIGMA = 1.4826
+#: In a difference image black and white are this many of the reference's noise sigmas below and
+#: above 0: its own noise (about 1.4 sigmas, both frames') stays grey, a gradient left behind of a
+#: sigma is a shade a fifth of the way to black or white.
+DIFFERENCE_SIGMAS = 5.0
 
 
 def thumbnail(frame: np.ndarray, max_px: int = 360) -> np.ndarray:
@@ -31,11 +57,79 @@ def thumbnail(frame: np.ndarray, max_px: int = 360) -> np.ndarray:
     return np.divide(total, valid, out=np.zeros_like(total), where=valid > 0)
 
 
-def stretch(image: np.ndarray, low: float, high: float) -> np.ndarray:
-    """8-bit asinh stretch of ``image`` between ``low`` and ``high`` (no-data black)."""
-    scaled = np.clip((image - low) / max(high - low, 1e-12), 0, 1)
-    out = (255 * np.arcsinh(10 * scaled) / np.arcsinh(10)).astype(np.uint8)
+def mtf(midtones: float, x: np.ndarray | float) -> np.ndarray | float:
+    """PixInsight's midtones transfer function of ``x`` in [0, 1]: 0, ``midtones`` and 1 become 0, 1/2 and 1.
+
+    Examples
+    --------
+    >>> float(mtf(0.25, 0.25)), float(mtf(0.25, 0.0)), float(mtf(0.25, 1.0))
+    (0.5, 0.0, 1.0)
+    """
+    return (midtones - 1) * x / ((2 * midtones - 1) * x - midtones)
+
+
+@dataclass(frozen=True)
+class Stretch:
+    """A screen transfer function (STF), as PixInsight's: how data values are shown.
+
+    Attributes
+    ----------
+    shadows, highlights : float
+        The data values shown black and white; those beyond are clipped.
+    midtones : float
+        Balance of the midtones transfer function (:func:`mtf`) between them.
+    """
+
+    shadows: float
+    highlights: float
+    midtones: float
+
+
+def auto_stretch(reference: np.ndarray) -> Stretch:
+    """PixInsight's auto-STF of ``reference``'s data (non-zero) pixels.
+
+    Shadows clip at median + :data:`SHADOWS_CLIP` normalized MADs; white is
+    the brightest pixel; the midtones balance puts the median at
+    :data:`TARGET_BACKGROUND` of white.
+    """
+    valid = reference[reference != 0].astype(np.float64)
+    median = float(np.median(valid))
+    sigma = MAD_TO_SIGMA * float(np.median(np.abs(valid - median)))
+    shadows = median + SHADOWS_CLIP * sigma
+    highlights = float(valid.max())
+    # the balance that takes the median to TARGET_BACKGROUND: mtf(mtf(b, x), x) = b
+    midtones = mtf(TARGET_BACKGROUND, (median - shadows) / (highlights - shadows))
+    return Stretch(shadows, highlights, float(midtones))
+
+
+def stretch(image: np.ndarray, transfer: Stretch) -> np.ndarray:
+    """8-bit image of ``image`` through ``transfer`` (no-data black), top row first."""
+    scaled = np.clip((image - transfer.shadows) / (transfer.highlights - transfer.shadows), 0, 1)
+    out = np.round(255 * mtf(transfer.midtones, scaled)).astype(np.uint8)
     out[image == 0] = 0
+    return np.flipud(out)  # FITS row 0 is the bottom
+
+
+def noise_sigma(image: np.ndarray) -> float:
+    """Robust per-pixel noise of ``image``: the normalized MAD of neighbouring pixels' differences, / sqrt 2.
+
+    Differences of neighbours cancel the sky and its gradients; the MAD
+    ignores the few that stars make. No-data (0) pixels are left out.
+    """
+    left, right = image[:, :-1], image[:, 1:]
+    steps = (right - left)[(left != 0) & (right != 0)].astype(np.float64)
+    return MAD_TO_SIGMA * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
+
+
+def difference_image(image: np.ndarray, reference: np.ndarray, sigma: float) -> np.ndarray:
+    """8-bit image of ``image`` minus ``reference``, 0 at mid grey, top row first.
+
+    :data:`DIFFERENCE_SIGMAS` times ``sigma`` below and above 0 are black and
+    white. Pixels without data in either frame are black.
+    """
+    ratio = np.clip((image - reference) / (DIFFERENCE_SIGMAS * max(sigma, 1e-12)), -1, 1)
+    out = np.round(127.5 + 127.5 * ratio).astype(np.uint8)
+    out[(image == 0) | (reference == 0)] = 0
     return np.flipud(out)  # FITS row 0 is the bottom
 
 
@@ -67,20 +161,24 @@ def blink_html(
     labels: list[str],
     path: str | os.PathLike,
     title: str = "nsgflow blink",
+    note: str = "",
 ) -> None:
     """Write a standalone page that flips through the frames of every set side by side.
 
     ``sets`` maps a caption (e.g. "inputs", "normalized") to 8-bit images in
     the order of ``labels``. Arrow keys or the buttons step; "play" loops.
+    ``note`` (text) says above them what the images show.
     """
     columns = "".join(
         f'<figure><figcaption>{html.escape(name)}</figcaption><img id="set{i}"></figure>'
         for i, name in enumerate(sets)
     )
     data = [[f"data:image/png;base64,{_png(p)}" for p in images] for images in sets.values()]
+    # labels are shown as text (textContent); "</" is escaped so that no name can end the script
+    names = json.dumps(labels).replace("</", "<\\/")
     script = f"""
-const sets = {data!r};
-const labels = {[html.escape(label) for label in labels]!r};
+const sets = {json.dumps(data)};
+const labels = {names};
 let i = 0, timer = null;
 function show(k) {{
   i = (k + labels.length) % labels.length;
@@ -102,8 +200,7 @@ show(0);
 <style>body{{font-family:sans-serif;background:#111;color:#ddd}} figure{{display:inline-block;margin:8px}}
 img{{image-rendering:pixelated;border:1px solid #444}} button{{font-size:1em}}</style></head>
 <body><h1>{html.escape(title)}</h1>
-<p>One shared stretch for every frame: the inputs differ, the normalized frames should look alike.
-Arrow keys step, space plays.</p>
+<p>{html.escape(note)} Arrow keys step, space plays.</p>
 <p><button onclick="show(i - 1)">&larr;</button> <button onclick="play()">play / stop</button>
 <button onclick="show(i + 1)">&rarr;</button> <span id="label"></span></p>
 {columns}

@@ -533,24 +533,48 @@ def run_export_xisf(frame: PathLike, normalized: PathLike, output: PathLike) -> 
 def run_blink(
     thumbnails: list[PathLike], names: list[str], reference: str, outputs: dict[str, PathLike]
 ) -> None:
-    """Blink GIFs of the inputs and of the normalized frames, and an HTML page of both, one shared stretch.
+    """Blink GIFs of the inputs and of the normalized frames, and an HTML page of both and their differences.
 
     ``thumbnails`` are each frame's (named in ``names``): its input and its
     normalized frame, block-averaged by :func:`run_normalize_frame`, so this
-    reads a few kB per frame instead of two frames. The stretch (1st to 99.5th
-    percentile) is the reference's input, which is the same frame in both sets.
+    reads a few kB per frame instead of two frames. One stretch for all, the
+    reference input's auto-STF (:func:`~nsgflow.blink.auto_stretch`): the
+    reference is the same frame in both sets. The page's third column is
+    each normalized frame minus the reference, at the scale of the
+    reference's noise (:func:`~nsgflow.blink.difference_image`).
     """
     from astropy.io import fits
 
-    from nsgflow.blink import blink_gif, blink_html, stretch
+    from nsgflow.blink import (
+        DIFFERENCE_SIGMAS,
+        auto_stretch,
+        blink_gif,
+        blink_html,
+        difference_image,
+        noise_sigma,
+        stretch,
+    )
 
     pairs = [fits.getdata(path) for path in thumbnails]
     sets = {"inputs": [pair[0] for pair in pairs], "normalized": [pair[1] for pair in pairs]}
     ref = sets["inputs"][names.index(reference)]
-    low, high = np.percentile(ref[ref != 0], [1, 99.5])
-    images = {key: [stretch(t, low, high) for t in thumbs] for key, thumbs in sets.items()}
+    transfer, sigma = auto_stretch(ref), noise_sigma(ref)
+    images = {key: [stretch(t, transfer) for t in thumbs] for key, thumbs in sets.items()}
     blink_gif(images["inputs"], names, outputs["inputs"])
     blink_gif(images["normalized"], names, outputs["normalized"])
+    images["normalized - reference"] = [difference_image(t, ref, sigma) for t in sets["normalized"]]
+    limit = DIFFERENCE_SIGMAS * sigma
+    note = (
+        f"Inputs and normalized frames: one stretch, the reference's auto-STF (black {transfer.shadows:.6g}, "
+        f"white {transfer.highlights:.6g}, its sky at a quarter of white): the inputs differ, the "
+        "normalized frames should look alike. Normalized - reference: 0 is mid grey, black and white are "
+        f"-{limit:.4g} and +{limit:.4g} ({DIFFERENCE_SIGMAS:g} sigmas of the reference's noise in these "
+        "block averages); a gradient left behind shows as a slope of grey."
+    )
     blink_html(
-        images, names, outputs["html"], title=f"nsgflow blink: {len(names)} frames, reference {reference}"
+        images,
+        names,
+        outputs["html"],
+        title=f"nsgflow blink: {len(names)} frames, reference {reference}",
+        note=note,
     )
