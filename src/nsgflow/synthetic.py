@@ -494,8 +494,9 @@ def condition_specs(
     - ``sky``: target sky 1-5x the reference's, gradients 5-50 % of the sky, on every other target
       mostly a glow from one edge;
     - ``cloud``: the last frame under thin uniform cloud: transmission 0.4-0.7, so m = 1/0.7-1/0.4;
-    - ``psf``: every frame its own star profile, integrated over the pixels out to 8 FWHM
-      (:func:`psf_stamps`): Moffat beta 2-5, ellipticity 0-0.35 at a random angle, target FWHM
+    - ``psf``: every frame its own star profile, integrated over the pixels out to 30 FWHM
+      (:func:`psf_stamps`; real wings do not stop, and a beta-2 star still has 0.9 % of its
+      light beyond 8 FWHM): Moffat beta 2-5, ellipticity 0-0.35 at a random angle, target FWHM
       1.4-6 px, the reference's 2.5 px;
     - ``crowded``: three times the stars and a bright nebula (peak 5x the reference sky).
 
@@ -591,7 +592,7 @@ def condition_specs(
                 beta=betas[i],
                 ellipticity=shapes[i],
                 psf_angle_deg=g.uniform(0.0, 180.0),
-                psf_radius_fwhm=8.0,
+                psf_radius_fwhm=30.0,
             )
     if "crowded" in conditions:
         scene.update(n_stars=3 * scene["n_stars"], nebula_flux=2000.0)
