@@ -1,7 +1,19 @@
+import json
+import os
+import signal
 import subprocess
 import sys
+from pathlib import Path
 
+import numpy as np
+import pytest
+from astropy.io import fits
+
+from nsgflow import synthetic
 from nsgflow.cli import main
+
+#: A small field for the runs that go to the end: a few seconds per frame.
+SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=21)
 
 
 def test_help_explains_the_commands():
@@ -30,3 +42,124 @@ def test_missing_reference_is_one_line(tmp_path, capsys):
     assert status == 1
     err = capsys.readouterr().err
     assert err.startswith("nsgflow: error: no FITS frames match") and "Traceback" not in err
+
+
+def tiny_frames(folder: Path) -> None:
+    """Two small frames, a.fits and b.fits: enough for every check made before the workflow starts."""
+    folder.mkdir(parents=True, exist_ok=True)
+    for name in ("a", "b"):
+        fits.PrimaryHDU(np.ones((40, 60), np.float32)).writeto(folder / f"{name}.fits")
+
+
+def nsgflow_run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
+    command = [sys.executable, "-m", "nsgflow.cli", "run", "*.fits", "--reference", "a.fits", *args]
+    return subprocess.run(command, cwd=cwd, capture_output=True, text=True, timeout=120)
+
+
+@pytest.mark.parametrize(
+    ("args", "status", "message"),
+    [
+        (
+            ["--config", "gradient.smoothness=2"],
+            2,
+            "--config is Snakemake's option; give settings to nsgflow "
+            "run as --set SECTION.KEY=VALUE (e.g. --set gradient.smoothness=2) or --configfile FILE",
+        ),
+        (
+            ["--configfile", "missing.yaml"],
+            2,
+            "--configfile missing.yaml: no such file; give the path of a YAML settings file",
+        ),
+        (["--configfile", "broken.yaml"], 1, "--configfile broken.yaml: not valid YAML at line 2, column 1"),
+        (
+            ["--configfile", "list.yaml"],
+            1,
+            "--configfile list.yaml: holds a list, not settings by name; write settings as config.yaml does",
+        ),
+        (["--results", "taken"], 2, "--results taken is a file; give a folder"),
+        (
+            ["--cores", "0"],
+            2,
+            "argument --cores: '0' is not a number of cores; give a whole number of at least 1, or all",
+        ),
+        (["--cores", "two"], 2, "'two' is not a number of cores"),
+        (
+            ["--set", "gradient.smoothness=abc"],
+            2,
+            "--set gradient.smoothness=abc: gradient.smoothness must be a number from -6 to 6, or auto",
+        ),
+        (
+            ["--set", "gradient.smooth=1"],
+            2,
+            "--set gradient.smooth=1: no setting 'gradient.smooth'; the keys "
+            "of gradient are smoothness, clip_sigma, max_points, grid_px, degree",
+        ),
+        (["--set", "detect.max_stars=5"], 2, "detect.max_stars must be a whole number from 10 to 1000000"),
+        (["--set", "diagnostics.plots=maybe"], 2, "diagnostics.plots must be true or false"),
+        (["--set", "gradient=1"], 2, "gradient is a section; set one of its keys, e.g. gradient.smoothness"),
+        (["--set", "smoothness"], 2, "--set smoothness: write SECTION.KEY=VALUE"),
+    ],
+)
+def test_a_wrong_command_line_or_settings_file_is_one_line(tmp_path, args, status, message):
+    tiny_frames(tmp_path)
+    (tmp_path / "broken.yaml").write_text("gradient:\n\tsmoothness: 1\n")  # a tab
+    (tmp_path / "list.yaml").write_text("- gradient\n- detect\n")
+    (tmp_path / "taken").write_text("")
+    out = nsgflow_run(tmp_path, *args)
+    assert out.returncode == status, out.stderr
+    assert out.stderr.count("\n") == 1 and message in out.stderr, out.stderr
+    assert not (tmp_path / "results").exists()
+
+
+def test_set_reaches_the_run_and_an_empty_settings_file_changes_nothing(tmp_path):
+    synthetic.make_frame_set(tmp_path, SCENE, synthetic.demo_specs(2, seed=3), "frame_01")
+    (tmp_path / "empty.yaml").write_text("")
+    command = [sys.executable, "-m", "nsgflow.cli", "run", "*.fits", "--reference", "frame_01.fits"]
+    settings = ["--set", "gradient.smoothness=1.5", "--set", "diagnostics.plots=false"]
+    command += ["--configfile", "empty.yaml", *settings, "--set", "diagnostics.blink=false", "--cores", "2"]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr[-3000:]
+    record = json.loads((tmp_path / "results" / "provenance" / "frame_00.json").read_text())
+    assert record["settings"]["gradient"]["smoothness"] == 1.5
+    assert record["settings"]["detect"]["threshold_sigma"] == 5.0  # config.yaml's
+    assert fits.getheader(tmp_path / "results" / "gradient" / "frame_00.fits")["NSGSMOOT"] == 1.5
+    assert not (tmp_path / "results" / "diagnostics").exists()
+
+
+def test_importing_the_command_loads_no_libraries():
+    # Ctrl-C while numpy or pandas load would end in an import's traceback: the command loads them in main()
+    code = "import sys, nsgflow.cli; print(sorted({'numpy', 'pandas', 'yaml', 'astropy'} & set(sys.modules)))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert out.stdout.strip() == "[]", out.stderr
+
+
+def test_ctrl_c_during_the_checks_is_one_line(tmp_path, monkeypatch, capsys):
+    import nsgflow.settings
+
+    def interrupted(*args: object) -> None:
+        raise KeyboardInterrupt
+
+    tiny_frames(tmp_path)
+    monkeypatch.setattr(nsgflow.settings, "run_settings", interrupted)
+    assert main(["run", str(tmp_path / "*.fits"), "--reference", str(tmp_path / "a.fits")]) == 130
+    assert capsys.readouterr().err == "nsgflow: interrupted; run the same command again to go on\n"
+
+
+def test_ctrl_c_while_snakemake_starts_is_one_line(tmp_path):
+    tiny_frames(tmp_path)
+    command = [sys.executable, "-m", "nsgflow.cli", "run", "*.fits", "--reference", "a.fits", "--dry-run"]
+    process = subprocess.Popen(
+        command,
+        cwd=tmp_path,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    first = process.stderr.readline()  # printed just before Snakemake starts
+    assert first.startswith("nsgflow "), first
+    os.killpg(process.pid, signal.SIGINT)  # as Ctrl-C does: to the whole process group
+    rest = process.stderr.read()
+    assert process.wait(timeout=120) == 130
+    assert "Traceback" not in rest and "Fatal Python error" not in rest, rest
+    assert rest.endswith("nsgflow: interrupted; run the same command again to go on\n"), rest

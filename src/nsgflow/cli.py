@@ -1,4 +1,9 @@
-"""The ``nsgflow`` command: run the workflow, make and run the demo."""
+"""The ``nsgflow`` command: run the workflow, make and run the demo.
+
+At start-up only the standard library is imported; the commands import the
+rest inside :func:`main`, which turns Ctrl-C and every error a user can
+cause into one line on stderr.
+"""
 
 from __future__ import annotations
 
@@ -6,16 +11,17 @@ import argparse
 import fcntl
 import json
 import shutil
+import signal
 import subprocess
 import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import NoReturn
 
-from nsgflow import __version__
-from nsgflow.errors import ConfigError, NsgflowError
-from nsgflow.workflow import find_frames, load_config, validate_config, workflow_dir
+import nsgflow
+from nsgflow.errors import ConfigError, NsgflowError, UsageError
 
 __all__ = ["main", "run_workflow", "snakemake_command"]
 
@@ -33,7 +39,8 @@ defects/, photometry/, scale/, samples/, gradient/, normalized/{frame}_nsg.fits,
 diagnostics/ (graphs), provenance/; and for the set summary.csv (one row per
 frame, failures with their reason), weights.csv, accepted.txt, provenance.json.
 logs/ holds each job's log. Settings: config.yaml in the repository; override
-with --configfile FILE (your own YAML with only the keys you change).
+with --configfile FILE (your own YAML with only the keys you change; empty:
+none) and --set SECTION.KEY=VALUE (repeatable, applied after the file).
 
 A frame that fails does not stop the others; the run then exits with status 1
 and summary.csv says why. Run the same command again after an interruption.
@@ -45,39 +52,104 @@ Any option or target nsgflow does not know is passed to Snakemake, e.g.:
   stack              also stack the accepted frames (results/stack/stack.fits)
 
 Example:
-  nsgflow run 'data/night1/*.fits' --reference data/night1/m31_003.fits --results out --cores 2
+  nsgflow run 'data/night1/*.fits' --reference data/night1/m31_003.fits --results out --cores 2 \
+      --set gradient.smoothness=1.5
+
+Exit status: 0 done, 1 a frame or the run failed, 2 a wrong command line,
+130 interrupted (run the same command again to go on).
+"""
+
+#: Snakemake's options for settings: nsgflow checks settings before Snakemake starts, so they come
+#: through its own options instead.
+SNAKEMAKE_SETTINGS_OPTIONS = ("--config", "-C", "--configfiles")
+
+#: Runs Snakemake's command line. It starts with Ctrl-C (SIGINT) blocked (:func:`_run_snakemake`) and
+#: takes it once its imports are done: a Ctrl-C while Python or Snakemake start is held until then,
+#: and ends it quietly instead of with the traceback of an interrupted import.
+SNAKEMAKE_MAIN = """\
+import signal, sys
+from snakemake.cli import main
+sys.argv[0] = "snakemake"  # the command it records, instead of -c
+try:
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    main()
+except KeyboardInterrupt:
+    sys.exit(130)
 """
 
 
 def snakemake_command(
     frames: str, reference: str, results: str, cores: str, configfile: str | None, extra: list[str]
 ) -> list[str]:
-    """The command that runs the workflow with Snakemake in this Python environment."""
-    command = [
-        sys.executable,
-        "-m",
-        "snakemake",
-        "--snakefile",
-        str(workflow_dir() / "Snakefile"),
-        "--cores",
-        cores,
-    ]
-    if configfile:
+    """The command that runs the workflow with Snakemake in this Python environment.
+
+    ``configfile`` is a settings file for Snakemake's ``--configfile``, or None.
+    """
+    from nsgflow.workflow import workflow_dir
+
+    command = [sys.executable, "-c", SNAKEMAKE_MAIN, "--snakefile", str(workflow_dir() / "Snakefile")]
+    if configfile:  # before --cores: --configfile takes every word up to the next option
         command += ["--configfile", configfile]
     # extra options and targets go before --config, which takes every word after it
-    return [*command, *extra, "--config", f"frames={frames}", f"reference={reference}", f"results={results}"]
+    return [
+        *command,
+        "--cores",
+        cores,
+        *extra,
+        "--config",
+        f"frames={frames}",
+        f"reference={reference}",
+        f"results={results}",
+    ]
 
 
-def _check(frames: str, reference: str, results: str, configfile: str | None) -> dict[str, str]:
-    """Validate the settings and find the frames exactly as the workflow will, before starting it."""
-    config = load_config(workflow_dir() / "config.yaml")
-    if configfile:
-        override = load_config(configfile)
-        for key, value in override.items():
-            config[key] = {**config.get(key, {}), **value} if isinstance(value, dict) else value
-    config.update(frames=frames, reference=reference, results=results)
-    validate_config(config)
-    return find_frames(frames, reference)
+def _check(
+    frames: str, reference: str, results: str, configfile: str | None, assignments: list[str]
+) -> tuple[dict, dict[str, str]]:
+    """Validate the settings and find the frames exactly as the workflow will, before starting it.
+
+    Returns the settings and the frames.
+    """
+    from nsgflow.settings import run_settings
+    from nsgflow.workflow import find_frames
+
+    if Path(results).exists() and not Path(results).is_dir():
+        raise UsageError(f"--results {results} is a file; give a folder (it is made if it does not exist)")
+    config = run_settings(frames, reference, results, configfile, assignments)
+    return config, find_frames(frames, reference)
+
+
+def _write_settings(config: dict) -> Path:
+    """Write the run's checked settings for Snakemake's ``--configfile``; return the file's absolute path.
+
+    JSON, which Snakemake reads first, keeps every value's type as checked;
+    the file is in Snakemake's folder of this working directory, under the
+    run's lock.
+    """
+    path = Path(".snakemake", "nsgflow", "settings.json").resolve()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(config, indent=2) + "\n")
+    return path
+
+
+def _run_snakemake(command: list[str]) -> int:
+    """Run Snakemake and return its exit status; after Ctrl-C, wait for it to stop, then raise it.
+
+    Ctrl-C at the terminal reaches Snakemake too (the same process group),
+    which stops its jobs and removes its lock: killing it would leave them.
+    It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`).
+    """
+    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    try:
+        process = subprocess.Popen(command)
+        try:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held since the block is raised here
+            return process.wait()
+        except KeyboardInterrupt:
+            process.wait()
+            raise
+    finally:
+        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
 
 
 @contextmanager
@@ -111,22 +183,60 @@ def run_workflow(
     *,
     cores: str = "all",
     configfile: str | None = None,
+    settings: list[str] | None = None,
     extra: list[str] | None = None,
 ) -> int:
-    """Check the inputs, then run the Snakemake workflow; return its exit status."""
-    found = _check(frames, reference, results, configfile)
+    """Check the inputs, then run the Snakemake workflow; return its exit status.
+
+    Parameters
+    ----------
+    frames, reference, results
+        The glob of the frames, the reference's path (or ``auto``), the output folder.
+    cores
+        A whole number of at least 1, or ``all``.
+    configfile
+        A YAML file of the settings to change, or None.
+    settings
+        ``SECTION.KEY=VALUE`` texts applied after ``configfile`` (``--set``).
+    extra
+        Snakemake's own options and targets.
+    """
+    config, found = _check(frames, reference, results, configfile, settings or [])
     print(
-        f"nsgflow {__version__}: {len(found)} frames, reference {reference}, results in {results}/",
+        f"nsgflow {nsgflow.__version__}: {len(found)} frames, reference {reference}, results in {results}/",
         file=sys.stderr,
         flush=True,
     )
     with _run_lock():
-        return subprocess.call(snakemake_command(frames, reference, results, cores, configfile, extra or []))
+        path = _write_settings(config)
+        return _run_snakemake(snakemake_command(frames, reference, results, cores, str(path), extra or []))
+
+
+def _cores(text: str) -> str:
+    """``--cores``: a whole number of at least 1, or ``all``."""
+    if text == "all" or (text.isascii() and text.isdigit() and int(text) >= 1):
+        return text
+    raise argparse.ArgumentTypeError(
+        f"'{text}' is not a number of cores; give a whole number of at least 1, or all"
+    )
 
 
 def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
+    for word in extra:
+        option = word.split("=", 1)[0]
+        if option in SNAKEMAKE_SETTINGS_OPTIONS:
+            raise UsageError(
+                f"{option} is Snakemake's option; give settings to nsgflow run as --set SECTION.KEY=VALUE "
+                "(e.g. --set gradient.smoothness=2) or --configfile FILE"
+            )
     return run_workflow(
-        args.frames, args.reference, args.results, cores=args.cores, configfile=args.configfile, extra=extra
+        args.frames,
+        args.reference,
+        args.results,
+        cores=args.cores,
+        configfile=args.configfile,
+        settings=args.set,
+        extra=extra,
     )
 
 
@@ -179,7 +289,7 @@ def _cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     from nsgflow.provenance import verify
 
     if extra:
-        raise ConfigError(f"unknown arguments for verify: {' '.join(extra)}")
+        raise UsageError(f"unknown arguments for verify: {' '.join(extra)}; see 'nsgflow verify --help'")
     problems = verify(args.results)
     for problem in problems:
         print(f"CHANGED {problem}")
@@ -190,11 +300,25 @@ def _cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+class _Parser(argparse.ArgumentParser):
+    """An argument parser that takes only whole option names and reports a wrong command line in one line.
+
+    A shortened option is not taken as one of ours: ``--config`` would
+    otherwise be read as ``--configfile``; unknown options go to Snakemake.
+    """
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        super().__init__(*args, allow_abbrev=False, **kwargs)
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nsgflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--version", action="version", version=f"nsgflow {__version__}")
+    parser.add_argument("--version", action="version", version=f"nsgflow {nsgflow.__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     run = sub.add_parser(
@@ -214,8 +338,22 @@ def build_parser() -> argparse.ArgumentParser:
         "altitude, else the lowest and flattest background",
     )
     run.add_argument("--results", default="results", help="output folder (default: results)")
-    run.add_argument("--cores", default="all", help="CPU cores to use (default: all)")
-    run.add_argument("--configfile", help="YAML file with settings that override config.yaml")
+    run.add_argument(
+        "--cores",
+        default="all",
+        type=_cores,
+        help="CPU cores to use: a number of at least 1, or all (default)",
+    )
+    run.add_argument(
+        "--configfile", help="YAML file with the settings to change from config.yaml (an empty file: none)"
+    )
+    run.add_argument(
+        "--set",
+        action="append",
+        metavar="SECTION.KEY=VALUE",
+        help="change one setting of config.yaml, e.g. --set gradient.smoothness=1.5; repeatable, applied "
+        "after --configfile",
+    )
     run.set_defaults(handler=_cmd_run)
 
     demo = sub.add_parser(
@@ -228,7 +366,12 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo", help="folder for the demo data and results (default: demo)")
     demo.add_argument("--frames", type=int, default=6, help="number of frames (default: 6)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument("--cores", default="all", help="CPU cores to use (default: all)")
+    demo.add_argument(
+        "--cores",
+        default="all",
+        type=_cores,
+        help="CPU cores to use: a number of at least 1, or all (default)",
+    )
     demo.add_argument(
         "--colour",
         action="store_true",
@@ -249,15 +392,18 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``nsgflow`` command."""
-    parser = build_parser()
-    args, extra = parser.parse_known_args(argv)
+    """Entry point of the ``nsgflow`` command; returns the exit status (see ``nsgflow run --help``)."""
     try:
+        args, extra = build_parser().parse_known_args(argv)
         return args.handler(args, extra)
+    except UsageError as exc:
+        print(f"nsgflow: error: {exc}", file=sys.stderr)
+        return 2
     except NsgflowError as exc:
         print(f"nsgflow: error: {exc}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
+        print("nsgflow: interrupted; run the same command again to go on", file=sys.stderr)
         return 130
 
 

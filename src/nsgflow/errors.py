@@ -1,6 +1,6 @@
 """The project's own exceptions: every error a user can cause is one of these."""
 
-__all__ = ["ConfigError", "FrameError", "NsgflowError"]
+__all__ = ["ConfigError", "FrameError", "NsgflowError", "UsageError"]
 
 
 class NsgflowError(Exception):
@@ -16,3 +16,7 @@ class FrameError(NsgflowError, ValueError):
 
 class ConfigError(NsgflowError):
     """A setting or a command-line argument is invalid."""
+
+
+class UsageError(ConfigError):
+    """The command line itself is wrong (an option, its value, a file it names); ``nsgflow`` exits with 2."""

@@ -20,6 +20,7 @@ __all__ = [
     "find_frames",
     "frame_filter",
     "load_config",
+    "load_schema",
     "unthrottle_scheduler",
     "validate_config",
     "workflow_dir",
@@ -66,8 +67,7 @@ def validate_config(config: dict, schema_path: str | os.PathLike | None = None) 
     ConfigError
         Naming the key, the value given and what is allowed.
     """
-    schema_path = schema_path or workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
-    schema = yaml.safe_load(Path(schema_path).read_text())
+    schema = load_schema(schema_path)
     errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
     if errors:
         lines = []
@@ -90,6 +90,12 @@ def validate_config(config: dict, schema_path: str | os.PathLike | None = None) 
             )
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
     return config
+
+
+def load_schema(schema_path: str | os.PathLike | None = None) -> dict:
+    """The configuration's JSON schema; by default ``workflow/schemas/config.schema.yaml``."""
+    schema_path = schema_path or workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
+    return yaml.safe_load(Path(schema_path).read_text())
 
 
 def load_config(path: str | os.PathLike) -> dict:
