@@ -1,5 +1,6 @@
 """Messy frame folders: the good frames finish, the bad ones are reported with a reason."""
 
+import errno
 import os
 import shutil
 import signal
@@ -7,6 +8,7 @@ import stat
 import subprocess
 import sys
 import time
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -15,7 +17,8 @@ import pytest
 from astropy.io import fits
 from xisf import XISF
 
-from nsgflow import synthetic
+from nsgflow import api, io, synthetic
+from nsgflow.pipeline import run_detect, run_step
 from nsgflow.provenance import verify
 
 SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=21)
@@ -247,3 +250,47 @@ def test_reason_of_a_failed_frame_is_the_error_its_stage_logged(tmp_path):
     (tmp_path / "normalized").mkdir()
     (tmp_path / "normalized" / "f_nsg.fits").write_bytes(b"")
     assert failure_reason(tmp_path, "f") is None
+
+
+def test_a_full_disk_fails_that_frame_in_one_line_and_the_next_finishes(tmp_path, monkeypatch):
+    frame = tmp_path / "f.fits"
+    write(frame, synthetic.render_frame(SCENE, synthetic.demo_specs(1, seed=8)[0]))
+    atomic_path, failed = io.atomic_path, []
+
+    @contextmanager
+    def disk_full_once(path):
+        with atomic_path(path) as tmp:
+            if not failed:
+                failed.append(path)
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # as write() raises it: no file named
+            yield tmp
+
+    monkeypatch.setattr(io, "atomic_path", disk_full_once)
+    out = tmp_path / "out"
+    (out / "logs").mkdir(parents=True)
+
+    def detect(name: str) -> None:
+        outputs = [
+            out / "catalogs" / f"{name}.csv",
+            out / "catalogs" / f"{name}.json",
+            out / "defects" / f"{name}.csv",
+        ]
+        run_step(
+            out / "logs" / f"{name}.log",
+            run_detect,
+            str(frame),
+            *outputs,
+            api.default_settings()["detect"],
+        )
+
+    with pytest.raises(SystemExit) as stopped:
+        detect("f")
+    assert stopped.value.code == 1
+    log = (out / "logs" / "f.log").read_text()
+    assert [line for line in log.splitlines() if not line.startswith("INFO ")] == [
+        f"ERROR no space left on {out / 'catalogs'} (No space left on device); free space there or give "
+        "--results on another disk, then run the same command again"
+    ]
+    assert list((out / "catalogs").iterdir()) == []  # nor a temporary file
+    detect("g")  # the next frame's job finishes
+    assert (out / "catalogs" / "g.csv").is_file()

@@ -10,6 +10,7 @@ with (0, 0) at the centre of the first pixel (FITS is 1-based).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sys
@@ -51,6 +52,9 @@ __all__ = [
 #: The process's file-creation mask (read once: reading it means setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+#: errno values of a full disk or an exhausted quota.
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
 
 #: File name endings recognised as frames (FITS, tile-compressed FITS, PixInsight XISF), longest first.
 FRAME_SUFFIXES = (".fits.fz", ".fit.fz", ".fts.fz", ".fits", ".fit", ".fts", ".xisf")
@@ -394,7 +398,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     The temporary file is removed if the block raises, so ``path`` either holds
-    a complete file or does not exist.
+    a complete file or does not exist. A full disk's error names ``path`` when
+    the system call that failed did not.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -404,6 +409,11 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     try:
         yield Path(tmp)
         os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        if exc.errno in NO_SPACE and exc.filename is None:  # write() and close() name no file
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -27,6 +27,7 @@ from nsgflow.channels import channel_values, luminance
 from nsgflow.detect import CATALOG_COLUMNS
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.io import (
+    NO_SPACE,
     atomic_path,
     fits_text,
     frame_name,
@@ -71,9 +72,10 @@ PathLike = str | os.PathLike
 def run_step(log_path: PathLike, step: Callable[..., None], *args: Any, **kwargs: Any) -> None:
     """Run one stage for Snakemake: log to ``log_path`` and stderr, turn nsgflow errors into one line.
 
-    An :class:`~nsgflow.errors.NsgflowError` is logged as a single line naming
-    the file and the fix, and the process exits with status 1 so Snakemake
-    marks the job failed (and, with ``--keep-going``, goes on with the others).
+    An :class:`~nsgflow.errors.NsgflowError`, or a full disk or quota, is
+    logged as a single line naming the file or folder and the fix, and the
+    process exits with status 1 so Snakemake marks the job failed (and, with
+    ``--keep-going``, goes on with the others).
     """
     handlers = [logging.FileHandler(log_path, mode="w"), logging.StreamHandler(sys.stderr)]
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(message)s", handlers=handlers, force=True)
@@ -82,9 +84,21 @@ def run_step(log_path: PathLike, step: Callable[..., None], *args: Any, **kwargs
     except NsgflowError as exc:
         log.error("%s", exc)
         sys.exit(1)
-    except Exception as exc:  # a bug, not bad input: keep the traceback in the log for the report
-        log.exception("unexpected %s: %s (please report this with the log)", type(exc).__name__, exc)
+    except Exception as exc:
+        if isinstance(exc, OSError) and exc.errno in NO_SPACE:
+            log.error("%s", _no_space(exc))
+        else:  # a bug, not bad input: keep the traceback in the log for the report
+            log.exception("unexpected %s: %s (please report this with the log)", type(exc).__name__, exc)
         sys.exit(1)
+
+
+def _no_space(exc: OSError) -> str:
+    """One line for a full disk or quota: the folder being written, and what to do."""
+    folder = os.path.dirname(exc.filename) or "." if exc.filename else "the disk being written"
+    return (
+        f"no space left on {folder} ({exc.strerror}); free space there or give --results on another disk, "
+        "then run the same command again"
+    )
 
 
 @contextmanager
