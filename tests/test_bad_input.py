@@ -2,6 +2,7 @@
 
 import errno
 import os
+import re
 import shutil
 import signal
 import stat
@@ -294,3 +295,32 @@ def test_a_full_disk_fails_that_frame_in_one_line_and_the_next_finishes(tmp_path
     assert list((out / "catalogs").iterdir()) == []  # nor a temporary file
     detect("g")  # the next frame's job finishes
     assert (out / "catalogs" / "g.csv").is_file()
+
+
+def test_api_takes_any_layout_and_byte_order(pair):
+    plain = api.normalize(pair["tgt"], pair["ref"])
+    fortran_target = np.asfortranarray(pair["tgt"])
+    transposed_big_endian_reference = np.ascontiguousarray(pair["ref"].T).T.astype(">f8")
+    other = api.normalize(fortran_target, transposed_big_endian_reference)
+    assert other.scale == plain.scale
+    np.testing.assert_array_equal(other.normalized, plain.normalized)
+
+
+@pytest.mark.parametrize("kind", ["colour target", "colour reference", "narrower target"])
+def test_api_names_both_shapes_before_any_work(pair, monkeypatch, kind):
+    def detect_frame(*args, **kwargs):
+        raise AssertionError("detection ran")
+
+    monkeypatch.setattr(api, "detect_frame", detect_frame)
+    target, reference = pair["tgt"], pair["ref"]
+    if kind == "colour target":
+        target = np.stack([target] * 3)
+    elif kind == "colour reference":
+        reference = np.stack([reference] * 3)
+    else:
+        target = target[:, :-1]
+    message = (
+        f"the target has shape {target.shape} but the reference {reference.shape}; give frames of one shape"
+    )
+    with pytest.raises(ValueError, match=re.escape(message)):
+        api.normalize(target, reference)

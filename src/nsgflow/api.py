@@ -110,8 +110,9 @@ def normalize(
     Parameters
     ----------
     target, reference : numpy.ndarray, shape (ny, nx) or (3, ny, nx)
-        Registered, linear frames, both mono or both colour (channels
-        first); 0, NaN and inf are no data.
+        Registered, linear frames of one shape, both mono or both colour
+        (channels first); 0, NaN and inf are no data. Any numeric type,
+        byte order and memory layout (Fortran order, transposed views).
     target_header, reference_header : astropy.io.fits.Header, optional
         Headers for EXPTIME, NOISExx and the like (used for the weight).
     **settings : dict
@@ -124,7 +125,9 @@ def normalize(
     Raises
     ------
     FrameError
-        A frame cannot be used (no stars, not registered, too few stars, ...).
+        The frames' shapes are not supported or differ (checked first, naming
+        both), or a frame cannot be used (no stars, not registered, too few
+        stars, ...). It is a :class:`ValueError`.
     ConfigError
         A setting is unknown or out of range.
 
@@ -145,6 +148,11 @@ def normalize(
     for name, data in (("reference", reference), ("target", target)):
         if unsupported_shape(data.shape):
             raise FrameError(f"{name}: {unsupported_shape(data.shape)}")
+    if target.shape != reference.shape:
+        raise FrameError(
+            f"the target has shape {target.shape} but the reference {reference.shape}; give frames of one "
+            "shape, registered to one grid, both mono (ny, nx) or both colour (3, ny, nx)"
+        )
     ref_catalog, ref_stats, ref_defects = detect_frame(reference, reference_header, config["detect"])
     target_catalog, target_stats, target_defects = detect_frame(target, target_header, config["detect"])
     table, aperture = match_and_measure(

@@ -379,8 +379,12 @@ def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
 
 
 def clean_frame(data: np.ndarray) -> np.ndarray:
-    """Return a float32 copy in native byte order with non-finite pixels set to 0 (no data)."""
-    return _cleaned(np.asarray(data).astype(np.float32))
+    """Return a C-contiguous float32 copy in native byte order with non-finite pixels set to 0 (no data).
+
+    Any array layout is accepted (Fortran order, transposed, strided views);
+    the stages need C order (sep, for one, refuses anything else).
+    """
+    return _cleaned(np.array(data, dtype=np.float32, order="C"))
 
 
 def _cleaned(data: np.ndarray) -> np.ndarray:
