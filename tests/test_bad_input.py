@@ -73,6 +73,8 @@ def messy(tmp_path_factory):
     write(data / "truncated.fits", frames["frame_00"])
     full = (data / "truncated.fits").read_bytes()
     (data / "truncated.fits").write_bytes(full[: len(full) // 2])
+    (data / "not_fits.fits").write_text("exposure notes, saved with the wrong name\n")
+    (data / "z_link.fits").symlink_to("ref frame.fits")  # the same file twice: normalized once
     hashes = {p.name: p.read_bytes() for p in data.iterdir()}
     data.chmod(stat.S_IRUSR | stat.S_IXUSR | stat.S_IRGRP | stat.S_IXGRP)
     for path in data.iterdir():
@@ -92,6 +94,7 @@ BAD = {
     "zeros": r"no data",
     "constant": r"no background noise|no stars",
     "truncated": r"truncated.fits: cannot read the image data .*is the file complete",
+    "not_fits": r"not_fits.fits: cannot read the image data .*is the file complete",
 }
 
 
@@ -101,7 +104,20 @@ def test_good_frames_finish_and_the_run_reports_failure(messy):
     assert summary.loc[GOOD, "status"].eq("ok").all(), summary.loc[GOOD, ["status", "reason"]]
     for name in GOOD:
         assert (messy["root"] / "out" / "normalized" / f"{name}_nsg.fits").is_file()
-    assert "5 of 11 frames failed" in messy["out"].stderr
+    assert "6 of 12 frames failed" in messy["out"].stderr
+
+
+def test_an_unreadable_file_and_a_link_are_named_in_one_line_each(messy):
+    lines = messy["out"].stderr.splitlines()
+    assert (
+        "nsgflow: data/z_link.fits is the same file as data/ref frame.fits: skipped, it is normalized once"
+        in lines
+    )
+    unreadable = [
+        line for line in lines if line.startswith("nsgflow: data/not_fits.fits: cannot read the header")
+    ]
+    assert len(unreadable) == 1 and unreadable[0].endswith("; this frame fails, the others are normalized")
+    assert "z_link" not in messy["summary"].index
 
 
 @pytest.mark.parametrize("name", sorted(BAD))
@@ -251,6 +267,38 @@ def test_reason_of_a_failed_frame_is_the_error_its_stage_logged(tmp_path):
     (tmp_path / "normalized").mkdir()
     (tmp_path / "normalized" / "f_nsg.fits").write_bytes(b"")
     assert failure_reason(tmp_path, "f") is None
+
+
+def tiny_frames(data: Path) -> None:
+    """Two small frames, a.fits and b.fits, and a link to a.fits: enough for a dry run."""
+    data.mkdir()
+    for name in ("a", "b"):
+        write(data / f"{name}.fits", np.ones((40, 60), np.float32))
+    (data / "z_link.fits").symlink_to("a.fits")
+
+
+def test_results_inside_the_glob_and_a_link_are_not_more_frames(tmp_path):
+    tiny_frames(tmp_path / "data")
+    outputs = tmp_path / "data" / "out" / "normalized"  # the results folder, inside the frames' glob
+    outputs.mkdir(parents=True)
+    write(outputs / "a_nsg.fits", np.ones((40, 60), np.float32))
+    out = nsgflow(
+        tmp_path,
+        "run",
+        "data/**/*.fits",
+        "--reference",
+        "data/z_link.fits",
+        "--results",
+        "data/out",
+        "--dry-run",
+    )
+    assert out.returncode == 0, out.stderr
+    assert (
+        "nsgflow: data/z_link.fits is the same file as data/a.fits: skipped, it is normalized once"
+        in out.stderr
+    )
+    assert ": 2 frames, reference data/z_link.fits" in out.stderr
+    assert re.search(r"^detect_stars\s+2$", out.stdout, re.M), out.stdout
 
 
 def test_a_full_disk_fails_that_frame_in_one_line_and_the_next_finishes(tmp_path, monkeypatch):

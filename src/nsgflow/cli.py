@@ -108,15 +108,24 @@ def _check(
 ) -> tuple[dict, dict[str, str]]:
     """Validate the settings and find the frames exactly as the workflow will, before starting it.
 
-    Returns the settings and the frames.
+    Says in one line each which paths are left out as the same file as a
+    frame and which frames cannot be read (they fail alone). Returns the
+    settings and the frames.
     """
     from nsgflow.settings import run_settings
-    from nsgflow.workflow import find_frames
+    from nsgflow.workflow import check_filters, check_frames, scan_frames
 
     if Path(results).exists() and not Path(results).is_dir():
         raise UsageError(f"--results {results} is a file; give a folder (it is made if it does not exist)")
     config = run_settings(frames, reference, results, configfile, assignments)
-    return config, find_frames(frames, reference)
+    found, notes = scan_frames(frames, reference, results)
+    unreadable = check_frames(found, reference)
+    check_filters({n: p for n, p in found.items() if n not in unreadable}, config["mixed_filters"])
+    for note in notes:
+        print(f"nsgflow: {note}", file=sys.stderr)
+    for reason in unreadable.values():
+        print(f"nsgflow: {reason}; this frame fails, the others are normalized", file=sys.stderr)
+    return config, found
 
 
 def _write_settings(config: dict) -> Path:

@@ -21,6 +21,7 @@ __all__ = [
     "frame_filter",
     "load_config",
     "load_schema",
+    "scan_frames",
     "unthrottle_scheduler",
     "validate_config",
     "workflow_dir",
@@ -103,10 +104,28 @@ def load_config(path: str | os.PathLike) -> dict:
     return yaml.safe_load(Path(path).read_text()) or {}
 
 
-def find_frames(pattern: str, reference: str) -> dict[str, str]:
+def find_frames(pattern: str, reference: str, results: str | None = None) -> dict[str, str]:
+    """Map frame names to paths for the FITS files matching ``pattern``, and check the reference.
+
+    As :func:`scan_frames`, without its notes.
+    """
+    return scan_frames(pattern, reference, results)[0]
+
+
+def scan_frames(pattern: str, reference: str, results: str | None = None) -> tuple[dict[str, str], list[str]]:
     """Map frame names to paths for the FITS files matching ``pattern``, and check the reference.
 
     ``reference`` is a path, or ``auto`` (chosen later from the frames' statistics).
+    Files inside the folder ``results`` are outputs, not frames. A file the
+    pattern matches under two paths (a link and its target) is one frame,
+    named after the first path in sorted order.
+
+    Returns
+    -------
+    frames : dict
+        Frame name -> path.
+    notes : list of str
+        One line for each path left out as the same file as a frame.
 
     Raises
     ------
@@ -119,8 +138,18 @@ def find_frames(pattern: str, reference: str) -> dict[str, str]:
         for p in glob.glob(pattern, recursive=True)
         if p.lower().endswith(FRAME_SUFFIXES) and os.path.isfile(p)
     )
+    if results is not None:
+        outputs = Path(os.path.realpath(results))
+        inside = {p for p in paths if Path(os.path.realpath(p)).is_relative_to(outputs)}
+        if paths and len(inside) == len(paths):
+            raise ConfigError(
+                f"every file matching frames='{pattern}' is inside the results folder '{results}'; "
+                "give the frames' glob or another results folder"
+            )
+        paths = [p for p in paths if p not in inside]
     if not paths:
         raise ConfigError(f"no FITS frames match frames='{pattern}' (working directory {os.getcwd()})")
+    paths, notes = _distinct_files(paths)
     frames: dict[str, str] = {}
     for path in paths:
         name = frame_name(path)
@@ -131,31 +160,64 @@ def find_frames(pattern: str, reference: str) -> dict[str, str]:
             )
         frames[name] = path
     if reference == "auto":
-        return frames
+        return frames, notes
     if not os.path.isfile(reference):
         raise ConfigError(f"reference='{reference}' does not exist; give the path of one of the frames")
     if not any(os.path.samefile(reference, p) for p in paths):
         raise ConfigError(
             f"reference='{reference}' is not among the {len(paths)} frames matching '{pattern}'"
         )
-    return frames
+    return frames, notes
 
 
-def check_frames(frames: dict[str, str]) -> None:
+def _distinct_files(paths: list[str]) -> tuple[list[str], list[str]]:
+    """The paths less those of a file already listed (links), and a line for each left out."""
+    first: dict[tuple[int, int], str] = {}
+    notes = []
+    for path in paths:
+        info = os.stat(path)
+        key = (info.st_dev, info.st_ino)
+        if key in first:
+            notes.append(f"{path} is the same file as {first[key]}: skipped, it is normalized once")
+        else:
+            first[key] = path
+    return list(first.values()), notes
+
+
+def check_frames(frames: dict[str, str], reference: str = "auto") -> dict[str, str]:
     """Check from the headers that all frames have one size and are all mono or all colour, before any work.
+
+    A frame whose header cannot be read is left out of the check: it fails
+    alone, with the reason, in its own jobs, and the others are normalized.
+
+    Parameters
+    ----------
+    frames
+        Frame name -> path, as :func:`find_frames` gives them.
+    reference
+        The reference's path, or ``auto``.
+
+    Returns
+    -------
+    dict
+        Frame name -> why its header cannot be read, for each such frame.
 
     Raises
     ------
     ConfigError
-        A header cannot be read, or frames differ in size or in number of
-        channels; the message names the files and their shapes.
+        The reference's header cannot be read, or frames differ in size or in
+        number of channels; the message names the files and their shapes.
     """
     shapes: dict[tuple[int, ...], list[str]] = {}
-    for path in frames.values():
+    unreadable: dict[str, str] = {}
+    for name, path in frames.items():
         try:
             shape = read_shape(path)
         except FrameError as exc:
-            raise ConfigError(f"{exc}; remove the file or fix it") from exc
+            if reference != "auto" and os.path.samefile(path, reference):
+                raise ConfigError(f"the reference {exc}; fix it or give another reference") from exc
+            unreadable[name] = str(exc)
+            continue
         shape = shape[1:] if len(shape) == 3 and shape[0] == 1 else shape
         if unsupported_shape(shape):
             raise ConfigError(f"{path}: {unsupported_shape(shape)}; remove the file or convert it")
@@ -167,6 +229,7 @@ def check_frames(frames: dict[str, str]) -> None:
         raise ConfigError(
             f"{kind}: {groups}. Normalize each kind separately; frames must be registered to one grid."
         )
+    return unreadable
 
 
 #: The filter group of frames without a FILTER keyword.

@@ -5,6 +5,7 @@ from pathlib import Path
 
 import nsgflow
 from nsgflow import jobserver
+from nsgflow.errors import FrameError
 from nsgflow.io import is_xisf, read_shape
 from nsgflow.workflow import check_filters, check_frames, find_frames, unthrottle_scheduler, validate_config
 
@@ -12,9 +13,10 @@ validate_config(config)
 
 RESULTS = config["results"].rstrip("/")
 #: frame name -> path, for every input frame
-FRAMES = find_frames(config["frames"], config["reference"])
-check_frames(FRAMES)
-check_filters(FRAMES, config["mixed_filters"])
+FRAMES = find_frames(config["frames"], config["reference"], RESULTS)
+#: frame name -> why its header cannot be read: such a frame fails alone, in its own jobs
+UNREADABLE = check_frames(FRAMES, config["reference"])
+check_filters({name: path for name, path in FRAMES.items() if name not in UNREADABLE}, config["mixed_filters"])
 #: name of the reference frame given in the settings; None for "auto" (chosen by rule choose_reference)
 FIXED_REFERENCE = next(
     (name for name, path in FRAMES.items() if config["reference"] != "auto" and os.path.samefile(path, config["reference"])),
@@ -80,8 +82,14 @@ def frame_path(wildcards):
 
 @functools.cache
 def frame_size_mb(path):
-    """One frame in memory (float32), MB: from its header, as compressed or integer files are smaller."""
-    return 4 * math.prod(read_shape(path)) / 2**20
+    """One frame in memory (float32), MB: from its header, as compressed or integer files are smaller.
+
+    0 for a frame whose header cannot be read (its jobs fail at once, saying why).
+    """
+    try:
+        return 4 * math.prod(read_shape(path)) / 2**20
+    except FrameError:
+        return 0.0
 
 
 def frame_mb(copies):
