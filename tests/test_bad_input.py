@@ -5,6 +5,7 @@ import os
 import re
 import shutil
 import signal
+import socket
 import stat
 import subprocess
 import sys
@@ -299,6 +300,27 @@ def test_results_inside_the_glob_and_a_link_are_not_more_frames(tmp_path):
     )
     assert ": 2 frames, reference data/z_link.fits" in out.stderr
     assert re.search(r"^detect_stars\s+2$", out.stdout, re.M), out.stdout
+
+
+def test_temporary_files_of_a_killed_run_are_removed(tmp_path):
+    tiny_frames(tmp_path / "data")
+    outputs = tmp_path / "out" / "normalized"
+    outputs.mkdir(parents=True)
+    ended = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    host = socket.gethostname()
+    left = outputs / f".b_nsg.fits.nsgflow-{host}-{ended.stdout.strip()}-k2x9_q7a.tmp"  # of a killed job
+    live = outputs / f".a_nsg.fits.nsgflow-{host}-{os.getpid()}-k2x9_q7a.tmp"  # being written
+    other = outputs / ".notes.tmp"  # not nsgflow's
+    for path in (left, live, other):
+        path.write_bytes(b"")
+    out = nsgflow(
+        tmp_path, "run", "data/*.fits", "--reference", "data/a.fits", "--results", "out", "--dry-run"
+    )
+    assert out.returncode == 0, out.stderr
+    assert "nsgflow: removed the temporary files of an interrupted run" in out.stderr
+    assert not left.exists() and live.exists() and other.exists()
 
 
 def test_a_full_disk_fails_that_frame_in_one_line_and_the_next_finishes(tmp_path, monkeypatch):

@@ -210,6 +210,8 @@ def run_workflow(
     extra
         Snakemake's own options and targets.
     """
+    from nsgflow.io import remove_stale_temporaries
+
     config, found = _check(frames, reference, results, configfile, settings or [])
     print(
         f"nsgflow {nsgflow.__version__}: {len(found)} frames, reference {reference}, results in {results}/",
@@ -217,6 +219,8 @@ def run_workflow(
         flush=True,
     )
     with _run_lock():
+        if Path(results).is_dir() and remove_stale_temporaries(results):
+            print("nsgflow: removed the temporary files of an interrupted run", file=sys.stderr)
         path = _write_settings(config)
         return _run_snakemake(snakemake_command(frames, reference, results, cores, str(path), extra or []))
 

@@ -13,6 +13,8 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
+import socket
 import sys
 import tempfile
 import warnings
@@ -43,6 +45,7 @@ __all__ = [
     "read_json",
     "read_pixels",
     "read_shape",
+    "remove_stale_temporaries",
     "write_csv",
     "write_fits",
     "write_json",
@@ -52,6 +55,12 @@ __all__ = [
 #: The process's file-creation mask (read once: reading it means setting it).
 _UMASK = os.umask(0o022)
 os.umask(_UMASK)
+
+#: This machine's name, in the names of the temporary files :func:`atomic_path` makes.
+_HOST = socket.gethostname()
+
+#: A temporary file of :func:`atomic_path`: ``.{name}.nsgflow-{host}-{pid}-{8 random characters}.tmp``.
+_TEMPORARY = re.compile(r"\..+\.nsgflow-(?P<host>.+)-(?P<pid>\d+)-\w{8}\.tmp")
 
 #: errno values of a full disk or an exhausted quota.
 NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -402,12 +411,16 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """Yield a temporary path next to ``path``; rename it onto ``path`` on success.
 
     The temporary file is removed if the block raises, so ``path`` either holds
-    a complete file or does not exist. A full disk's error names ``path`` when
-    the system call that failed did not.
+    a complete file or does not exist. Its name carries this machine's name
+    and this process's id, so that one a killed process left behind can be
+    told from one being written (:func:`remove_stale_temporaries`). A full
+    disk's error names ``path`` when the system call that failed did not.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    fd, tmp = tempfile.mkstemp(
+        prefix=f".{path.name}.nsgflow-{_HOST}-{os.getpid()}-", suffix=".tmp", dir=path.parent
+    )
     os.fchmod(fd, 0o666 & ~_UMASK)  # mkstemp makes the file private; outputs get the usual permissions
     os.close(fd)
     try:
@@ -421,6 +434,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def remove_stale_temporaries(folder: str | os.PathLike) -> int:
+    """Remove the temporary files of :func:`atomic_path` under ``folder`` whose process has ended.
+
+    A killed job leaves its temporary file behind (often empty). Only files
+    named by :func:`atomic_path`, made on this machine by a process that no
+    longer runs, are removed. Returns how many were.
+    """
+    removed = 0
+    for root, _, names in os.walk(folder):
+        for name in names:
+            match = _TEMPORARY.fullmatch(name)
+            if match and match["host"] == _HOST and not _running(int(match["pid"])):
+                Path(root, name).unlink(missing_ok=True)
+                removed += 1
+    return removed
+
+
+def _running(pid: int) -> bool:
+    """True if a process with this id runs on this machine."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # it runs, as another user
+        pass
+    return True
 
 
 def _drop_comments_without_room(header: fits.Header) -> None:
