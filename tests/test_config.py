@@ -8,7 +8,7 @@ from astropy.io import fits
 from xisf import XISF
 
 from nsgflow.errors import ConfigError
-from nsgflow.workflow import check_filters, find_frames, load_config, validate_config, workflow_dir
+from nsgflow.workflow import check_frames, find_frames, load_config, validate_config, workflow_dir
 
 DEFAULTS = load_config(workflow_dir() / "config.yaml")
 
@@ -110,15 +110,15 @@ def test_frames_of_different_filters_are_named_by_group(tmp_path):
         "or set mixed_filters: true to allow it"
     )
     with pytest.raises(ConfigError, match=re.escape(message)):
-        check_filters(frames)
-    check_filters(frames, mixed_filters=True)
+        check_frames(frames)
+    check_frames(frames, mixed_filters=True)
 
 
 def test_frames_of_one_filter_or_none_pass(tmp_path):
-    check_filters({name: _frame(tmp_path / f"{name}.fits", "L") for name in "ab"})
-    check_filters({name: _frame(tmp_path / f"n{name}.fits", None) for name in "ab"})
+    check_frames({name: _frame(tmp_path / f"{name}.fits", "L") for name in "ab"})
+    check_frames({name: _frame(tmp_path / f"n{name}.fits", None) for name in "ab"})
     with pytest.raises(ConfigError, match=re.escape("L (1 frame: x.fits), none (1 frame: na.fits)")):
-        check_filters({"x": _frame(tmp_path / "x.fits", "L"), "na": str(tmp_path / "na.fits")})
+        check_frames({"x": _frame(tmp_path / "x.fits", "L"), "na": str(tmp_path / "na.fits")})
 
 
 def test_function_defaults_agree_with_config_yaml():

@@ -113,14 +113,13 @@ def _check(
     settings and the frames.
     """
     from nsgflow.settings import run_settings
-    from nsgflow.workflow import check_filters, check_frames, scan_frames
+    from nsgflow.workflow import check_frames, scan_frames
 
     if Path(results).exists() and not Path(results).is_dir():
         raise UsageError(f"--results {results} is a file; give a folder (it is made if it does not exist)")
     config = run_settings(frames, reference, results, configfile, assignments)
     found, notes = scan_frames(frames, reference, results)
-    unreadable = check_frames(found, reference)
-    check_filters({n: p for n, p in found.items() if n not in unreadable}, config["mixed_filters"])
+    unreadable = check_frames(found, reference, config["mixed_filters"])
     for note in notes:
         print(f"nsgflow: {note}", file=sys.stderr)
     for reason in unreadable.values():

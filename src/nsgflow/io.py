@@ -18,7 +18,7 @@ import socket
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -38,11 +38,13 @@ __all__ = [
     "clean_frame",
     "fits_text",
     "frame_name",
+    "header_shape",
     "is_xisf",
     "map_pixels",
     "read_frame",
     "read_header",
     "read_json",
+    "read_keywords",
     "read_pixels",
     "read_shape",
     "remove_stale_temporaries",
@@ -332,11 +334,21 @@ def _plain_header(path: str | os.PathLike) -> tuple[dict[str, object], int] | No
     return values, blocks * _BLOCK
 
 
+def read_keywords(path: str | os.PathLike) -> Mapping[str, Any]:
+    """A frame's header keyword values without its pixels: of a plain FITS file (:func:`_plain_header`)
+    read without astropy, else :func:`read_header`'s astropy header."""
+    plain = _plain_header(path) if not is_xisf(path) else None
+    return plain[0] if plain else read_header(path)
+
+
+def header_shape(keywords: Mapping[str, Any]) -> tuple[int, ...]:
+    """The image shape, numpy order (e.g. ``(ny, nx)``), that a header's NAXIS keywords give."""
+    return tuple(int(keywords[f"NAXIS{i}"]) for i in range(int(keywords["NAXIS"]), 0, -1))
+
+
 def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape of a frame's image, numpy order (e.g. ``(ny, nx)``), without reading its pixels."""
-    plain = _plain_header(path) if not is_xisf(path) else None
-    header = plain[0] if plain else read_header(path)
-    return tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+    return header_shape(read_keywords(path))
 
 
 def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
@@ -350,7 +362,7 @@ def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
     if plain is None:
         return read_frame(path)
     values, offset = plain
-    shape = tuple(int(values[f"NAXIS{i}"]) for i in range(int(values["NAXIS"]), 0, -1))
+    shape = header_shape(values)
     count = int(np.prod(shape))
     try:
         with open(path, "rb") as handle:
@@ -381,7 +393,7 @@ def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
     if plain is None:
         return read_pixels(path)
     values, offset = plain
-    shape = tuple(int(values[f"NAXIS{i}"]) for i in range(int(values["NAXIS"]), 0, -1))
+    shape = header_shape(values)
     if len(shape) != 2 or os.path.getsize(path) < offset + 4 * int(np.prod(shape)):
         return read_pixels(path)  # its errors for colour frames and short files
     return np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape), values

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import glob
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -12,13 +13,12 @@ from jsonschema import Draft202012Validator, validators
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, _plain_header, frame_name, is_xisf, read_header, read_shape
+from nsgflow.io import FRAME_SUFFIXES, frame_name, header_shape, read_keywords
 
 __all__ = [
-    "check_filters",
     "check_frames",
+    "filter_name",
     "find_frames",
-    "frame_filter",
     "load_config",
     "load_schema",
     "scan_frames",
@@ -184,11 +184,16 @@ def _distinct_files(paths: list[str]) -> tuple[list[str], list[str]]:
     return list(first.values()), notes
 
 
-def check_frames(frames: dict[str, str], reference: str = "auto") -> dict[str, str]:
-    """Check from the headers that all frames have one size and are all mono or all colour, before any work.
+def check_frames(
+    frames: dict[str, str], reference: str = "auto", mixed_filters: bool = False
+) -> dict[str, str]:
+    """Check from the headers, each read once, that all frames fit one set, before any work.
 
-    A frame whose header cannot be read is left out of the check: it fails
-    alone, with the reason, in its own jobs, and the others are normalized.
+    All frames must have one size, be all mono or all colour, and (unless
+    ``mixed_filters``) have one FILTER keyword (frames without one form the
+    group :data:`NO_FILTER`). A frame whose header cannot be read is left out
+    of the checks: it fails alone, with the reason, in its own jobs, and the
+    others are normalized.
 
     Parameters
     ----------
@@ -196,6 +201,8 @@ def check_frames(frames: dict[str, str], reference: str = "auto") -> dict[str, s
         Frame name -> path, as :func:`find_frames` gives them.
     reference
         The reference's path, or ``auto``.
+    mixed_filters
+        Allow frames of different filters in one set (setting ``mixed_filters``).
 
     Returns
     -------
@@ -205,14 +212,18 @@ def check_frames(frames: dict[str, str], reference: str = "auto") -> dict[str, s
     Raises
     ------
     ConfigError
-        The reference's header cannot be read, or frames differ in size or in
-        number of channels; the message names the files and their shapes.
+        The reference's header cannot be read, frames differ in size or in
+        number of channels (the message names the files and their shapes), or
+        in FILTER (it names each filter with its number of frames and the first
+        few files).
     """
     shapes: dict[tuple[int, ...], list[str]] = {}
+    filters: dict[str, list[str]] = {}
     unreadable: dict[str, str] = {}
     for name, path in frames.items():
         try:
-            shape = read_shape(path)
+            keywords = read_keywords(path)
+            shape = header_shape(keywords)
         except FrameError as exc:
             if reference != "auto" and os.path.samefile(path, reference):
                 raise ConfigError(f"the reference {exc}; fix it or give another reference") from exc
@@ -222,6 +233,7 @@ def check_frames(frames: dict[str, str], reference: str = "auto") -> dict[str, s
         if unsupported_shape(shape):
             raise ConfigError(f"{path}: {unsupported_shape(shape)}; remove the file or convert it")
         shapes.setdefault(shape, []).append(path)
+        filters.setdefault(filter_name(keywords), []).append(os.path.basename(path))
     if len(shapes) > 1:
         groups = "; ".join(f"{len(p)} of shape {s} (e.g. {p[0]})" for s, p in sorted(shapes.items()))
         colour = any(len(s) == 3 for s in shapes) and any(len(s) == 2 for s in shapes)
@@ -229,61 +241,31 @@ def check_frames(frames: dict[str, str], reference: str = "auto") -> dict[str, s
         raise ConfigError(
             f"{kind}: {groups}. Normalize each kind separately; frames must be registered to one grid."
         )
+    if len(filters) > 1 and not mixed_filters:
+        raise ConfigError(_filters_message(filters))
     return unreadable
 
 
 #: The filter group of frames without a FILTER keyword.
 NO_FILTER = "none"
-#: Frames named per filter group in :func:`check_filters`'s message; the rest are counted.
+#: Frames named per filter group in :func:`check_frames`'s message; the rest are counted.
 NAMED_FRAMES = 3
 
 
-def frame_filter(path: str | os.PathLike) -> str:
-    """A frame's FILTER keyword, or :data:`NO_FILTER` if it has none, from its header only.
-
-    Plain float32 FITS headers are read without astropy, as :func:`~nsgflow.io.read_shape` reads them.
-    """
-    plain = None if is_xisf(path) else _plain_header(path)
-    try:
-        keywords = plain[0] if plain else read_header(path)
-    except FrameError as exc:
-        raise ConfigError(f"{exc}; remove the file or fix it") from exc
+def filter_name(keywords: Mapping[str, Any]) -> str:
+    """A header's FILTER keyword, padding removed, or :data:`NO_FILTER` if it has none."""
     value = keywords.get("FILTER")
     text = "" if value is None else str(value).strip()
     return text or NO_FILTER
 
 
-def check_filters(frames: dict[str, str], mixed_filters: bool = False) -> None:
-    """Check from the headers that all frames were taken through one filter (FILTER keyword), before any work.
-
-    Frames without FILTER form one group, :data:`NO_FILTER`; a set that has
-    none passes.
-
-    Parameters
-    ----------
-    frames
-        Frame name -> path, as :func:`find_frames` gives them.
-    mixed_filters
-        Allow frames of different filters in one set (setting ``mixed_filters``).
-
-    Raises
-    ------
-    ConfigError
-        Frames differ in FILTER and ``mixed_filters`` is false; the message
-        names each filter with its number of frames and the first few files.
-    """
-    if mixed_filters:
-        return
-    groups: dict[str, list[str]] = {}
-    for path in frames.values():
-        groups.setdefault(frame_filter(path), []).append(os.path.basename(path))
-    if len(groups) < 2:
-        return
+def _filters_message(filters: dict[str, list[str]]) -> str:
+    """The message for frames of several filters: each filter, its number of frames, the first few files."""
     described = []
-    for name, files in sorted(groups.items(), key=lambda item: (-len(item[1]), item[0])):
+    for name, files in sorted(filters.items(), key=lambda item: (-len(item[1]), item[0])):
         shown = ", ".join(files[:NAMED_FRAMES]) + (", …" if len(files) > NAMED_FRAMES else "")
         described.append(f"{name} ({len(files)} frame{'s' if len(files) > 1 else ''}: {shown})")
-    raise ConfigError(
+    return (
         f"frames have different FILTER values: {', '.join(described)}; normalize each filter separately, "
         "or set mixed_filters: true to allow it"
     )

@@ -7,7 +7,7 @@ import nsgflow
 from nsgflow import jobserver
 from nsgflow.errors import FrameError
 from nsgflow.io import is_xisf, read_shape
-from nsgflow.workflow import check_filters, check_frames, find_frames, unthrottle_scheduler, validate_config
+from nsgflow.workflow import check_frames, find_frames, unthrottle_scheduler, validate_config
 
 validate_config(config)
 
@@ -15,8 +15,7 @@ RESULTS = config["results"].rstrip("/")
 #: frame name -> path, for every input frame
 FRAMES = find_frames(config["frames"], config["reference"], RESULTS)
 #: frame name -> why its header cannot be read: such a frame fails alone, in its own jobs
-UNREADABLE = check_frames(FRAMES, config["reference"])
-check_filters({name: path for name, path in FRAMES.items() if name not in UNREADABLE}, config["mixed_filters"])
+UNREADABLE = check_frames(FRAMES, config["reference"], config["mixed_filters"])
 #: name of the reference frame given in the settings; None for "auto" (chosen by rule choose_reference)
 FIXED_REFERENCE = next(
     (name for name, path in FRAMES.items() if config["reference"] != "auto" and os.path.samefile(path, config["reference"])),
