@@ -29,7 +29,6 @@ __all__ = [
     "blink_html",
     "difference_image",
     "mtf",
-    "noise_sigma",
     "stretch",
     "thumbnail",
 ]
@@ -108,17 +107,6 @@ def stretch(image: np.ndarray, transfer: Stretch) -> np.ndarray:
     out = np.round(255 * mtf(transfer.midtones, scaled)).astype(np.uint8)
     out[image == 0] = 0
     return np.flipud(out)  # FITS row 0 is the bottom
-
-
-def noise_sigma(image: np.ndarray) -> float:
-    """Robust per-pixel noise of ``image``: the normalized MAD of neighbouring pixels' differences, / sqrt 2.
-
-    Differences of neighbours cancel the sky and its gradients; the MAD
-    ignores the few that stars make. No-data (0) pixels are left out.
-    """
-    left, right = image[:, :-1], image[:, 1:]
-    steps = (right - left)[(left != 0) & (right != 0)].astype(np.float64)
-    return MAD_TO_SIGMA * float(np.median(np.abs(steps - np.median(steps)))) / np.sqrt(2)
 
 
 def difference_image(image: np.ndarray, reference: np.ndarray, sigma: float) -> np.ndarray:

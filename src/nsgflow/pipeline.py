@@ -565,14 +565,14 @@ def run_blink(
         blink_gif,
         blink_html,
         difference_image,
-        noise_sigma,
         stretch,
     )
+    from nsgflow.gradient import background_noise
 
     pairs = [fits.getdata(path) for path in thumbnails]
     sets = {"inputs": [pair[0] for pair in pairs], "normalized": [pair[1] for pair in pairs]}
     ref = sets["inputs"][names.index(reference)]
-    transfer, sigma = auto_stretch(ref), noise_sigma(ref)
+    transfer, sigma = auto_stretch(ref), background_noise(ref)
     images = {key: [stretch(t, transfer) for t in thumbs] for key, thumbs in sets.items()}
     blink_gif(images["inputs"], names, outputs["inputs"])
     blink_gif(images["normalized"], names, outputs["normalized"])
