@@ -309,6 +309,18 @@ def _annulus_level(alpha: np.ndarray, beta: np.ndarray, annulus: tuple[float, fl
     return flux * ring / (np.pi * (r_out**2 - r_in**2))
 
 
+def _quadratic_form(
+    g1: np.ndarray, g2: np.ndarray, dx: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """An elliptical profile's ``Q = (c + g1) dx**2 + 2 g2 dx dy + (c - g1) dy**2`` and ``c``.
+
+    ``c = sqrt(1 + g1**2 + g2**2)`` makes the form's determinant 1, so the
+    elongation ``g1, g2`` leaves the profile's area unchanged.
+    """
+    c = np.sqrt(1 + g1**2 + g2**2)
+    return (c + g1) * dx**2 + 2 * g2 * dx * dy + (c - g1) * dy**2, c
+
+
 def _moffat_pixels(
     p: np.ndarray, px: np.ndarray, py: np.ndarray, annulus: tuple[float, float]
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -326,10 +338,10 @@ def _moffat_pixels(
     """
     ex, ey = px - p[:, :1], py - p[:, 1:2]
     g1, g2 = p[:, 5:6], p[:, 6:7]
-    c = np.sqrt(1 + g1**2 + g2**2)
+    form, c = _quadratic_form(g1, g2, ex, ey)
     inv_a2 = np.exp(-2 * p[:, 3:4])
     xx, yy, xy = ex**2, ey**2, ex * ey
-    u = ((c + g1) * xx + 2 * g2 * xy + (c - g1) * yy) * inv_a2
+    u = form * inv_a2
     log1u = np.log1p(u)
     amplitude, alpha, beta = np.exp(p[:, 2:3]), np.exp(p[:, 3:4]), p[:, 4:5]
     level = _annulus_level(alpha, beta, annulus)
@@ -511,9 +523,7 @@ def elliptical_fraction(fits: np.ndarray, radius: float, annulus: tuple[float, f
     """
     alpha, beta, g1, g2 = (fits[:, k : k + 1] for k in range(4))
     theta = np.pi * (np.arange(FRACTION_ANGLES) + 0.5) / FRACTION_ANGLES
-    cos, sin = np.cos(theta), np.sin(theta)
-    c = np.sqrt(1 + g1**2 + g2**2)
-    g = (c + g1) * cos**2 + 2 * g2 * cos * sin + (c - g1) * sin**2
+    g, _ = _quadratic_form(g1, g2, np.cos(theta), np.sin(theta))
     share = (1 / g) / np.sum(1 / g, axis=1, keepdims=True)
     return np.sum(share * aperture_fraction(alpha / np.sqrt(g), beta, radius, annulus), axis=1)
 
@@ -524,16 +534,17 @@ def profile_fraction(
     """Fraction of a frame's star light that the aperture measures, from its stars' :func:`profile_fits`.
 
     Each star's fitted Moffat gives the fraction its aperture with annulus
-    background measures (:func:`aperture_fraction`); the frame's is their
+    background measures (:func:`elliptical_fraction`); the frame's is their
     median, with the uncertainty of a median (1.2533 * robust sigma / sqrt(n)).
     None with fewer than :data:`MIN_PROFILE_STARS` fitted stars.
     """
     good = np.all(np.isfinite(fits), axis=1)
     if good.sum() < MIN_PROFILE_STARS:
         return None
+    from astropy.stats import mad_std
+
     fractions = elliptical_fraction(fits[good], radius, annulus)
-    median = float(np.median(fractions))
-    return median, 1.2533 * 1.4826 * float(np.median(np.abs(fractions - median))) / np.sqrt(good.sum())
+    return float(np.median(fractions)), 1.2533 * float(mad_std(fractions)) / np.sqrt(good.sum())
 
 
 def aperture_correction_from_profiles(
