@@ -312,6 +312,16 @@ def _cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
+def _add_cores(command: argparse.ArgumentParser) -> None:
+    """The ``--cores`` option of a command that runs the workflow."""
+    command.add_argument(
+        "--cores",
+        default="all",
+        type=_cores,
+        help="CPU cores to use: a number of at least 1, or all (default)",
+    )
+
+
 class _Parser(argparse.ArgumentParser):
     """An argument parser that takes only whole option names and reports a wrong command line in one line.
 
@@ -350,12 +360,7 @@ def build_parser() -> argparse.ArgumentParser:
         "altitude, else the lowest and flattest background",
     )
     run.add_argument("--results", default="results", help="output folder (default: results)")
-    run.add_argument(
-        "--cores",
-        default="all",
-        type=_cores,
-        help="CPU cores to use: a number of at least 1, or all (default)",
-    )
+    _add_cores(run)
     run.add_argument(
         "--configfile", help="YAML file with the settings to change from config.yaml (an empty file: none)"
     )
@@ -378,12 +383,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo", help="folder for the demo data and results (default: demo)")
     demo.add_argument("--frames", type=int, default=6, help="number of frames (default: 6)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    demo.add_argument(
-        "--cores",
-        default="all",
-        type=_cores,
-        help="CPU cores to use: a number of at least 1, or all (default)",
-    )
+    _add_cores(demo)
     demo.add_argument(
         "--colour",
         action="store_true",
