@@ -20,7 +20,7 @@ runs the whole workflow with Snakemake on them and prints
 * the CPU time the host took for other machines during the run (``steal`` in
   /proc/stat), where the machine is a virtual one;
 * how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
-  default 500: symbolic links to the synthetic frames, planning reads no pixels).
+  default 500: sparse copies of the synthetic frames, planning reads no pixels).
 
 Nothing in the workflow is changed; this only measures it. Everything is written
 under ``--out`` (default /tmp/nsgflow-bench), including Snakemake's ``.snakemake``
@@ -56,6 +56,8 @@ from nsgflow.summary import STAGE_OUTPUTS
 
 #: the per-frame rules with a benchmark directive, in workflow order
 STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)
+#: Bytes of a rendered frame copied for the planning benchmark: its header (a few FITS blocks).
+HEADER_BYTES = 10 * 2880
 #: the demo's star density: 3000 stars on 600 x 900 px
 STARS_PER_PX = 3000 / (600 * 900)
 #: what a job script imports before its stage starts: the Snakemake preamble and the stage module
@@ -300,7 +302,12 @@ def job_overhead(repeats: int = 5) -> dict[str, float]:
 
 
 def plan_time(out: Path, truth: dict, n_plan: int, repeats: int) -> list[float]:
-    """Time ``snakemake --dry-run`` on ``n_plan`` frames: links to the rendered frames, cycled."""
+    """Time ``snakemake --dry-run`` on ``n_plan`` frames: sparse copies of the rendered frames, cycled.
+
+    Each is the rendered frame's header and a hole the size of its pixels
+    (planning reads headers only): distinct files, as links are not (a link
+    and its target are one frame), at no disk cost.
+    """
     frames = out / f"plan{n_plan}" / "frames"
     if frames.exists():
         shutil.rmtree(frames)
@@ -308,8 +315,13 @@ def plan_time(out: Path, truth: dict, n_plan: int, repeats: int) -> list[float]:
     paths = [Path(f["path"]).resolve() for f in truth["frames"].values()]
     ref_index = list(truth["frames"]).index(truth["reference"])
     for i in range(n_plan):
-        (frames / f"f{i:04d}.fits").symlink_to(paths[i % len(paths)])
-    # the first link to the reference frame, so the workflow's reference lookup finds this very name
+        source = paths[i % len(paths)]
+        with open(source, "rb") as handle:
+            header = handle.read(HEADER_BYTES)
+        with open(frames / f"f{i:04d}.fits", "wb") as copy:
+            copy.write(header)
+            copy.truncate(source.stat().st_size)
+    # the first copy of the reference frame
     reference = frames / f"f{ref_index:04d}.fits"
     results = out / f"plan{n_plan}" / "results"
     command = snakemake_command(
