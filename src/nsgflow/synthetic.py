@@ -118,6 +118,8 @@ class FrameSpec:
     #: Radius (in FWHM) out to which every star's profile is integrated over its pixels and
     #: normalised to its flux; 0 samples profiles at pixel centres out to a flux-dependent radius.
     psf_radius_fwhm: float = 0.0
+    #: Fraction of each star's light in a broad aureole around its core (:func:`psf_stamps`).
+    aureole_fraction: float = 0.0
     seed: int = 0
     header: dict = field(default_factory=dict)
 
@@ -222,6 +224,8 @@ def _add_star(
 
 #: Sub-pixel positions per axis at which :func:`psf_stamps` renders the frame's PSF.
 PSF_PHASES = 8
+#: A star's aureole (:func:`psf_stamps`): a Moffat this many times the core's FWHM, of this beta.
+AUREOLE_WIDTH, AUREOLE_BETA = 4.0, 2.0
 
 
 def psf_stamps(spec: FrameSpec, phases: int = PSF_PHASES) -> np.ndarray:
@@ -230,7 +234,10 @@ def psf_stamps(spec: FrameSpec, phases: int = PSF_PHASES) -> np.ndarray:
     An elliptical Moffat of FWHM ``spec.fwhm_px`` (geometric mean of the
     axes), ``spec.beta``, ``spec.ellipticity`` and ``spec.psf_angle_deg``,
     cut at ``spec.psf_radius_fwhm`` FWHM and averaged over a sub-pixel grid
-    fine enough for undersampled stars; each stamp sums to 1.
+    fine enough for undersampled stars; each stamp sums to 1. With
+    ``spec.aureole_fraction``, that much of the light is in an aureole instead:
+    a second, elongated-alike Moffat :data:`AUREOLE_WIDTH` times as wide with
+    beta :data:`AUREOLE_BETA` (scattered light; no single Moffat is this profile).
 
     Returns
     -------
@@ -242,6 +249,7 @@ def psf_stamps(spec: FrameSpec, phases: int = PSF_PHASES) -> np.ndarray:
     r = int(np.ceil(radius))
     sub = max(3, int(np.ceil(10 / spec.fwhm_px)))
     alpha = moffat_alpha(spec.fwhm_px, spec.beta)
+    aureole_alpha = moffat_alpha(AUREOLE_WIDTH * spec.fwhm_px, AUREOLE_BETA)
     axis = np.sqrt(1 - spec.ellipticity)  # area-preserving axes alpha / axis and alpha * axis
     cos, sin = np.cos(np.deg2rad(spec.psf_angle_deg)), np.sin(np.deg2rad(spec.psf_angle_deg))
     grid = (np.arange(-r, r + 1)[:, None] + (np.arange(sub) + 0.5) / sub - 0.5).ravel()
@@ -254,9 +262,20 @@ def psf_stamps(spec: FrameSpec, phases: int = PSF_PHASES) -> np.ndarray:
             dx = (grid - px)[None, :]
             u, v = dx * cos + dy * sin, -dx * sin + dy * cos
             fine = (1.0 + (u * axis / alpha) ** 2 + (v / (axis * alpha)) ** 2) ** -spec.beta
-            stamp = fine.reshape(2 * r + 1, sub, 2 * r + 1, sub).mean(axis=(1, 3)) * inside
-            stamps[j, i] = stamp / stamp.sum()
+            stamp = _pixel_means(fine, sub) * inside
+            stamp /= stamp.sum()
+            if spec.aureole_fraction:
+                wide = (1.0 + ((u * axis) ** 2 + (v / axis) ** 2) / aureole_alpha**2) ** -AUREOLE_BETA
+                wide = _pixel_means(wide, sub) * inside
+                stamp = (1 - spec.aureole_fraction) * stamp + spec.aureole_fraction * wide / wide.sum()
+            stamps[j, i] = stamp
     return stamps
+
+
+def _pixel_means(fine: np.ndarray, sub: int) -> np.ndarray:
+    """Means of ``sub`` x ``sub`` blocks: a profile sampled ``sub`` times per pixel, averaged per pixel."""
+    n = fine.shape[0] // sub
+    return fine.reshape(n, sub, n, sub).mean(axis=(1, 3))
 
 
 def _add_stamped_stars(
@@ -468,9 +487,10 @@ def demo_specs(n_frames: int = 6, seed: int = 0) -> list[FrameSpec]:
 #: The hard conditions, each a feature drawn from its own random stream (see :func:`condition_specs`).
 CONDITIONS = ("seeing", "artifacts", "extended", "borders", "trails", "sky", "cloud")
 #: Conditions of real star profiles and crowded fields, which the hard set leaves out.
-PROFILE_CONDITIONS = ("psf", "crowded")
-#: Named sets of conditions: ``hard`` (all of :data:`CONDITIONS`) and ``extreme`` (every condition).
-CONDITION_SETS = {"hard": CONDITIONS, "extreme": CONDITIONS + PROFILE_CONDITIONS}
+PROFILE_CONDITIONS = ("psf", "crowded", "aureole")
+#: Named sets of conditions: ``hard`` (all of :data:`CONDITIONS`) and ``extreme`` (those, ``psf`` and
+#: ``crowded``).
+CONDITION_SETS = {"hard": CONDITIONS, "extreme": (*CONDITIONS, "psf", "crowded")}
 
 
 def condition_specs(
@@ -498,7 +518,10 @@ def condition_specs(
       (:func:`psf_stamps`; real wings do not stop, and a beta-2 star still has 0.9 % of its
       light beyond 8 FWHM): Moffat beta 2-5, ellipticity 0-0.35 at a random angle, target FWHM
       1.4-6 px, the reference's 2.5 px;
-    - ``crowded``: three times the stars and a bright nebula (peak 5x the reference sky).
+    - ``crowded``: three times the stars and a bright nebula (peak 5x the reference sky);
+    - ``aureole``: 0-10 % of every star's light, a different share in each frame (focus, dew,
+      haze), in an aureole 4x as wide as its core (:func:`psf_stamps`): a profile no single
+      Moffat is.
 
     Every condition draws from ``default_rng([seed, k])`` with its own ``k``, so a frame's
     parameters for one condition are the same whichever other conditions are on: the hard set
@@ -594,6 +617,12 @@ def condition_specs(
                 psf_angle_deg=g.uniform(0.0, 180.0),
                 psf_radius_fwhm=30.0,
             )
+    if "aureole" in conditions:
+        g = rng(10)
+        shares = spread(g, 0.0, 0.1)
+        shares[ref_index] = g.uniform(0.0, 0.1)
+        for i, f in frames.items():
+            f.update(aureole_fraction=shares[i], psf_radius_fwhm=30.0)
     if "crowded" in conditions:
         scene.update(n_stars=3 * scene["n_stars"], nebula_flux=2000.0)
 

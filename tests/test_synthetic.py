@@ -1,0 +1,42 @@
+import numpy as np
+import pytest
+import sep
+
+from nsgflow import synthetic
+from nsgflow.photometry import moffat_enclosed
+
+
+def _enclosed(stamp: np.ndarray, radius: float, offset: float) -> float:
+    """Light of a stamp within ``radius`` of its star, which sits ``offset`` px from the centre pixel."""
+    centre = np.array([stamp.shape[0] // 2 + offset])
+    return sep.sum_circle(np.ascontiguousarray(stamp), centre, centre, radius, subpix=0)[0].item()
+
+
+@pytest.mark.parametrize("aureole", [0.0, 0.1])
+def test_psf_stamps_hold_the_moffat_light_and_the_aureole_share(aureole):
+    """Each stamp sums to 1; the light within a radius is the (cut, renormalized) Moffat mix's."""
+    spec = synthetic.FrameSpec("f", fwhm_px=3.0, beta=3.0, psf_radius_fwhm=30.0, aureole_fraction=aureole)
+    stamps = synthetic.psf_stamps(spec, phases=2)
+    assert stamps.sum(axis=(2, 3)) == pytest.approx(np.ones((2, 2)), abs=1e-12)
+    cut = 30.0 * 3.0
+    core = synthetic.moffat_alpha(3.0, 3.0)
+    wide = synthetic.moffat_alpha(synthetic.AUREOLE_WIDTH * 3.0, synthetic.AUREOLE_BETA)
+    for radius in (9.0, 15.0, 30.0):  # beyond the core, where the pixels' blur moves no light
+        expected = (1 - aureole) * moffat_enclosed(radius, core, 3.0) / moffat_enclosed(cut, core, 3.0)
+        expected += aureole * moffat_enclosed(radius, wide, 2.0) / moffat_enclosed(cut, wide, 2.0)
+        assert _enclosed(stamps[0, 0], radius, -0.25) == pytest.approx(expected, abs=2e-3)
+
+
+def test_profile_conditions_spread_over_the_targets():
+    scene, specs, reference = synthetic.condition_specs(["psf", "aureole"], (200, 300), 6, seed=3)
+    targets = [s for s in specs if s.name != reference]
+    assert sorted(s.fwhm_px for s in targets) == pytest.approx(np.linspace(1.4, 6.0, 5))
+    assert sorted(s.beta for s in targets) == pytest.approx(np.linspace(2.0, 5.0, 5))
+    assert sorted(s.aureole_fraction for s in targets) == pytest.approx(np.linspace(0.0, 0.1, 5))
+    assert next(s for s in specs if s.name == reference).fwhm_px == 2.5
+    assert all(s.psf_radius_fwhm == 30.0 for s in specs)
+    assert "aureole" not in synthetic.CONDITION_SETS["extreme"]
+    plain = synthetic.condition_specs([], (200, 300), 6, seed=3)[0]
+    crowded = synthetic.condition_specs(["crowded"], (200, 300), 6, seed=3)[0]
+    assert scene.n_stars == plain.n_stars
+    assert crowded.n_stars == 3 * plain.n_stars and crowded.nebula_flux == 2000.0
