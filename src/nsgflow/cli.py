@@ -48,7 +48,7 @@ and summary.csv says why. Run the same command again after an interruption.
 Any option or target nsgflow does not know is passed to Snakemake, e.g.:
   --dry-run          show what would run, and why
   --report r.html    write Snakemake's HTML report of the finished run
-  --profile profiles/slurm   run the jobs on a SLURM cluster (see README)
+  --profile profiles/slurm   run the jobs on a SLURM cluster (see docs/guide.md)
   stack              also stack the accepted frames (results/stack/stack.fits)
 
 Example:

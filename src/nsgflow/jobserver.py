@@ -2,8 +2,8 @@
 
 Each job of a local run is a new Python process, and its imports (numpy,
 pandas, sep, scipy, astropy, matplotlib and nsgflow itself) cost the same
-whatever the frame's size: more than a small frame's whole work (README,
-Speed, has the measurements). For a local run the workflow starts one
+whatever the frame's size: more than a small frame's whole work (commit
+172c1bb has the measurements). For a local run the workflow starts one
 server (:func:`start`, from the Snakefile's ``onstart``) that imports them
 once and then waits on a Unix socket in a private temporary folder. A job's
 script sends it the stage to run and its arguments (:func:`run_step`); the

@@ -282,7 +282,7 @@ def unthrottle_scheduler(workflow: Any) -> None:
     scheduler a second after each round in which jobs wait for a core, and
     each finished job starts one more such chain of wake-ups. Every round
     checks the inputs of every waiting job, so Snakemake's own process takes
-    more CPU per frame the more frames there are (README, Speed, has the
+    more CPU per frame the more frames there are (commit 5a7cd15 has the
     measurements). Without the limiter the scheduler runs when a job starts
     or ends. 100 jobs a second is no limit for jobs that
     take seconds each; a limit set by hand is kept.

@@ -94,7 +94,7 @@ def frame_size_mb(path):
 def frame_mb(copies):
     """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
 
-    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (README, Speed), in frames:
+    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (docs/benchmarks.md, Speed), in frames:
     detect_stars 4.1, normalize_frame 4.7 (Python and its libraries, ~100 MB, included); each
     rule asks for a sixth to a fifth more, rounded up to whole frames.
     """
