@@ -37,6 +37,7 @@ rule all:
 
 onstart:
     unthrottle_scheduler(workflow)
+    progress.log_plan(workflow.dag)  # the jobs to run, for nsgflow run's display
     # local jobs run in forks of a process that has imported the libraries once (nsgflow.jobserver)
     jobserver.start(workflow.local_exec and not workflow.remote_exec)
 

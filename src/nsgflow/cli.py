@@ -10,6 +10,7 @@ from __future__ import annotations
 import argparse
 import fcntl
 import json
+import os
 import shutil
 import signal
 import subprocess
@@ -62,6 +63,8 @@ Exit status: 0 done, 1 a frame or the run failed, 2 a wrong command line,
 #: Snakemake's options for settings: nsgflow checks settings before Snakemake starts, so they come
 #: through its own options instead.
 SNAKEMAKE_SETTINGS_OPTIONS = ("--config", "-C", "--configfiles")
+#: Snakemake's options for a dry run: its output is the plan, shown as it comes.
+DRY_RUN_OPTIONS = ("-n", "--dry-run", "--dryrun")
 
 #: Runs Snakemake's command line. It starts with Ctrl-C (SIGINT) blocked (:func:`_run_snakemake`) and
 #: takes it once its imports are done: a Ctrl-C while Python or Snakemake start is held until then,
@@ -140,16 +143,25 @@ def _write_settings(config: dict) -> Path:
     return path
 
 
-def _run_snakemake(command: list[str]) -> int:
+def _run_snakemake(command: list[str], log: Path | None = None) -> int:
     """Run Snakemake and return its exit status; after Ctrl-C, wait for it to stop, then raise it.
 
+    With ``log``, Snakemake's output and its jobs' go to that file, and
+    nsgflow's logger plugin (:mod:`snakemake_logger_plugin_nsgflow`) shows
+    the compact display on this process's standard error instead.
     Ctrl-C at the terminal reaches Snakemake too (the same process group),
     which stops its jobs and removes its lock: killing it would leave them.
     It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`).
     """
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    display = os.dup(sys.stderr.fileno()) if log else None
     try:
-        process = subprocess.Popen(command)
+        with open(log or os.devnull, "w") as output:
+            if display is not None:
+                command = [*command, "--logger", "nsgflow", "--logger-nsgflow-fd", str(display)]
+            process = subprocess.Popen(
+                command, stderr=output if log else None, pass_fds=() if display is None else (display,)
+            )
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held since the block is raised here
             return process.wait()
@@ -158,6 +170,21 @@ def _run_snakemake(command: list[str]) -> int:
             raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        if display is not None:
+            os.close(display)
+
+
+def _run_log(results: str, extra: list[str], verbose: bool) -> Path | None:
+    """The file for Snakemake's output, ``RESULTS/logs/run-<date>-<time>.log``, made empty.
+
+    None (Snakemake's output shown as it comes) with ``--verbose`` and for a
+    dry run, whose plan is its output.
+    """
+    if verbose or any(word in DRY_RUN_OPTIONS for word in extra):
+        return None
+    path = Path(results, "logs", time.strftime("run-%Y%m%d-%H%M%S.log"))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
 
 
 @contextmanager
@@ -193,8 +220,13 @@ def run_workflow(
     configfile: str | None = None,
     settings: list[str] | None = None,
     extra: list[str] | None = None,
+    verbose: bool = False,
 ) -> int:
     """Check the inputs, then run the Snakemake workflow; return its exit status.
+
+    Shows the frames done, the failed frames and the time left
+    (:mod:`nsgflow.progress`), one line per failed frame with its reason, and
+    sends Snakemake's own output to ``RESULTS/logs/run-<date>-<time>.log``.
 
     Parameters
     ----------
@@ -208,6 +240,8 @@ def run_workflow(
         ``SECTION.KEY=VALUE`` texts applied after ``configfile`` (``--set``).
     extra
         Snakemake's own options and targets.
+    verbose
+        Show Snakemake's output as it comes instead of the compact display, as a dry run does.
     """
     from nsgflow.io import remove_stale_temporaries
 
@@ -221,7 +255,17 @@ def run_workflow(
         if Path(results).is_dir() and remove_stale_temporaries(results):
             print("nsgflow: removed the temporary files of an interrupted run", file=sys.stderr)
         path = _write_settings(config)
-        return _run_snakemake(snakemake_command(frames, reference, results, cores, str(path), extra or []))
+        log = _run_log(results, extra or [], verbose)
+        if log:
+            print(
+                f"nsgflow: Snakemake's full log: {log} (--verbose shows it here)", file=sys.stderr, flush=True
+            )
+        status = _run_snakemake(
+            snakemake_command(frames, reference, results, cores, str(path), extra or []), log
+        )
+    if log and status != 0:
+        print(f"nsgflow: the run did not finish cleanly; the full log is {log}", file=sys.stderr)
+    return status
 
 
 def _cores(text: str) -> str:
@@ -249,6 +293,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
         configfile=args.configfile,
         settings=args.set,
         extra=extra,
+        verbose=args.verbose,
     )
 
 
@@ -272,7 +317,12 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     results = str(out / "results")
     start = time.perf_counter()
     status = run_workflow(
-        str(data / "*.fits"), reference, results, cores=args.cores, extra=["all", "stack", *extra]
+        str(data / "*.fits"),
+        reference,
+        results,
+        cores=args.cores,
+        extra=["all", "stack", *extra],
+        verbose=args.verbose,
     )
     if status != 0:
         return status
@@ -312,13 +362,19 @@ def _cmd_verify(args: argparse.Namespace, extra: list[str]) -> int:
     return 0
 
 
-def _add_cores(command: argparse.ArgumentParser) -> None:
-    """The ``--cores`` option of a command that runs the workflow."""
+def _add_workflow_options(command: argparse.ArgumentParser) -> None:
+    """The options of a command that runs the workflow: ``--cores`` and ``--verbose``."""
     command.add_argument(
         "--cores",
         default="all",
         type=_cores,
         help="CPU cores to use: a number of at least 1, or all (default)",
+    )
+    command.add_argument(
+        "--verbose",
+        action="store_true",
+        help="show Snakemake's full output as it comes, instead of the frames done and the time left "
+        "(the full output otherwise goes to RESULTS/logs/run-<date>-<time>.log)",
     )
 
 
@@ -360,7 +416,7 @@ def build_parser() -> argparse.ArgumentParser:
         "altitude, else the lowest and flattest background",
     )
     run.add_argument("--results", default="results", help="output folder (default: results)")
-    _add_cores(run)
+    _add_workflow_options(run)
     run.add_argument(
         "--configfile", help="YAML file with the settings to change from config.yaml (an empty file: none)"
     )
@@ -383,7 +439,7 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("--out", default="demo", help="folder for the demo data and results (default: demo)")
     demo.add_argument("--frames", type=int, default=6, help="number of frames (default: 6)")
     demo.add_argument("--seed", type=int, default=0, help="random seed (default: 0)")
-    _add_cores(demo)
+    _add_workflow_options(demo)
     demo.add_argument(
         "--colour",
         action="store_true",

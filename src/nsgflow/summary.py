@@ -19,6 +19,7 @@ from matplotlib.ticker import MaxNLocator
 from nsgflow.channels import channel_values
 from nsgflow.diagnostics import _dots, _figure, _save
 from nsgflow.io import atomic_path, read_json, write_csv
+from nsgflow.progress import logged_error
 from nsgflow.weight import rejection_reasons, stats_weight
 
 __all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "summary_graph", "write_summary"]
@@ -30,12 +31,6 @@ STAGE_OUTPUTS = [
 ]
 
 
-def _logged_error(log: Path) -> str | None:
-    """The last ERROR line of a job's log, without its level; None if there is none."""
-    errors = [line[6:] for line in log.read_text(errors="replace").splitlines() if line.startswith("ERROR ")]
-    return errors[-1] if errors else None
-
-
 def failure_reason(results: Path, name: str) -> str | None:
     """Why a frame has no normalized output: the error logged by its first unfinished stage; None if done."""
     for rule, pattern in STAGE_OUTPUTS:
@@ -44,7 +39,7 @@ def failure_reason(results: Path, name: str) -> str | None:
         log = results / "logs" / rule / f"{name}.log"
         if not log.is_file():
             return f"{rule} did not run (the reference or an earlier job failed, or the run was stopped)"
-        error = _logged_error(log)
+        error = logged_error(log)
         return f"{rule}: {error}" if error else f"{rule} failed or was interrupted; see {log}"
     return None
 

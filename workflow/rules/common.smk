@@ -4,7 +4,7 @@ import math
 from pathlib import Path
 
 import nsgflow
-from nsgflow import jobserver
+from nsgflow import jobserver, progress
 from nsgflow.errors import FrameError
 from nsgflow.io import is_xisf, read_shape
 from nsgflow.workflow import check_frames, find_frames, unthrottle_scheduler, validate_config
@@ -43,15 +43,12 @@ def report_failures():
     try:
         table = write_summary(RESULTS, FRAMES, reference, config["reject"])
     except Exception as exc:  # never hide the run's own error behind this one
-        print(f"nsgflow: could not write {RESULTS}/summary.csv: {exc}", file=sys.stderr)
+        progress.notify(f"nsgflow: could not write {RESULTS}/summary.csv: {exc}")
         return
     failed = table[table["status"] == "failed"]
     for row in failed.itertuples():
-        print(f"nsgflow: FAILED {row.frame}: {row.reason}", file=sys.stderr)
-    print(
-        f"nsgflow: {len(failed)} of {len(table)} frames failed; see {RESULTS}/summary.csv",
-        file=sys.stderr,
-    )
+        progress.notify(f"nsgflow: FAILED {row.frame}: {row.reason}")
+    progress.notify(f"nsgflow: {len(failed)} of {len(table)} frames failed; see {RESULTS}/summary.csv")
 
 
 def reference_name(wildcards=None):
