@@ -39,9 +39,11 @@ Outputs (under --results), one file per frame per stage: catalogs/,
 defects/, photometry/, scale/, samples/, gradient/, normalized/{frame}_nsg.fits,
 diagnostics/ (graphs), provenance/; and for the set summary.csv (one row per
 frame, failures with their reason), weights.csv, accepted.txt, provenance.json.
-logs/ holds each job's log. Settings: config.yaml in the repository; override
-with --configfile FILE (your own YAML with only the keys you change; empty:
-none) and --set SECTION.KEY=VALUE (repeatable, applied after the file).
+logs/ holds each job's log, and run-<date>-<time>.log Snakemake's full output
+(--verbose shows it instead of the frames done and the time left).
+Settings: config.yaml in the repository; override with --configfile FILE (your
+own YAML with only the keys you change; empty: none) and --set
+SECTION.KEY=VALUE (repeatable, applied after the file).
 
 A frame that fails does not stop the others; the run then exits with status 1
 and summary.csv says why. Run the same command again after an interruption.
