@@ -8,7 +8,14 @@ from astropy.io import fits
 from xisf import XISF
 
 from nsgflow.errors import ConfigError
-from nsgflow.workflow import check_frames, find_frames, load_config, validate_config, workflow_dir
+from nsgflow.workflow import (
+    check_frames,
+    find_frames,
+    load_config,
+    load_schema,
+    validate_config,
+    workflow_dir,
+)
 
 DEFAULTS = load_config(workflow_dir() / "config.yaml")
 
@@ -17,6 +24,28 @@ def test_shipped_config_is_valid_and_complete():
     config = copy.deepcopy(DEFAULTS) | {"reference": "x.fits"}
     filled = validate_config(copy.deepcopy(config))
     assert filled == config  # every default in the schema is written in config.yaml
+
+
+#: What a setting's schema may say; anything else is a mistake, such as a description cut at a comma
+#: by YAML's flow style ("{description: a, b}" makes b a key).
+SETTING_KEYWORDS = {
+    "type",
+    "description",
+    "default",
+    "minimum",
+    "maximum",
+    "exclusiveMinimum",
+    "oneOf",
+    "const",
+}
+
+
+def test_every_setting_has_a_whole_description_and_nothing_else():
+    schema = load_schema()
+    for name, section in schema["properties"].items():
+        for key, spec in section.get("properties", {}).items():
+            assert set(spec) <= SETTING_KEYWORDS, f"{name}.{key}: {sorted(set(spec) - SETTING_KEYWORDS)}"
+            assert isinstance(spec["description"], str) and spec["description"], f"{name}.{key}"
 
 
 def test_defaults_fill_missing_sections():
