@@ -19,6 +19,9 @@ runs the whole workflow with Snakemake on them and prints
   the memory's bandwidth make jobs that run side by side slower than either alone);
 * the CPU time the host took for other machines during the run (``steal`` in
   /proc/stat), where the machine is a virtual one;
+* how long a rerun takes after a change of ``gradient.smoothness``, then after a
+  change of a ``samples`` setting (:data:`RERUNS`), against the first run, and which
+  rules each reran;
 * how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
   default 500: sparse copies of the synthetic frames, planning reads no pixels).
 
@@ -46,6 +49,7 @@ import statistics
 import subprocess
 import sys
 import time
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -184,18 +188,35 @@ def _fork_usage(log: Path) -> tuple[float, float] | None:
     return None
 
 
-#: a job log's line for one stage of the job (:func:`nsgflow.pipeline._timed`)
-STAGE_TIME = re.compile(r"^INFO \S+: (\w+) took ([0-9.]+) s$")
+#: The reruns timed after the first run, in order, each a settings file for Snakemake's --configfile:
+#: what a user adjusting the gradient does (README, "Adjusting the smoothness"), then a samples setting
+#: on top of it. Each setting is one the first run did not use.
+RERUNS = {
+    "smoothness": "gradient: {smoothness: 1.5}\n",
+    "samples": "gradient: {smoothness: 1.5}\nsamples: {star_growth: 1.6}\n",
+}
 
 
-def read_stage_times(results: Path) -> dict[str, dict[str, list[float]]]:
-    """Rule -> stage -> seconds per job, from the "<frame>: <stage> took <s> s" lines of the job logs."""
-    times: dict[str, dict[str, list[float]]] = {}
-    for path in sorted((results / "logs").glob("*/*.log")):
-        for line in path.read_text().splitlines():
-            if match := STAGE_TIME.match(line):
-                times.setdefault(path.parent.name, {}).setdefault(match[1], []).append(float(match[2]))
-    return times
+def rerun_times(out: Path, command: list[str], first_s: float, n_frames: int) -> dict[str, dict]:
+    """Time each of :data:`RERUNS` after the first run (``command``, which took ``first_s``); print them.
+
+    Returns, per rerun, its wall time, its fraction of the first run's and the jobs it ran per rule.
+    """
+    found = {}
+    for name, settings in RERUNS.items():
+        changes = out / f"rerun_{name}.yaml"
+        changes.write_text(settings)
+        log = out / f"rerun_{name}.log"
+        at = command.index("--cores")  # --configfile before --cores: it takes every word up to an option
+        wall = timed([*command[:at], "--configfile", str(changes), *command[at:]], out, log)
+        jobs = dict(sorted(Counter(re.findall(r"^(?:local)?rule (\w+):$", log.read_text(), re.M)).items()))
+        found[name] = {"wall_s": wall, "of_first": wall / first_s, "jobs": jobs}
+        print(
+            f"rerun after a {name} change: {wall:.1f} s ({wall / n_frames:.2f} s/frame), "
+            f"{100 * wall / first_s:.0f} % of the first run; jobs: "
+            + ", ".join(f"{rule} {n}" for rule, n in jobs.items())
+        )
+    return found
 
 
 #: The environment Snakemake gives a one-thread job: its linear algebra libraries on one thread
@@ -376,14 +397,6 @@ def summarize(
             f"{rss / frame_mb:>7.1f} {requested.get(rule, '-')!s:>7}"
         )
     print(f"{'sum of stages':<20} {'':>4} {total_job_s / n_frames:>12.2f}")
-    for rule, stages in read_stage_times(results).items():
-        means = {stage: statistics.fmean(secs) for stage, secs in stages.items()}
-        summary["stages"].setdefault(rule, {})["parts_s_mean"] = means
-        rest = summary["stages"][rule]["s_mean"] - sum(means.values())
-        parts = ", ".join(f"{stage} {secs:.2f}" for stage, secs in means.items())
-        print(
-            f"  {rule}, s per job from its log: {parts}; the rest (start-up, imports, Snakemake) {rest:.2f}"
-        )
     summary.update(
         wall_s=wall,
         wall_s_per_frame=wall / n_frames,
@@ -486,15 +499,17 @@ def main(argv: list[str] | None = None) -> int:
         f"s/frame (user {user / n:.2f}, system {system / n:.2f}); the per-frame jobs' own cpu_time "
         f"{jobs_cpu / n:.2f} s/frame; {os.cpu_count()} CPUs"
     )
-    per_frame = overhead["job_imports"] * len(STAGES)
+    jobs_per_frame = sum(stage["jobs"] for stage in summary["stages"].values()) / n
+    per_frame = overhead["job_imports"] * jobs_per_frame
     print(
         f"\nper-job overhead: interpreter start {overhead['python_startup']:.2f} s; interpreter plus the "
         f"imports of a job script ({JOB_IMPORTS}) {overhead['job_imports']:.2f} s; "
-        f"x {len(STAGES)} jobs = {per_frame:.1f} s per frame "
+        f"x {jobs_per_frame:g} jobs = {per_frame:.1f} s per frame "
         f"({100 * per_frame / summary['job_s_per_frame']:.0f} % of the jobs' time); "
         f"{before['job_imports']:.2f} s before the run, {after['job_imports']:.2f} s after; "
         f"the job server's imports, once per run: {overhead['server_imports']:.2f} s"
     )
+    summary["reruns"] = rerun_times(out, command, wall, args.frames)
     summary.update(
         frames=args.frames,
         shape=list(shape),

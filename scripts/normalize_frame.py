@@ -7,13 +7,8 @@ run_step(
     "nsgflow.pipeline.run_normalize_frame",
     snakemake.input.frame,
     snakemake.input.reference,
-    {
-        key: snakemake.input[key]
-        for key in ("catalog", "ref_catalog", "stats", "ref_stats", "defects", "ref_defects")
-    },
+    {key: value for key, value in snakemake.input.items() if key not in ("frame", "reference", "choice")},
     dict(snakemake.output.items()),
-    frame_label=snakemake.wildcards.frame,
-    reference_label=snakemake.params.reference,
     settings=snakemake.params.settings,
     workflow_folder=snakemake.params.workflow_folder,
 )

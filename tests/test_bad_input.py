@@ -240,7 +240,7 @@ def test_a_bad_frame_does_not_stop_the_automatic_reference_choice(tmp_path):
     synthetic.make_frame_set(tmp_path / "data", SCENE, specs, "frame_01")
     write(tmp_path / "data" / "zeros.fits", np.zeros(SCENE.shape, np.float32))
     out = nsgflow(tmp_path, "run", "data/*.fits", "--results", "out", "--cores", "2")
-    assert out.returncode == 1 and "FAILED zeros: normalize_frame:" in out.stderr
+    assert out.returncode == 1 and "FAILED zeros: measure_photometry:" in out.stderr
     assert (tmp_path / "out" / "reference.txt").read_text().strip() == "frame_01"  # CENTALT 70
     ranking = pd.read_csv(tmp_path / "out" / "reference.csv")
     assert ranking.set_index("frame").loc["zeros", "eligible"] == False  # noqa: E712
@@ -256,15 +256,19 @@ def test_a_bad_frame_does_not_stop_the_automatic_reference_choice(tmp_path):
 def test_reason_of_a_failed_frame_is_the_error_its_stage_logged(tmp_path):
     from nsgflow.summary import failure_reason
 
-    (tmp_path / "catalogs").mkdir()
-    (tmp_path / "catalogs" / "f.csv").write_text("id\n")
-    log = tmp_path / "logs" / "normalize_frame" / "f.log"
-    assert failure_reason(tmp_path, "f").startswith("normalize_frame did not run")
+    for stage in ("catalogs/f.csv", "photometry/f.csv", "scale/f.json", "samples/f.csv"):
+        (tmp_path / stage).parent.mkdir()
+        (tmp_path / stage).write_text("id\n")
+    log = tmp_path / "logs" / "fit_gradient" / "f.log"
+    assert failure_reason(tmp_path, "f").startswith("fit_gradient did not run")
     log.parent.mkdir(parents=True)
-    log.write_text("INFO f: 300 matched\n")
-    assert failure_reason(tmp_path, "f").startswith("normalize_frame failed or was interrupted")
-    log.write_text("INFO f: m = 1.1\nERROR f.fits: 2 gradient sample(s); need at least 3\n")
-    assert failure_reason(tmp_path, "f") == "normalize_frame: f.fits: 2 gradient sample(s); need at least 3"
+    log.write_text("INFO f: 300 samples\n")
+    assert failure_reason(tmp_path, "f").startswith("fit_gradient failed or was interrupted")
+    log.write_text("INFO f: 300 samples\nERROR f.fits: 2 gradient sample(s); need at least 3\n")
+    assert failure_reason(tmp_path, "f") == "fit_gradient: f.fits: 2 gradient sample(s); need at least 3"
+    (tmp_path / "gradient").mkdir()
+    (tmp_path / "gradient" / "f.fits").write_bytes(b"")
+    assert failure_reason(tmp_path, "f").startswith("normalize_frame did not run")
     (tmp_path / "normalized").mkdir()
     (tmp_path / "normalized" / "f_nsg.fits").write_bytes(b"")
     assert failure_reason(tmp_path, "f") is None

@@ -1,7 +1,6 @@
 """The whole workflow through Snakemake on a small synthetic set with known truth."""
 
 import hashlib
-import importlib.util
 import json
 import os
 from pathlib import Path
@@ -281,7 +280,7 @@ def test_automatic_sample_size_is_recorded(run):
     fwhm = max(s["hlr_px"] for s in stats) / 0.63
     assert record["resolved"]["sample_box_px"] == samples["box_px"].iloc[0] == 8 * np.ceil(8 * fwhm / 8)
     assert record["settings"]["samples"]["box_px"] == "auto"
-    assert "sample box" in (run["results"] / "logs" / "normalize_frame" / "frame_02.log").read_text()
+    assert "sample box" in (run["results"] / "logs" / "sample_gradient" / "frame_02.log").read_text()
 
 
 def test_a_clean_run_logs_no_warnings(run):
@@ -293,15 +292,3 @@ def test_a_clean_run_logs_no_warnings(run):
         f"{path.name}: {line}" for path in logs for line in path.read_text().splitlines() if "WARNING" in line
     ]
     assert not warnings
-
-
-def test_normalize_logs_how_long_each_stage_took(run):
-    # benchmarks/speed.py reads these lines for its per-stage table
-    spec = importlib.util.spec_from_file_location(
-        "speed", Path(__file__).parents[1] / "benchmarks" / "speed.py"
-    )
-    speed = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(speed)
-    times = speed.read_stage_times(run["results"])["normalize_frame"]
-    assert list(times) == ["reading", "photometry", "scale", "samples", "gradient", "normalized", "graphs"]
-    assert all(len(secs) == len(run["inputs"]) and min(secs) >= 0 for secs in times.values())

@@ -12,7 +12,6 @@ import pytest
 
 from nsgflow import synthetic
 from nsgflow.provenance import verify
-from nsgflow.summary import STAGE_OUTPUTS
 from nsgflow.workflow import workflow_dir
 
 SCENE = synthetic.SceneSpec(shape=(300, 450), n_stars=700, seed=11)
@@ -21,7 +20,35 @@ FRAMES = "data/**/*.fits"
 REFERENCE = "data/night1/frame_01.fits"
 #: rules that summarize the whole set: they rerun whenever any frame's outputs do
 SET_WIDE = {"index_provenance": 1, "summarize": 1, "blink": 1, "all": 1}
-ALL_RULES = [rule for rule, _ in STAGE_OUTPUTS]
+#: what the set-wide rules write
+SET_WIDE_FILES = {
+    "provenance.json",
+    "summary.csv",
+    "summary.png",
+    "weights.csv",
+    "accepted.txt",
+    "blink/index.html",
+    "blink/inputs.gif",
+    "blink/normalized.gif",
+}
+#: every per-frame rule and the files it writes ({} is the frame's name)
+RULE_FILES = {
+    "detect_stars": ["catalogs/{}.csv", "catalogs/{}.json", "defects/{}.csv"],
+    "measure_photometry": ["photometry/{}.csv", "photometry/{}.json"],
+    "fit_scale": ["scale/{}.json"],
+    "sample_gradient": ["samples/{}.csv", "samples/{}.json"],
+    "fit_gradient": ["gradient/{}.fits", "gradient/{}_curvature.fits"],
+    "normalize_frame": ["normalized/{}_nsg.fits", "provenance/{}.json", "blink/frames/{}.fits"],
+    "photometry_graph": ["diagnostics/{}_photometry.png"],
+    "sample_map": ["diagnostics/{}_samples.png"],
+    "gradient_graph": ["diagnostics/{}_gradient.png"],
+}
+ALL_RULES = list(RULE_FILES)
+#: the rules from each stage on: what a change to that stage reruns
+FROM_GRADIENT = ["fit_gradient", "normalize_frame", "gradient_graph"]
+FROM_SAMPLES = ["sample_gradient", "sample_map", *FROM_GRADIENT]
+FROM_SCALE = ["fit_scale", "photometry_graph", *FROM_SAMPLES]
+FROM_PHOTOMETRY = ["measure_photometry", *FROM_SCALE]
 
 
 @contextmanager
@@ -99,30 +126,43 @@ def _per_frame(rules, n=3):
     return {rule: n for rule in rules} | SET_WIDE
 
 
+def rule_files(rules: list[str], frames: list[str]) -> set[str]:
+    """The files the given per-frame rules write for the given frames."""
+    return {pattern.format(frame) for rule in rules for pattern in RULE_FILES[rule] for frame in frames}
+
+
 @pytest.mark.parametrize(
-    ("settings", "expected"),
+    ("settings", "rules"),
     [
-        ("{}", {}),
-        ("gradient: {smoothness: -1.0}", _per_frame(["normalize_frame"])),
-        ("samples: {box_px: 48}", _per_frame(["normalize_frame"])),
-        ("scale: {clip_sigma: 5.0}", _per_frame(["normalize_frame"])),
-        ("photometry: {min_snr: 12.0}", _per_frame(ALL_RULES[1:])),
-        ("detect: {threshold_sigma: 6.0}", _per_frame(ALL_RULES)),
+        ("{}", []),
+        ("gradient: {smoothness: -1.0}", FROM_GRADIENT),
+        ("samples: {box_px: 48}", FROM_SAMPLES),
+        ("scale: {clip_sigma: 5.0}", FROM_SCALE),
+        ("photometry: {min_snr: 12.0}", FROM_PHOTOMETRY),
+        ("match: {tolerance_px: 2.5}", FROM_PHOTOMETRY),
+        ("detect: {threshold_sigma: 6.0}", ALL_RULES),
     ],
 )
-def test_a_changed_setting_reruns_only_what_uses_it(base, tmp_path, settings, expected):
+def test_a_changed_setting_rewrites_only_what_uses_it(copy, tmp_path, settings, rules):
     config = tmp_path / "change.yaml"
     config.write_text(settings + "\n")
-    assert planned(base, "--configfile", str(config)) == expected
+    assert planned(copy, "--configfile", str(config)) == (_per_frame(rules) if rules else {})
+    before = files(copy / "results")
+    snakemake(copy, "--configfile", str(config))
+    after = files(copy / "results")
+    assert after.keys() == before.keys()
+    rewritten = {name for name in before if before[name][1] != after[name][1]}
+    frames = ["frame_00", "frame_01", "frame_02"]
+    assert rewritten == (rule_files(rules, frames) | SET_WIDE_FILES if rules else set())
 
 
 def test_a_new_reference_keeps_the_catalogs(base):
-    assert planned(base, reference="data/night1/frame_02.fits") == _per_frame(ALL_RULES[1:])
+    assert planned(base, reference="data/night1/frame_02.fits") == _per_frame(FROM_PHOTOMETRY)
 
 
 def test_an_algorithm_version_bump_reruns_that_stage_on(base):
     bump = "import nsgflow; nsgflow.ALGORITHM_VERSIONS['samples'] += 1"
-    assert planned(base, prelude=bump) == _per_frame(["normalize_frame"])
+    assert planned(base, prelude=bump) == _per_frame(FROM_SAMPLES)
 
 
 def test_a_new_night_adds_only_its_frames(copy):
@@ -140,32 +180,8 @@ def test_a_new_night_adds_only_its_frames(copy):
     after = files(copy / "results")
     changed = {k for k in before if before[k] != after[k]}
     # only the set-wide files change; every per-frame file is untouched
-    assert changed == {
-        "provenance.json",
-        "summary.csv",
-        "summary.png",
-        "weights.csv",
-        "accepted.txt",
-        "blink/index.html",
-        "blink/inputs.gif",
-        "blink/normalized.gif",
-    }
-    assert {k for k in after if k not in before} == {
-        f"{stage}/n2_001.{ext}"
-        for stage, ext in [
-            ("catalogs", "csv"),
-            ("catalogs", "json"),
-            ("defects", "csv"),
-            ("photometry", "csv"),
-            ("photometry", "json"),
-            ("scale", "json"),
-            ("samples", "csv"),
-            ("gradient", "fits"),
-            ("provenance", "json"),
-        ]
-    } | {"normalized/n2_001_nsg.fits", "gradient/n2_001_curvature.fits", "blink/frames/n2_001.fits"} | {
-        f"diagnostics/n2_001_{graph}.png" for graph in ("photometry", "gradient", "samples")
-    }
+    assert changed == SET_WIDE_FILES
+    assert {k for k in after if k not in before} == rule_files(ALL_RULES, ["n2_001"])
 
 
 def test_same_file_name_in_two_nights_is_refused(copy):

@@ -2,8 +2,9 @@
 
 The Snakemake scripts in ``scripts/`` are thin wrappers around these, so each
 rule can also be run and tested without Snakemake. ``settings`` is the
-rule's section of the configuration (see ``config.yaml``); the stages after
-detection run in one rule, :func:`run_normalize_frame`, each writing its files.
+rule's section of the configuration (see ``config.yaml``). Each stage reads
+what the one before wrote: detection, photometry, scale, gradient samples,
+gradient model, normalized frame, and the graphs of each.
 """
 
 from __future__ import annotations
@@ -12,9 +13,7 @@ import json
 import logging
 import os
 import sys
-import time
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -59,7 +58,14 @@ __all__ = [
     "run_choose_reference",
     "run_detect",
     "run_export_xisf",
+    "run_fit_gradient",
+    "run_fit_scale",
+    "run_gradient_graph",
+    "run_measure_photometry",
     "run_normalize_frame",
+    "run_photometry_graph",
+    "run_sample_gradient",
+    "run_sample_map",
     "run_stack",
     "run_step",
 ]
@@ -101,20 +107,25 @@ def _no_space(exc: OSError) -> str:
     )
 
 
-@contextmanager
-def _timed(frame: str, stage: str) -> Iterator[None]:
-    """Log how long the block (one stage of a job) took: "<frame>: <stage> took <s> s".
-
-    ``benchmarks/speed.py`` reads these lines for its per-stage table.
-    """
-    start = time.perf_counter()
-    yield
-    log.info("%s: %s took %.2f s", frame, stage, time.perf_counter() - start)
-
-
 def _named(frame: PathLike, exc: FrameError) -> FrameError:
     """The same error, its message starting with the frame's path."""
     return FrameError(f"{frame}: {exc}")
+
+
+def _usable_stats(stats: PathLike, ref_stats: PathLike) -> list[dict]:
+    """The frame's and the reference's statistics from detection.
+
+    Raises
+    ------
+    FrameError
+        Detection flagged either frame (:func:`run_detect`): with its reason.
+    """
+    found = [read_json(stats), read_json(ref_stats)]
+    if "error" in found[1]:
+        raise FrameError(f"the reference cannot be used: {found[1]['error']}")
+    if "error" in found[0]:
+        raise FrameError(found[0]["error"])
+    return found
 
 
 def run_detect(
@@ -153,33 +164,31 @@ def run_detect(
     write_json(stats, {"frame": frame_name(frame), **summary})
 
 
-def _photometry(
+def run_measure_photometry(
     frame: PathLike,
     reference: PathLike,
-    target_data: np.ndarray,
-    ref_data: np.ndarray,
-    catalogs: list[pd.DataFrame],
-    defects: list[pd.DataFrame],
+    inputs: dict[str, PathLike],
     outputs: dict[str, PathLike],
+    *,
+    match: dict,
     settings: dict,
-) -> tuple[pd.DataFrame, dict]:
-    """Match the frame's stars to the reference's and measure both; write the table and aperture info.
+) -> None:
+    """Rule ``measure_photometry``: match the frame's stars to the reference's and measure both.
 
-    ``catalogs`` and ``defects`` are the frame's and the reference's, from
-    detection. Returns the table and the aperture record.
+    ``inputs`` holds detection's ``stats``, ``catalog`` and ``defects`` of the
+    frame and ``ref_stats``, ``ref_catalog``, ``ref_defects`` of the
+    reference; ``outputs`` the paths of ``photometry`` (the table, CSV) and
+    ``aperture`` (aperture, annulus and aperture correction, JSON).
+    ``match`` and ``settings`` are the ``match`` and ``photometry`` sections.
+    A frame flagged by detection fails here with detection's reason.
     """
-    target_catalog, ref_catalog = catalogs
-    target_defects, ref_defects = defects
+    _usable_stats(inputs["stats"], inputs["ref_stats"])
+    catalogs = [pd.read_csv(inputs[key]) for key in ("ref_catalog", "catalog")]
+    defects = [pd.read_csv(inputs[key]) for key in ("ref_defects", "defects")]
+    target, _ = read_pixels(frame)
+    ref, _ = read_pixels(reference)
     try:
-        table, aperture = match_and_measure(
-            ref_data,
-            target_data,
-            ref_catalog,
-            target_catalog,
-            settings["match"],
-            settings["photometry"],
-            defects=[ref_defects, target_defects],
-        )
+        table, aperture = match_and_measure(ref, target, *catalogs, match, settings, defects=defects)
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc
     log.info(
@@ -193,15 +202,20 @@ def _photometry(
     )
     write_csv(outputs["photometry"], table)
     write_json(outputs["aperture"], aperture)
-    return table, aperture
 
 
-def _scale(
-    table: pd.DataFrame, aperture: dict, output: PathLike, *, frame: str, reference: str, settings: dict
-) -> dict:
-    """Fit the scale from the photometry table and aperture correction; write the JSON and return it."""
+def run_fit_scale(
+    photometry: PathLike, aperture: PathLike, output: PathLike, *, frame: str, reference: str, settings: dict
+) -> None:
+    """Rule ``fit_scale``: the scale from the photometry table and aperture record; write its JSON.
+
+    ``frame`` and ``reference`` are the names of the frame and of the
+    reference (whose scale is 1); ``settings`` the ``scale`` section.
+    """
     try:
-        result = scale_from_photometry(table, aperture, is_reference=frame == reference, settings=settings)
+        result = scale_from_photometry(
+            pd.read_csv(photometry), read_json(aperture), is_reference=frame == reference, settings=settings
+        )
     except FrameError as exc:
         raise _named(frame, exc) from exc
     log.info(
@@ -219,33 +233,47 @@ def _scale(
         **result,
     }
     write_json(output, record)
-    return record
 
 
-def _samples(
+def run_sample_gradient(
     frame: PathLike,
-    target: np.ndarray,
-    ref: np.ndarray,
-    scale: dict,
-    catalogs: list[pd.DataFrame],
-    stats: list[dict],
-    output: PathLike,
+    reference: PathLike,
+    inputs: dict[str, PathLike],
+    outputs: dict[str, PathLike],
+    *,
     settings: dict,
-) -> pd.DataFrame:
-    """Measure gradient samples of m*T - R away from the stars of both frames; write the CSV and return it.
+) -> None:
+    """Rule ``sample_gradient``: gradient samples of m*T - R away from the stars of both frames.
 
-    ``catalogs`` and ``stats`` are the target's and the reference's star
-    catalogs and statistics. m*T - R is computed in ``target``'s memory.
+    ``inputs`` holds the ``scale`` JSON and detection's ``catalog``,
+    ``stats``, ``ref_catalog``, ``ref_stats``; ``outputs`` the paths of
+    ``samples`` (the table, CSV) and ``record`` (JSON: the frame's shape, which
+    the gradient stage needs, and the values the automatic sample settings
+    took, :func:`nsgflow.stages.resolved_settings`). ``settings`` is the
+    ``samples`` section.
     """
-    try:
+    stats = _usable_stats(inputs["stats"], inputs["ref_stats"])
+    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
+    scale = read_json(inputs["scale"])
+    target, _ = read_pixels(frame)
+    ref, _ = read_pixels(reference)
+    shape = target.shape[-2:]  # (ny, nx), also of a colour frame
+    try:  # m*T - R in the target's memory
         samples = gradient_samples(
             target, ref, channel_values(scale, "scale"), catalogs, stats, settings, overwrite_target=True
         )
     except FrameError as exc:
         raise _named(frame, exc) from exc
     log.info("%s: %d of %d samples used", frame, int((samples["status"] == "used").sum()), len(samples))
-    write_csv(output, samples)
-    return samples
+    write_csv(outputs["samples"], samples)
+    write_json(
+        outputs["record"],
+        {
+            "frame": frame_name(frame),
+            "shape": list(shape),
+            "resolved": resolved_settings(catalogs, stats, settings),
+        },
+    )
 
 
 #: The curvature image's pixels are the mean of blocks of this many px a side: G is smooth on that
@@ -258,29 +286,28 @@ def _smoothness_keys(channels: int) -> list[str]:
     return ["NSGSMOOT"] if channels == 1 else [f"NSGSMOO{c}" for c in range(channels)]
 
 
-def _gradient(
-    samples: pd.DataFrame,
-    frame: PathLike,
-    shape: tuple[int, int],
-    output: PathLike,
-    curvature_output: PathLike,
-    settings: dict,
-) -> tuple[np.ndarray, list[float], tuple[float, float]]:
-    """Fit the gradient model to the samples; write it (full size) and its curvature (binned) as float32 FITS.
+def run_fit_gradient(
+    samples: PathLike, record: PathLike, outputs: dict[str, PathLike], *, frame: str, settings: dict
+) -> None:
+    """Rule ``fit_gradient``: the gradient model of the samples, full size, and its curvature, binned.
 
-    ``shape`` is the frame's (ny, nx). Returns the model, the smoothness used
-    (one per channel) and the model's smallest and largest value.
+    ``samples`` and ``record`` are the samples stage's table and JSON (the
+    frame's shape is in it): the frames themselves are not read. Writes
+    float32 FITS to ``outputs["gradient"]`` and ``outputs["curvature"]``;
+    the model's header holds the smoothness used (one per channel) and the
+    model's smallest and largest values. ``settings`` is the ``gradient`` section.
     """
     from astropy.io import fits
 
     from nsgflow.spline import curvature
 
+    shape = tuple(read_json(record)["shape"])
     try:
-        model, status, smoothness = gradient_model(samples, shape, settings)
+        model, status, smoothness = gradient_model(pd.read_csv(samples), shape, settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     out = fits.Header()
-    out["NSGFRAME"] = (fits_text(Path(frame).name), "frame this gradient model belongs to")
+    out["NSGFRAME"] = (fits_text(frame), "frame this gradient model belongs to")
     for channel, (key, value) in enumerate(zip(_smoothness_keys(len(smoothness)), smoothness, strict=True)):
         where = "" if len(smoothness) == 1 else f", channel {channel}"
         out[key] = (value, f"gradient smoothness (log10) used{where}")
@@ -293,64 +320,70 @@ def _gradient(
         int((status == "used").sum()),
         out["NSGGREJ"],
     )
-    write_fits(output, model, out)
+    write_fits(outputs["gradient"], model, out)
     out["COMMENT"] = "curvature: the gradient model minus its least-squares plane"
     out["NSGCBIN"] = (CURVATURE_BIN_PX, "a pixel is the mean of this many px a side of G")
     # IRAF physical coordinates (DS9 shows them): the frame's pixel under each block's centre
     for axis in (1, 2):
         out[f"LTM{axis}_{axis}"] = (1 / CURVATURE_BIN_PX, "binned: image = LTM * frame pixel + LTV")
         out[f"LTV{axis}"] = 0.5 - 0.5 / CURVATURE_BIN_PX
-    write_fits(curvature_output, curvature(model, bin_px=CURVATURE_BIN_PX), out)
-    return model, smoothness, (out["NSGGMIN"], out["NSGGMAX"])
+    write_fits(outputs["curvature"], curvature(model, bin_px=CURVATURE_BIN_PX), out)
 
 
-def _normalized(
+def _gradient_smoothness(keywords: Any) -> list[float]:
+    """The smoothness a gradient model was made with, one per channel, from its header's keyword values."""
+    channels = 1 if "NSGSMOOT" in keywords else sum(f"NSGSMOO{c}" in keywords for c in range(4))
+    return [float(keywords[key]) for key in _smoothness_keys(channels)]
+
+
+def run_normalize_frame(
     frame: PathLike,
     reference: PathLike,
-    scale: dict,
-    model: np.ndarray,
-    smoothness: list[float],
-    stats: list[dict],
-    resolved: dict,
+    inputs: dict[str, PathLike],
     outputs: dict[str, PathLike],
     *,
-    upstream: dict[str, PathLike],
     settings: dict,
-    workflow_folder: PathLike | None,
+    workflow_folder: PathLike | None = None,
 ) -> None:
-    """Write T' = m*T - G with the input header, weight and provenance keywords; then the provenance record.
+    """Rule ``normalize_frame``: T' = m*T - G with the input header, weight and provenance keywords.
 
-    ``stats`` are the target's and the reference's statistics, ``resolved``
-    the values automatic settings took (:func:`nsgflow.stages.resolved_settings`)
-    and ``upstream`` maps each earlier file of this frame (``catalog``,
-    ``photometry``, ...) to its path, to be hashed into the record.
+    ``inputs`` holds the paths of ``scale``, ``gradient`` and the samples
+    stage's ``samples_record``, detection's ``stats`` and ``ref_stats``, and
+    every earlier file of this frame to be hashed into its provenance record
+    (``catalog``, ``ref_catalog``, ``defects``, ``ref_defects``,
+    ``photometry``, ``aperture``, ``samples``). ``outputs`` holds the paths of
+    ``normalized``, ``provenance`` and, for the blink view, ``thumbnails``
+    (the input and the normalized frame, block-averaged; :func:`run_blink`).
+    ``settings`` is every section that shaped the frame: they go into its
+    header and provenance record.
     """
     from astropy.io import fits
 
     from nsgflow.normalized import normalize_frame, normalized_header
-    from nsgflow.provenance import environment, frame_provenance, settings_digest, sha256
+    from nsgflow.provenance import settings_digest, sha256
 
+    target_stats, reference_stats = _usable_stats(inputs["stats"], inputs["ref_stats"])
+    scale = read_json(inputs["scale"])
+    model, keywords = read_pixels(inputs["gradient"])
     data, header = read_frame(frame)
-    target_stats, reference_stats = stats
-    m = scale["scale"]
     keys = {
         "WEIGHT": stats_weight(reference_stats, target_stats, scale),
         "NSGNOISE": target_stats["noise"],
-        "NSGTRANS": 1.0 / m,
+        "NSGTRANS": 1.0 / scale["scale"],
         "NSGVER": nsgflow.__version__,
         "NSGHASH": sha256(frame),
         "NSGRHASH": sha256(reference),
         "NSGSETT": settings_digest(settings),
     }
     if target_stats.get("exptime"):
-        keys["NSGTREXP"] = 1.0 / m / target_stats["exptime"]
+        keys["NSGTREXP"] = 1.0 / scale["scale"] / target_stats["exptime"]
     history = [f"nsgflow {nsgflow.__version__}: normalized against {Path(reference).name}"]
     history += [
         f"nsgflow {key}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(settings.items())
     ]
     header = normalized_header(
         header,
-        scale=m,
+        scale=scale["scale"],
         scale_err=scale["scale_err"],
         reference=Path(reference).name,
         history=history,
@@ -369,131 +402,90 @@ def _normalized(
         pair = np.stack([before, thumbnail(luminance(normalized))])
         comment = fits.Header([("COMMENT", "blink thumbnails: the input, then the normalized frame")])
         write_fits(outputs["thumbnails"], pair, comment)
-    del data, normalized
-    record = frame_provenance(
-        frame_name(frame),
-        {"frame": str(frame), "reference": str(reference)},
-        {
-            **upstream,
-            **{
-                key: str(outputs[key])
-                for key in ("photometry", "aperture", "scale", "samples", "gradient", "normalized")
-            },
-        },
-        settings,
-        environment(workflow_folder),
+    del data, normalized, model
+    _write_provenance(
+        frame, reference, inputs, outputs, keywords, settings=settings, workflow_folder=workflow_folder
     )
-    # the values that automatic settings resolved to, for this frame
-    record["resolved"] = {
-        **resolved,
-        "gradient_smoothness": smoothness[0] if len(smoothness) == 1 else smoothness,
-    }
-    write_json(outputs["provenance"], record)
     log.info("%s: written %s (weight %.4f)", frame_name(frame), outputs["normalized"], keys["WEIGHT"])
 
 
-def run_normalize_frame(
+#: The files of earlier stages hashed into a frame's provenance record (keys of run_normalize_frame's inputs).
+UPSTREAM = (
+    "catalog",
+    "ref_catalog",
+    "defects",
+    "ref_defects",
+    "photometry",
+    "aperture",
+    "scale",
+    "samples",
+    "samples_record",
+    "gradient",
+)
+
+
+def _write_provenance(
     frame: PathLike,
     reference: PathLike,
     inputs: dict[str, PathLike],
     outputs: dict[str, PathLike],
+    gradient_keywords: Any,
     *,
-    frame_label: str,
-    reference_label: str,
     settings: dict,
-    workflow_folder: PathLike | None = None,
+    workflow_folder: PathLike | None,
 ) -> None:
-    """Rule ``normalize_frame``: photometry, scale, gradient samples and model, normalized frame, graphs.
+    """Write the frame's provenance record: every file of every stage hashed, settings, versions.
 
-    Every stage after detection runs in this one process, one after the
-    other, each writing its own files and handing what it made to the next
-    in memory: each needs the one before, so a setting that changes one
-    reruns all that follow anyway, and one process per frame instead of six
-    saves their start-ups and reading back what was just written (the
-    frames themselves, above all).
-
-    ``inputs`` holds the paths of ``catalog``, ``stats`` and ``defects``
-    (detection's outputs for the frame) and of ``ref_catalog``,
-    ``ref_stats`` and ``ref_defects`` (the reference's); ``outputs`` those
-    of ``photometry`` and ``aperture`` (the photometry table and its JSON),
-    ``scale``, ``samples``, ``gradient``, ``curvature``, ``normalized`` and
-    ``provenance``, and of the graphs to draw, if any: ``photometry_graph``,
-    ``gradient_graph``, ``samples_graph``, and ``thumbnails`` for the blink
-    view (:func:`run_blink`). ``settings`` holds every stage's
-    section of the configuration. A frame flagged by detection fails here
-    with detection's reason. The log says how long each stage took.
+    ``gradient_keywords`` are the gradient model's header values (the
+    smoothness it used); with the samples record's and the aperture's
+    values they make the record's ``resolved``: what automatic settings
+    took for this frame.
     """
-    stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
-    if "error" in stats[1]:
-        raise FrameError(f"the reference cannot be used: {stats[1]['error']}")
-    if "error" in stats[0]:
-        raise FrameError(stats[0]["error"])
-    with _timed(frame_label, "reading"):
-        catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
-        defects = [pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")]
-        target, _ = read_pixels(frame)
-        ref, _ = read_pixels(reference)
-    with _timed(frame_label, "photometry"):
-        table, aperture = _photometry(frame, reference, target, ref, catalogs, defects, outputs, settings)
-    with _timed(frame_label, "scale"):
-        scale = _scale(
-            table,
-            aperture,
-            outputs["scale"],
-            frame=frame_label,
-            reference=reference_label,
-            settings=settings["scale"],
-        )
-    shape = target.shape[-2:]  # (ny, nx), also of a colour frame
-    with _timed(frame_label, "samples"):
-        samples = _samples(
-            frame, target, ref, scale, catalogs, stats, outputs["samples"], settings["samples"]
-        )
-    del target, ref  # the target now holds m*T - R; the normalized frame is made from the file
-    with _timed(frame_label, "gradient"):
-        model, smoothness, value_range = _gradient(
-            samples, frame, shape, outputs["gradient"], outputs["curvature"], settings["gradient"]
-        )
-    with _timed(frame_label, "normalized"):
-        _normalized(
-            frame,
-            reference,
-            scale,
-            model,
-            smoothness,
-            stats,
-            resolved_settings(aperture, catalogs, stats, settings["samples"]),
-            outputs,
-            upstream={key: str(inputs[key]) for key in ("catalog", "ref_catalog", "defects", "ref_defects")},
-            settings=settings,
-            workflow_folder=workflow_folder,
-        )
-    if "photometry_graph" in outputs:  # graphs wanted
-        graphs = {graph: outputs[f"{graph}_graph"] for graph in ("photometry", "gradient", "samples")}
-        with _timed(frame_label, "graphs"):
-            _graphs(frame, table, scale, samples, model, value_range, graphs)
+    from nsgflow.provenance import environment, frame_provenance
+
+    record = frame_provenance(
+        frame_name(frame),
+        {"frame": str(frame), "reference": str(reference)},
+        {**{key: str(inputs[key]) for key in UPSTREAM}, "normalized": str(outputs["normalized"])},
+        settings,
+        environment(workflow_folder),
+    )
+    smoothness = _gradient_smoothness(gradient_keywords)
+    record["resolved"] = {
+        **read_json(inputs["samples_record"])["resolved"],
+        "aperture_radius_px": read_json(inputs["aperture"])["aperture_radius_px"],
+        "gradient_smoothness": smoothness[0] if len(smoothness) == 1 else smoothness,
+    }
+    write_json(outputs["provenance"], record)
 
 
-def _graphs(
-    frame: PathLike,
-    table: pd.DataFrame,
-    scale: dict,
-    samples: pd.DataFrame,
-    model: np.ndarray,
-    value_range: tuple[float, float],
-    outputs: dict[str, PathLike],
-) -> None:
-    """Draw the photometry graph, gradient graph and sample map of one frame (PNG).
+def run_photometry_graph(photometry: PathLike, scale: PathLike, output: PathLike, *, frame: str) -> None:
+    """Rule ``photometry_graph``: the photometry graph of one frame (PNG) from its table and scale."""
+    from nsgflow.diagnostics import photometry_graph
 
-    ``value_range`` is the model's smallest and largest value (:func:`_gradient` has them).
+    photometry_graph(pd.read_csv(photometry), read_json(scale), output, title=frame)
+
+
+def run_gradient_graph(gradient: PathLike, samples: PathLike, output: PathLike, *, frame: str) -> None:
+    """Rule ``gradient_graph``: the gradient graph of one frame (PNG) from its model and samples.
+
+    The model is mapped, not read: the graph uses its centre row and column.
     """
-    from nsgflow.diagnostics import gradient_graph, photometry_graph, sample_map
+    from nsgflow.diagnostics import gradient_graph
 
-    name = frame_name(frame)
-    photometry_graph(table, scale, outputs["photometry"], title=name)
-    gradient_graph(model, samples, outputs["gradient"], title=name, value_range=value_range)
-    # mapped, not read: the map uses every few pixels of the frame
-    sample_map(map_pixels(frame)[0], samples, outputs["samples"], title=name)
+    model, keywords = map_pixels(gradient)
+    value_range = (float(keywords["NSGGMIN"]), float(keywords["NSGGMAX"]))
+    gradient_graph(model, pd.read_csv(samples), output, title=frame, value_range=value_range)
+
+
+def run_sample_map(frame: PathLike, samples: PathLike, output: PathLike) -> None:
+    """Rule ``sample_map``: the frame with its sample boxes (PNG).
+
+    The frame is mapped, not read: the map uses every few pixels of it.
+    """
+    from nsgflow.diagnostics import sample_map
+
+    sample_map(map_pixels(frame)[0], pd.read_csv(samples), output, title=frame_name(frame))
 
 
 def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLike) -> None:

@@ -171,7 +171,7 @@ def match_and_measure(
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Photometry stage (rule ``normalize_frame``): match the catalogs and measure the pairs on both frames.
+    """Photometry stage (rule ``measure_photometry``): match the catalogs, measure the pairs on both frames.
 
     ``defects`` are the reference's and the target's defect tables from
     :func:`detect_frame`; without them the defects are searched again.
@@ -212,7 +212,7 @@ def match_and_measure(
 
 
 def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
-    """Scale stage (rule ``normalize_frame``): m with its uncertainty, the fit, every rejected star and why.
+    """Scale stage (rule ``fit_scale``): m with its uncertainty, the fit, every rejected star and why.
 
     The fitted slope is multiplied by the aperture correction, and their
     uncertainties are combined. The reference gets m = 1 exactly.
@@ -424,14 +424,11 @@ def sample_box_px(setting: int | str, stats: list[dict]) -> tuple[int, str]:
     return box, f"auto: {AUTO_BOX_FWHM:g} x FWHM {fwhm:.1f} px ({why})"
 
 
-def resolved_settings(
-    aperture: dict, catalogs: list[pd.DataFrame], stats: list[dict], settings: dict
-) -> dict:
-    """The values the automatic settings took for one frame, for its provenance record.
+def resolved_settings(catalogs: list[pd.DataFrame], stats: list[dict], settings: dict) -> dict:
+    """The values the automatic sample settings took for one frame, for its provenance record.
 
-    ``aperture`` is the frame's aperture record (:func:`match_and_measure`),
-    ``catalogs`` and ``stats`` the target's and reference's, ``settings`` the
-    ``samples`` section.
+    ``catalogs`` and ``stats`` are the target's and reference's, ``settings``
+    the ``samples`` section.
     """
     box, box_why = sample_box_px(settings["box_px"], stats)
     radii = _mask_radii(catalogs, stats, settings)
@@ -441,7 +438,6 @@ def resolved_settings(
         "image_scale_arcsec_per_px": image_scale(stats[0]),
         "star_fwhm_px": fwhm,
         "star_fwhm_from": fwhm_why,
-        "aperture_radius_px": aperture["aperture_radius_px"],
         "sample_box_px": box,
         "sample_box_from": box_why,
         "star_mask_radius_px": {
@@ -465,7 +461,7 @@ def gradient_samples(
     *,
     overwrite_target: bool = False,
 ) -> pd.DataFrame:
-    """Samples stage (rule ``normalize_frame``): box means of m*T - R, masking stars and trails.
+    """Samples stage (rule ``sample_gradient``): box means of m*T - R, masking stars and trails.
 
     ``catalogs`` and ``stats`` are the two frames' star catalogs and
     statistics: each star's mask radius depends on its own frame's noise and
@@ -543,7 +539,7 @@ def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dic
 def gradient_model(
     samples: pd.DataFrame, shape: tuple[int, int], settings: dict
 ) -> tuple[np.ndarray, pd.Series, list[float]]:
-    """Gradient stage (rule ``normalize_frame``): the spline model G of the used samples, full size, float32.
+    """Gradient stage (rule ``fit_gradient``): the spline model G of the used samples, full size, float32.
 
     Samples that disagree with the smooth model of the others by more than
     ``clip_sigma`` robust sigmas are left out (0 turns this off); within 1.5

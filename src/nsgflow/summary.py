@@ -27,6 +27,10 @@ __all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "summary_graph", "wri
 #: Each rule and the per-frame output that shows it finished, in workflow order.
 STAGE_OUTPUTS = [
     ("detect_stars", "catalogs/{}.csv"),
+    ("measure_photometry", "photometry/{}.csv"),
+    ("fit_scale", "scale/{}.json"),
+    ("sample_gradient", "samples/{}.csv"),
+    ("fit_gradient", "gradient/{}.fits"),
     ("normalize_frame", "normalized/{}_nsg.fits"),
 ]
 

@@ -386,13 +386,14 @@ SLURM_S=$((SECONDS - t0))
 # for a look at where the time went: each job's start and end as Slurm saw them
 timeout 10 squeue -h -t all -o '%i %j %V %S %e %T' >"$RUN/slurm/jobs.txt" 2>&1 || true
 # every job that is not a local rule ("localrule ..." in the log) must have gone through sbatch:
-# single rules ("rule ...") and group jobs ("Group job frame ...", one submission), two per frame
-# (detect_stars, normalize_frame)
+# single rules ("rule ...") and group jobs ("Group job frame ...", one submission), two per frame:
+# detect_stars, and one group job that runs every later stage of the frame (photometry to graphs)
 submitted=$(grep -c "has been submitted with SLURM jobid" "$RUN/slurm/snakemake.log" || true)
 rules=$(grep -c "^rule " "$RUN/slurm/snakemake.log" || true)
 groups=$(grep -c "Group job frame" "$RUN/slurm/snakemake.log" || true)
 remote=$((rules + groups))
 ((remote >= 2 * FRAMES)) || die "only $remote jobs went to SLURM for $FRAMES frames (2 each)"
+((groups == FRAMES)) || die "$groups group jobs for $FRAMES frames: each frame's stages must be one submission"
 [[ $submitted -eq $remote ]] || die "$submitted of $remote non-local jobs went through sbatch"
 say "SLURM run: ${SLURM_S} s, all $submitted non-local jobs submitted with sbatch" \
     "($(grep "^localrule " "$RUN/slurm/snakemake.log" | sort -u | awk '{sub(/:$/, "", $2); printf "%s ", $2}')ran locally)"

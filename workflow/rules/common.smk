@@ -22,10 +22,11 @@ FIXED_REFERENCE = next(
     None,
 )
 ALGO = nsgflow.ALGORITHM_VERSIONS
-#: Group of the per-frame rules after detection: normalize_frame and, for XISF inputs, export_xisf.
-#: On a cluster they are then one submitted job that runs its rules one after the other, each still
-#: writing its own files: one scheduler round trip and queue wait per frame. Detection stays apart:
-#: every frame's photometry needs the reference's catalog. Local runs ignore groups.
+#: Group of the per-frame rules after detection: photometry, scale, samples, gradient, normalized
+#: frame, graphs and, for XISF inputs, export_xisf. On a cluster a frame's jobs are then one submitted
+#: job that runs its rules one after the other, each still writing its own files and log: one
+#: scheduler round trip and queue wait per frame, not eight. Detection stays apart: every frame's
+#: photometry needs the reference's catalog. Local runs ignore groups.
 #: `--group-components frame=N` puts N frames in one job.
 FRAME_GROUP = "frame"
 
@@ -91,8 +92,7 @@ def frame_size_mb(path):
 def frame_mb(copies):
     """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
 
-    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (docs/benchmarks.md, Speed), in frames:
-    detect_stars 4.1, normalize_frame 4.7 (Python and its libraries, ~100 MB, included); each
-    rule asks for a sixth to a fifth more, rounded up to whole frames.
+    Peak resident memory measured by benchmarks/speed.py at 6000x4000 (docs/benchmarks.md, Speed), in
+    frames, Python and its libraries (~100 MB) included: each rule asks for a little more, in whole frames.
     """
-    return lambda wildcards, input: max(500, int(copies * frame_size_mb(input.frame)))
+    return lambda wildcards: max(500, int(copies * frame_size_mb(FRAMES[wildcards.frame])))

@@ -1,21 +1,8 @@
-#: every setting that shapes a normalized frame, recorded in its header and provenance
+#: every setting that shapes a normalized frame: recorded in its header and provenance record. The
+#: rule takes them all, yet a change reruns nothing that the stage taking it did not rerun anyway:
+#: every one of these stages comes before it
 FRAME_SETTINGS = {
     key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
-}
-#: the graphs of a frame (diagnostics: plots): photometry graph, gradient graph and sample map
-GRAPHS = {
-    f"{graph}_graph": report(
-        f"{RESULTS}/diagnostics/{{frame}}_{graph}.png",
-        caption=f"../report/{graph}.rst",
-        category=category,
-        labels={"frame": "{frame}"},
-    )
-    for graph, category in [
-        ("photometry", "Photometry graphs"),
-        ("gradient", "Gradient graphs"),
-        ("samples", "Sample maps"),
-    ]
-    if config["diagnostics"]["plots"]
 }
 #: each frame's input and normalized frame, block-averaged, for the blink view (diagnostics: blink)
 THUMBNAILS = (
@@ -24,35 +11,30 @@ THUMBNAILS = (
 
 
 rule normalize_frame:
-    # every stage after detection in one job: photometry, scale, gradient samples, gradient model,
-    # normalized frame and graphs. Each needs the one before (a setting of one reruns all that follow
-    # anyway), and one Python process instead of six saves five start-ups and the reading back of what
-    # the previous one wrote, the frames above all; every stage still writes its files
+    # T' = m*T - G; the earlier stages' files are inputs for the provenance record, which hashes them
     input:
         frame=frame_path,
         reference=reference_path,
-        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
-        ref_catalog=reference_file("catalogs/{}.csv"),
+        scale=f"{RESULTS}/scale/{{frame}}.json",
+        gradient=f"{RESULTS}/gradient/{{frame}}.fits",
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
         ref_stats=reference_file("catalogs/{}.json"),
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        ref_catalog=reference_file("catalogs/{}.csv"),
         defects=f"{RESULTS}/defects/{{frame}}.csv",
         ref_defects=reference_file("defects/{}.csv"),
-        choice=reference_choice,
-    output:
         photometry=f"{RESULTS}/photometry/{{frame}}.csv",
         aperture=f"{RESULTS}/photometry/{{frame}}.json",
-        scale=f"{RESULTS}/scale/{{frame}}.json",
         samples=f"{RESULTS}/samples/{{frame}}.csv",
-        gradient=f"{RESULTS}/gradient/{{frame}}.fits",
-        curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
+        samples_record=f"{RESULTS}/samples/{{frame}}.json",
+        choice=reference_choice,
+    output:
         normalized=f"{RESULTS}/normalized/{{frame}}_nsg.fits",
         provenance=f"{RESULTS}/provenance/{{frame}}.json",
-        **GRAPHS,
         **THUMBNAILS,
     params:
-        reference=reference_name,
         settings=FRAME_SETTINGS,
-        algo=ALGO,
+        algo=ALGO["normalize"],
         workflow_folder=workflow.basedir,
     log:
         f"{RESULTS}/logs/normalize_frame/{{frame}}.log",
@@ -62,8 +44,8 @@ rule normalize_frame:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb(6),
-        runtime=20,
+        mem_mb=frame_mb(4),
+        runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
     script:

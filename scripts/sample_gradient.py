@@ -1,0 +1,13 @@
+"""Snakemake script of rule sample_gradient: nsgflow.pipeline.run_sample_gradient."""
+
+from nsgflow.jobserver import run_step
+
+run_step(
+    snakemake.log[0],
+    "nsgflow.pipeline.run_sample_gradient",
+    snakemake.input.frame,
+    snakemake.input.reference,
+    {key: snakemake.input[key] for key in ("scale", "stats", "catalog", "ref_stats", "ref_catalog")},
+    dict(snakemake.output.items()),
+    settings=snakemake.params.settings,
+)

@@ -1,0 +1,57 @@
+rule sample_gradient:
+    # box means of m*T - R away from the stars and trails of both frames
+    input:
+        frame=frame_path,
+        reference=reference_path,
+        scale=f"{RESULTS}/scale/{{frame}}.json",
+        stats=f"{RESULTS}/catalogs/{{frame}}.json",
+        catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        ref_stats=reference_file("catalogs/{}.json"),
+        ref_catalog=reference_file("catalogs/{}.csv"),
+    output:
+        samples=f"{RESULTS}/samples/{{frame}}.csv",
+        record=f"{RESULTS}/samples/{{frame}}.json",
+    params:
+        settings=config["samples"],
+        algo=ALGO["samples"],
+    log:
+        f"{RESULTS}/logs/sample_gradient/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/sample_gradient/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
+    threads: 1
+    resources:
+        mem_mb=frame_mb(5),
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/sample_gradient.py"
+
+
+rule fit_gradient:
+    # the spline through the samples: reads the samples table, not the frames
+    input:
+        samples=f"{RESULTS}/samples/{{frame}}.csv",
+        record=f"{RESULTS}/samples/{{frame}}.json",
+    output:
+        gradient=f"{RESULTS}/gradient/{{frame}}.fits",
+        curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
+    params:
+        settings=config["gradient"],
+        algo=ALGO["gradient"],
+    log:
+        f"{RESULTS}/logs/fit_gradient/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_gradient/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
+    threads: 1
+    resources:
+        mem_mb=frame_mb(4),
+        runtime=10,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/fit_gradient.py"

@@ -1,0 +1,25 @@
+rule fit_scale:
+    input:
+        photometry=f"{RESULTS}/photometry/{{frame}}.csv",
+        aperture=f"{RESULTS}/photometry/{{frame}}.json",
+        choice=reference_choice,
+    output:
+        scale=f"{RESULTS}/scale/{{frame}}.json",
+    params:
+        reference=reference_name,
+        settings=config["scale"],
+        algo=ALGO["scale"],
+    log:
+        f"{RESULTS}/logs/fit_scale/{{frame}}.log",
+    benchmark:
+        f"{RESULTS}/benchmarks/fit_scale/{{frame}}.tsv"
+    group:
+        FRAME_GROUP
+    threads: 1
+    resources:
+        mem_mb=500,  # tables of a few thousand stars
+        runtime=5,
+    conda:
+        "../../envs/nsgflow.yaml"
+    script:
+        "../../scripts/fit_scale.py"
