@@ -132,6 +132,25 @@ def test_on_a_terminal_the_line_is_redrawn_and_an_error_goes_above_it(tmp_path):
     assert re.search(r"\r\x1b\[K0/2 frames · 1 failed · took \d+ s\r\n$", shown), shown
 
 
+def test_a_failed_cluster_job_of_several_rules_is_one_line_with_the_reason(tmp_path):
+    (tmp_path / "fit.log").write_text("ERROR a.fits: too few stars\n")
+    (tmp_path / "detect.log").write_text("INFO done\n")
+    with open(tmp_path / "shown.txt", "w") as shown:
+        handler = LogHandler(SimpleNamespace(dryrun=False), LogHandlerSettings(fd=shown.fileno()))
+        handler.emit(record(PLAN_EVENT, jobs=PLAN[:4]))
+        for jobid, rule in enumerate(("detect", "fit")):
+            handler.emit(record(LogEvent.JOB_INFO, jobid=jobid, rule_name=rule, wildcards={"frame": "a"}))
+        jobs = [
+            {"jobid": jobid, "rule_name": rule, "log": [str(tmp_path / f"{rule}.log")]}
+            for jobid, rule in enumerate(("detect", "fit"))
+        ]
+        handler.emit(record(LogEvent.GROUP_ERROR, level=logging.ERROR, job_error_info=jobs))
+        handler.close()
+    lines = (tmp_path / "shown.txt").read_text().splitlines()
+    assert [line for line in lines if "FAILED" in line] == ["nsgflow: FAILED a: fit: a.fits: too few stars"]
+    assert lines[-1].startswith("0/2 frames · 1 failed")
+
+
 #: A workflow of nsgflow's shape without its science: two jobs per frame, the second writes the
 #: normalized frame; frame "bad" fails with a reason in its log.
 TINY_SNAKEFILE = """

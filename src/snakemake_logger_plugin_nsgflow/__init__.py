@@ -26,7 +26,7 @@ from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
 
 from nsgflow.progress import NOTICE_EVENT, PLAN_EVENT, Progress, logged_error
 
-__all__ = ["LogHandler", "LogHandlerSettings"]
+__all__ = ["LogHandler", "LogHandlerSettings", "failure_line", "logged_reason"]
 
 
 @dataclass
@@ -42,10 +42,14 @@ class LogHandlerSettings(LogHandlerSettingsBase):
     )
 
 
+def logged_reason(logs: list[str]) -> str | None:
+    """The error a failed job's logs end with (the first log that has one); None if none has."""
+    return next((error for log in logs if (error := logged_error(Path(log)))), None)
+
+
 def failure_line(frame: str | None, rule: str, logs: list[str]) -> str:
     """One line for a failed job: ``nsgflow: FAILED <frame>: <rule>: <the error its log ends with>``."""
-    reason = next((error for log in logs if (error := logged_error(Path(log)))), None)
-    reason = reason or (f"failed; see {logs[0]}" if logs else "failed")
+    reason = logged_reason(logs) or (f"failed; see {logs[0]}" if logs else "failed")
     return f"nsgflow: FAILED {frame + ': ' if frame else ''}{rule}: {reason}"
 
 
@@ -83,8 +87,8 @@ class LogHandler(LogHandlerBase):
             self.progress.finished(fields["job_id"], record.created)
         elif event == LogEvent.JOB_ERROR:
             self._job_failed(fields["jobid"], fields["rule_name"], fields["log"])
-        elif event == LogEvent.GROUP_ERROR:
-            for job in fields["job_error_info"]:
+        elif event == LogEvent.GROUP_ERROR:  # a cluster job of several rules: the one with a reason first
+            for job in sorted(fields["job_error_info"], key=lambda job: logged_reason(job["log"]) is None):
                 self._job_failed(job["jobid"], job["rule_name"], job["log"])
         elif event == NOTICE_EVENT or (record.levelno >= logging.ERROR and not self.progress.planned):
             # Snakemake's own errors before the jobs start (once they run, their errors are the jobs')
@@ -95,7 +99,11 @@ class LogHandler(LogHandlerBase):
             self._status(self.progress.line(record.created))
 
     def _job_failed(self, jobid: int, rule: str, logs: list[str]) -> None:
-        self._error(failure_line(self.progress.failed_job(jobid), rule, logs))
+        """One line for a failed job, unless its frame has failed already."""
+        failed = set(self.progress.failed)
+        frame = self.progress.failed_job(jobid)
+        if frame is None or frame not in failed:
+            self._error(failure_line(frame, rule, logs))
 
     def _error(self, text: str) -> None:
         """Write an error line, once, above the status line."""
