@@ -27,6 +27,7 @@ include: "workflow/rules/stack.smk"
 rule all:
     input:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
+        [f"{RESULTS}/{pattern.format(name)}" for name in FRAMES for pattern in STAGE_FILES],
         f"{RESULTS}/provenance.json",
         f"{RESULTS}/summary.csv",
         [f"{RESULTS}/normalized/{name}_nsg.xisf" for name, path in FRAMES.items() if is_xisf(path)],

@@ -7,7 +7,7 @@ run_step(
     "nsgflow.pipeline.run_fit_scale",
     snakemake.input.photometry,
     snakemake.input.aperture,
-    snakemake.output.scale,
+    dict(snakemake.output.items()),
     frame=snakemake.wildcards.frame,
     reference=snakemake.params.reference,
     settings=snakemake.params.settings,

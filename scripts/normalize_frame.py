@@ -7,7 +7,11 @@ run_step(
     "nsgflow.pipeline.run_normalize_frame",
     snakemake.input.frame,
     snakemake.input.reference,
-    {key: value for key, value in snakemake.input.items() if key not in ("frame", "reference", "choice")},
+    {
+        key: value
+        for key, value in snakemake.input.items()
+        if key not in ("frame", "reference", "choice", "settings")
+    },
     dict(snakemake.output.items()),
     settings=snakemake.params.settings,
     workflow_folder=snakemake.params.workflow_folder,

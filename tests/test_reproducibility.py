@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
+from astropy.io import fits
 
 from nsgflow import synthetic
 from nsgflow.provenance import verify
@@ -35,19 +36,16 @@ SET_WIDE_FILES = {
 RULE_FILES = {
     "detect_stars": ["catalogs/{}.csv", "catalogs/{}.json", "defects/{}.csv"],
     "measure_photometry": ["photometry/{}.csv", "photometry/{}.json"],
-    "fit_scale": ["scale/{}.json"],
-    "sample_gradient": ["samples/{}.csv", "samples/{}.json"],
-    "fit_gradient": ["gradient/{}.fits", "gradient/{}_curvature.fits"],
+    "fit_scale": ["scale/{}.json", "diagnostics/{}_photometry.png"],
+    "sample_gradient": ["samples/{}.csv", "samples/{}.json", "diagnostics/{}_samples.png"],
+    "fit_gradient": ["gradient/{}.fits", "gradient/{}_curvature.fits", "diagnostics/{}_gradient.png"],
     "normalize_frame": ["normalized/{}_nsg.fits", "provenance/{}.json", "blink/frames/{}.fits"],
-    "photometry_graph": ["diagnostics/{}_photometry.png"],
-    "sample_map": ["diagnostics/{}_samples.png"],
-    "gradient_graph": ["diagnostics/{}_gradient.png"],
 }
 ALL_RULES = list(RULE_FILES)
 #: the rules from each stage on: what a change to that stage reruns
-FROM_GRADIENT = ["fit_gradient", "normalize_frame", "gradient_graph"]
-FROM_SAMPLES = ["sample_gradient", "sample_map", *FROM_GRADIENT]
-FROM_SCALE = ["fit_scale", "photometry_graph", *FROM_SAMPLES]
+FROM_GRADIENT = ["fit_gradient", "normalize_frame"]
+FROM_SAMPLES = ["sample_gradient", *FROM_GRADIENT]
+FROM_SCALE = ["fit_scale", *FROM_SAMPLES]
 FROM_PHOTOMETRY = ["measure_photometry", *FROM_SCALE]
 
 
@@ -131,38 +129,84 @@ def rule_files(rules: list[str], frames: list[str]) -> set[str]:
     return {pattern.format(frame) for rule in rules for pattern in RULE_FILES[rule] for frame in frames}
 
 
+def settings_files(stage: str) -> set[str]:
+    """The settings files a change to ``stage``'s settings rewrites: its own, and the normalized frame's."""
+    return {f"settings/{stage}.json", "settings/normalize.json"}
+
+
 @pytest.mark.parametrize(
-    ("settings", "rules"),
+    ("settings", "stage", "rules"),
     [
-        ("{}", []),
-        ("gradient: {smoothness: -1.0}", FROM_GRADIENT),
-        ("samples: {box_px: 48}", FROM_SAMPLES),
-        ("scale: {clip_sigma: 5.0}", FROM_SCALE),
-        ("photometry: {min_snr: 12.0}", FROM_PHOTOMETRY),
-        ("match: {tolerance_px: 2.5}", FROM_PHOTOMETRY),
-        ("detect: {threshold_sigma: 6.0}", ALL_RULES),
+        ("{}", None, []),
+        ("gradient: {smoothness: -1.0}", "gradient", FROM_GRADIENT),
+        ("samples: {box_px: 48}", "samples", FROM_SAMPLES),
+        ("scale: {clip_sigma: 5.0}", "scale", FROM_SCALE),
+        ("photometry: {min_snr: 12.0}", "photometry", FROM_PHOTOMETRY),
+        ("match: {tolerance_px: 2.5}", "photometry", FROM_PHOTOMETRY),
+        ("detect: {threshold_sigma: 6.0}", "detect", ALL_RULES),
     ],
 )
-def test_a_changed_setting_rewrites_only_what_uses_it(copy, tmp_path, settings, rules):
+def test_a_changed_setting_rewrites_only_what_uses_it(copy, tmp_path, settings, stage, rules):
     config = tmp_path / "change.yaml"
     config.write_text(settings + "\n")
-    assert planned(copy, "--configfile", str(config)) == (_per_frame(rules) if rules else {})
     before = files(copy / "results")
+    assert planned(copy, "--configfile", str(config)) == (_per_frame(rules) if rules else {})
     snakemake(copy, "--configfile", str(config))
     after = files(copy / "results")
     assert after.keys() == before.keys()
     rewritten = {name for name in before if before[name][1] != after[name][1]}
     frames = ["frame_00", "frame_01", "frame_02"]
-    assert rewritten == (rule_files(rules, frames) | SET_WIDE_FILES if rules else set())
+    expected = rule_files(rules, frames) | SET_WIDE_FILES | settings_files(stage) if rules else set()
+    assert rewritten == expected
 
 
-def test_a_new_reference_keeps_the_catalogs(base):
-    assert planned(base, reference="data/night1/frame_02.fits") == _per_frame(FROM_PHOTOMETRY)
+def test_a_setting_changed_in_a_run_from_another_folder_is_applied(copy, tmp_path):
+    # issue #25: Snakemake keeps each job's params in .snakemake of the folder a run starts from; the
+    # settings kept in the results folder make a run from anywhere see the change
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    results = copy / "results"
+    before = files(results)
+    run = [sys.executable, "-m", "nsgflow.cli", "run", str(copy / FRAMES), "--results", str(results)]
+    run += ["--reference", str(copy / REFERENCE), "--cores", "2", "--set", "gradient.smoothness=-1.0"]
+    out = subprocess.run(run, cwd=elsewhere, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0, out.stderr
+    after = files(results)
+    rewritten = {name for name in before if before[name][1] != after[name][1]}
+    frames = ["frame_00", "frame_01", "frame_02"]
+    assert rewritten == rule_files(FROM_GRADIENT, frames) | SET_WIDE_FILES | settings_files("gradient")
+    for name in frames:
+        assert fits.getheader(results / "gradient" / f"{name}.fits")["NSGSMOOT"] == -1.0
+    assert verify(results) == []
+    # and back, from the first folder: Snakemake's record there is of the first settings
+    assert planned(copy) == _per_frame(FROM_GRADIENT)
 
 
-def test_an_algorithm_version_bump_reruns_that_stage_on(base):
+@pytest.mark.parametrize(
+    ("rule", "rules"),
+    [
+        ("detect_stars", ALL_RULES),
+        ("measure_photometry", FROM_PHOTOMETRY),
+        ("fit_scale", FROM_SCALE),
+        ("sample_gradient", FROM_SAMPLES),
+        ("fit_gradient", FROM_GRADIENT),
+        ("normalize_frame", ["normalize_frame"]),
+    ],
+)
+def test_a_deleted_file_is_made_again_with_what_follows_it(copy, rule, rules):
+    # issue #25: each stage's files are inputs of the next, so the same command again rebuilds them
+    for pattern in RULE_FILES[rule]:
+        (copy / "results" / pattern.format("frame_02")).unlink()
+        assert planned(copy) == {name: 1 for name in rules} | SET_WIDE
+
+
+def test_a_new_reference_keeps_the_catalogs(copy):
+    assert planned(copy, reference="data/night1/frame_02.fits") == _per_frame(FROM_PHOTOMETRY)
+
+
+def test_an_algorithm_version_bump_reruns_that_stage_on(copy):
     bump = "import nsgflow; nsgflow.ALGORITHM_VERSIONS['samples'] += 1"
-    assert planned(base, prelude=bump) == _per_frame(FROM_SAMPLES)
+    assert planned(copy, prelude=bump) == _per_frame(FROM_SAMPLES)
 
 
 def test_a_new_night_adds_only_its_frames(copy):
@@ -179,8 +223,9 @@ def test_a_new_night_adds_only_its_frames(copy):
     snakemake(copy)
     after = files(copy / "results")
     changed = {k for k in before if before[k] != after[k]}
-    # only the set-wide files change; every per-frame file is untouched
-    assert changed == SET_WIDE_FILES
+    # only the set-wide files change (and the record of which frames the set has); every per-frame file
+    # is untouched
+    assert changed == SET_WIDE_FILES | {"settings/set.json"}
     assert {k for k in after if k not in before} == rule_files(ALL_RULES, ["n2_001"])
 
 

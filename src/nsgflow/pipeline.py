@@ -60,12 +60,9 @@ __all__ = [
     "run_export_xisf",
     "run_fit_gradient",
     "run_fit_scale",
-    "run_gradient_graph",
     "run_measure_photometry",
     "run_normalize_frame",
-    "run_photometry_graph",
     "run_sample_gradient",
-    "run_sample_map",
     "run_stack",
     "run_step",
 ]
@@ -110,22 +107,6 @@ def _no_space(exc: OSError) -> str:
 def _named(frame: PathLike, exc: FrameError) -> FrameError:
     """The same error, its message starting with the frame's path."""
     return FrameError(f"{frame}: {exc}")
-
-
-def _usable_stats(stats: PathLike, ref_stats: PathLike) -> list[dict]:
-    """The frame's and the reference's statistics from detection.
-
-    Raises
-    ------
-    FrameError
-        Detection flagged either frame (:func:`run_detect`): with its reason.
-    """
-    found = [read_json(stats), read_json(ref_stats)]
-    if "error" in found[1]:
-        raise FrameError(f"the reference cannot be used: {found[1]['error']}")
-    if "error" in found[0]:
-        raise FrameError(found[0]["error"])
-    return found
 
 
 def run_detect(
@@ -180,9 +161,14 @@ def run_measure_photometry(
     reference; ``outputs`` the paths of ``photometry`` (the table, CSV) and
     ``aperture`` (aperture, annulus and aperture correction, JSON).
     ``match`` and ``settings`` are the ``match`` and ``photometry`` sections.
-    A frame flagged by detection fails here with detection's reason.
+    A frame flagged by detection (:func:`run_detect`) fails here with
+    detection's reason, and so does every frame when the reference is flagged.
     """
-    _usable_stats(inputs["stats"], inputs["ref_stats"])
+    target_stats, reference_stats = (read_json(inputs[key]) for key in ("stats", "ref_stats"))
+    if "error" in reference_stats:
+        raise FrameError(f"the reference cannot be used: {reference_stats['error']}")
+    if "error" in target_stats:
+        raise FrameError(target_stats["error"])
     catalogs = [pd.read_csv(inputs[key]) for key in ("ref_catalog", "catalog")]
     defects = [pd.read_csv(inputs[key]) for key in ("ref_defects", "defects")]
     target, _ = read_pixels(frame)
@@ -205,16 +191,25 @@ def run_measure_photometry(
 
 
 def run_fit_scale(
-    photometry: PathLike, aperture: PathLike, output: PathLike, *, frame: str, reference: str, settings: dict
+    photometry: PathLike,
+    aperture: PathLike,
+    outputs: dict[str, PathLike],
+    *,
+    frame: str,
+    reference: str,
+    settings: dict,
 ) -> None:
     """Rule ``fit_scale``: the scale from the photometry table and aperture record; write its JSON.
 
+    ``outputs`` holds the path of ``scale`` and, when graphs are wanted, of
+    ``graph``, the photometry graph (PNG), which shows the table and the fit.
     ``frame`` and ``reference`` are the names of the frame and of the
     reference (whose scale is 1); ``settings`` the ``scale`` section.
     """
+    table = pd.read_csv(photometry)
     try:
         result = scale_from_photometry(
-            pd.read_csv(photometry), read_json(aperture), is_reference=frame == reference, settings=settings
+            table, read_json(aperture), is_reference=frame == reference, settings=settings
         )
     except FrameError as exc:
         raise _named(frame, exc) from exc
@@ -232,7 +227,11 @@ def run_fit_scale(
         "nsgflow_version": nsgflow.__version__,
         **result,
     }
-    write_json(output, record)
+    write_json(outputs["scale"], record)
+    if "graph" in outputs:
+        from nsgflow.diagnostics import photometry_graph
+
+        photometry_graph(table, record, outputs["graph"], title=frame)
 
 
 def run_sample_gradient(
@@ -247,12 +246,14 @@ def run_sample_gradient(
 
     ``inputs`` holds the ``scale`` JSON and detection's ``catalog``,
     ``stats``, ``ref_catalog``, ``ref_stats``; ``outputs`` the paths of
-    ``samples`` (the table, CSV) and ``record`` (JSON: the frame's shape, which
+    ``samples`` (the table, CSV), ``record`` (JSON: the frame's shape, which
     the gradient stage needs, and the values the automatic sample settings
-    took, :func:`nsgflow.stages.resolved_settings`). ``settings`` is the
-    ``samples`` section.
+    took, :func:`nsgflow.stages.resolved_settings`) and, when graphs are
+    wanted, ``graph``: the sample map (PNG), the frame with the sample boxes,
+    drawn from every few pixels of the frame's file, mapped. ``settings`` is
+    the ``samples`` section.
     """
-    stats = _usable_stats(inputs["stats"], inputs["ref_stats"])
+    stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
     catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
     scale = read_json(inputs["scale"])
     target, _ = read_pixels(frame)
@@ -274,6 +275,10 @@ def run_sample_gradient(
             "resolved": resolved_settings(catalogs, stats, settings),
         },
     )
+    if "graph" in outputs:
+        from nsgflow.diagnostics import sample_map
+
+        sample_map(map_pixels(frame)[0], samples, outputs["graph"], title=frame_name(frame))
 
 
 #: The curvature image's pixels are the mean of blocks of this many px a side: G is smooth on that
@@ -295,15 +300,18 @@ def run_fit_gradient(
     frame's shape is in it): the frames themselves are not read. Writes
     float32 FITS to ``outputs["gradient"]`` and ``outputs["curvature"]``;
     the model's header holds the smoothness used (one per channel) and the
-    model's smallest and largest values. ``settings`` is the ``gradient`` section.
+    model's smallest and largest values. When graphs are wanted,
+    ``outputs["graph"]`` gets the gradient graph (PNG): the model's profiles
+    with the samples near them. ``settings`` is the ``gradient`` section.
     """
     from astropy.io import fits
 
     from nsgflow.spline import curvature
 
     shape = tuple(read_json(record)["shape"])
+    table = pd.read_csv(samples)
     try:
-        model, status, smoothness = gradient_model(pd.read_csv(samples), shape, settings)
+        model, status, smoothness = gradient_model(table, shape, settings)
     except FrameError as exc:
         raise _named(frame, exc) from exc
     out = fits.Header()
@@ -328,6 +336,11 @@ def run_fit_gradient(
         out[f"LTM{axis}_{axis}"] = (1 / CURVATURE_BIN_PX, "binned: image = LTM * frame pixel + LTV")
         out[f"LTV{axis}"] = 0.5 - 0.5 / CURVATURE_BIN_PX
     write_fits(outputs["curvature"], curvature(model, bin_px=CURVATURE_BIN_PX), out)
+    if "graph" in outputs:
+        from nsgflow.diagnostics import gradient_graph
+
+        value_range = (out["NSGGMIN"], out["NSGGMAX"])
+        gradient_graph(model, table, outputs["graph"], title=frame, value_range=value_range)
 
 
 def _gradient_smoothness(keywords: Any) -> list[float]:
@@ -359,13 +372,43 @@ def run_normalize_frame(
     """
     from astropy.io import fits
 
-    from nsgflow.normalized import normalize_frame, normalized_header
-    from nsgflow.provenance import settings_digest, sha256
+    from nsgflow.normalized import normalize_frame
 
-    target_stats, reference_stats = _usable_stats(inputs["stats"], inputs["ref_stats"])
+    stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
     scale = read_json(inputs["scale"])
     model, keywords = read_pixels(inputs["gradient"])
     data, header = read_frame(frame)
+    header = _normalized_header(header, frame, reference, scale, stats, settings)
+    if "thumbnails" in outputs:  # for the blink view; the input's before it is overwritten
+        from nsgflow.blink import thumbnail
+
+        before = thumbnail(luminance(data))
+    normalized = normalize_frame(data, channel_values(scale, "scale"), model, out=data)  # in place
+    write_fits(outputs["normalized"], normalized, header)
+    if "thumbnails" in outputs:
+        pair = np.stack([before, thumbnail(luminance(normalized))])
+        comment = fits.Header([("COMMENT", "blink thumbnails: the input, then the normalized frame")])
+        write_fits(outputs["thumbnails"], pair, comment)
+    del data, normalized, model
+    _write_provenance(
+        frame, reference, inputs, outputs, keywords, settings=settings, workflow_folder=workflow_folder
+    )
+    log.info("%s: written %s (weight %.4f)", frame_name(frame), outputs["normalized"], header["WEIGHT"])
+
+
+def _normalized_header(
+    header: Any, frame: PathLike, reference: PathLike, scale: dict, stats: list[dict], settings: dict
+) -> Any:
+    """The normalized frame's header: the input's ``header`` with the scale, weight, provenance keywords
+    and HISTORY lines of every setting (:func:`nsgflow.normalized.normalized_header`).
+
+    ``scale`` is the scale stage's record, ``stats`` the frame's and the
+    reference's statistics from detection.
+    """
+    from nsgflow.normalized import normalized_header
+    from nsgflow.provenance import settings_digest, sha256
+
+    target_stats, reference_stats = stats
     keys = {
         "WEIGHT": stats_weight(reference_stats, target_stats, scale),
         "NSGNOISE": target_stats["noise"],
@@ -381,7 +424,7 @@ def run_normalize_frame(
     history += [
         f"nsgflow {key}: {json.dumps(value, sort_keys=True)}" for key, value in sorted(settings.items())
     ]
-    header = normalized_header(
+    return normalized_header(
         header,
         scale=scale["scale"],
         scale_err=scale["scale_err"],
@@ -392,21 +435,6 @@ def run_normalize_frame(
             zip(channel_values(scale, "scale"), channel_values(scale, "scale_err"), strict=True)
         ),
     )
-    if "thumbnails" in outputs:  # for the blink view; the input's before it is overwritten
-        from nsgflow.blink import thumbnail
-
-        before = thumbnail(luminance(data))
-    normalized = normalize_frame(data, channel_values(scale, "scale"), model, out=data)  # in place
-    write_fits(outputs["normalized"], normalized, header)
-    if "thumbnails" in outputs:
-        pair = np.stack([before, thumbnail(luminance(normalized))])
-        comment = fits.Header([("COMMENT", "blink thumbnails: the input, then the normalized frame")])
-        write_fits(outputs["thumbnails"], pair, comment)
-    del data, normalized, model
-    _write_provenance(
-        frame, reference, inputs, outputs, keywords, settings=settings, workflow_folder=workflow_folder
-    )
-    log.info("%s: written %s (weight %.4f)", frame_name(frame), outputs["normalized"], keys["WEIGHT"])
 
 
 #: The files of earlier stages hashed into a frame's provenance record (keys of run_normalize_frame's inputs).
@@ -457,35 +485,6 @@ def _write_provenance(
         "gradient_smoothness": smoothness[0] if len(smoothness) == 1 else smoothness,
     }
     write_json(outputs["provenance"], record)
-
-
-def run_photometry_graph(photometry: PathLike, scale: PathLike, output: PathLike, *, frame: str) -> None:
-    """Rule ``photometry_graph``: the photometry graph of one frame (PNG) from its table and scale."""
-    from nsgflow.diagnostics import photometry_graph
-
-    photometry_graph(pd.read_csv(photometry), read_json(scale), output, title=frame)
-
-
-def run_gradient_graph(gradient: PathLike, samples: PathLike, output: PathLike, *, frame: str) -> None:
-    """Rule ``gradient_graph``: the gradient graph of one frame (PNG) from its model and samples.
-
-    The model is mapped, not read: the graph uses its centre row and column.
-    """
-    from nsgflow.diagnostics import gradient_graph
-
-    model, keywords = map_pixels(gradient)
-    value_range = (float(keywords["NSGGMIN"]), float(keywords["NSGGMAX"]))
-    gradient_graph(model, pd.read_csv(samples), output, title=frame, value_range=value_range)
-
-
-def run_sample_map(frame: PathLike, samples: PathLike, output: PathLike) -> None:
-    """Rule ``sample_map``: the frame with its sample boxes (PNG).
-
-    The frame is mapped, not read: the map uses every few pixels of it.
-    """
-    from nsgflow.diagnostics import sample_map
-
-    sample_map(map_pixels(frame)[0], pd.read_csv(samples), output, title=frame_name(frame))
 
 
 def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLike) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -13,7 +14,7 @@ from jsonschema import Draft202012Validator, validators
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, frame_name, header_shape, read_keywords
+from nsgflow.io import FRAME_SUFFIXES, atomic_path, frame_name, header_shape, read_keywords
 
 __all__ = [
     "check_frames",
@@ -21,6 +22,7 @@ __all__ = [
     "find_frames",
     "load_config",
     "load_schema",
+    "record_settings",
     "scan_frames",
     "unthrottle_scheduler",
     "validate_config",
@@ -297,3 +299,33 @@ def unthrottle_scheduler(workflow: Any) -> None:
         return
     if (limit.max_jobs, limit.timespan) == DEFAULT_JOB_RATE:
         scheduler.job_rate_limiter = None
+
+
+def record_settings(folder: str | os.PathLike, records: Mapping[str, dict]) -> dict[str, str]:
+    """Write each stage's settings to ``folder/{stage}.json``, unless it holds them already; return the paths.
+
+    The workflow's rules take their stage's file as an input. Snakemake keeps
+    its record of each job's parameters in ``.snakemake`` of the folder a
+    run starts from, so a run from another folder would not see a changed
+    setting; a file rewritten on a change, and so newer than the stage's
+    outputs, is seen from any folder. An unchanged file keeps its time. Its
+    ``revision`` counts the changes: going back to earlier settings makes a
+    file whose bytes differ from the earlier one's too, which Snakemake
+    (comparing the checksum it recorded for small inputs) would otherwise
+    take for unchanged.
+    """
+    paths = {}
+    for stage, record in records.items():
+        path = Path(folder, f"{stage}.json")
+        settings = json.loads(json.dumps(record))  # as read back: tuples are lists
+        try:
+            old = json.loads(path.read_text())
+        except (OSError, ValueError):  # none yet, or not one of these
+            old = None
+        old = old if isinstance(old, dict) else {}
+        if old.get("settings") != settings:
+            text = json.dumps({"settings": settings, "revision": old.get("revision", 0) + 1}, indent=2)
+            with atomic_path(path) as tmp:
+                tmp.write_text(text + "\n")
+        paths[stage] = str(path)
+    return paths

@@ -7,7 +7,7 @@ import nsgflow
 from nsgflow import jobserver, progress
 from nsgflow.errors import FrameError
 from nsgflow.io import is_xisf, read_shape
-from nsgflow.workflow import check_frames, find_frames, unthrottle_scheduler, validate_config
+from nsgflow.workflow import check_frames, find_frames, record_settings, unthrottle_scheduler, validate_config
 
 validate_config(config)
 
@@ -22,10 +22,66 @@ FIXED_REFERENCE = next(
     None,
 )
 ALGO = nsgflow.ALGORITHM_VERSIONS
+#: every setting that shapes a normalized frame: recorded in its header and provenance record
+FRAME_SETTINGS = {
+    key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
+}
+#: Each stage's settings and algorithm version as its rules' params hold them, and the set-wide rules'
+#: (frame names, reference, reject); kept with the results (settings/{stage}.json, rewritten only on a
+#: change) and an input of the rules that use them: a change reruns them even when the run starts from
+#: another folder than the last, whose .snakemake holds Snakemake's own record of the params.
+SETTINGS = record_settings(
+    f"{RESULTS}/settings",
+    {
+        "detect": {"detect": config["detect"], "algorithm_version": ALGO["detect"]},
+        "photometry": {
+            "match": config["match"],
+            "photometry": config["photometry"],
+            "reference": FIXED_REFERENCE or "auto",
+            "algorithm_version": ALGO["photometry"],
+        },
+        **{
+            stage: {stage: config[stage], "algorithm_version": ALGO[stage], "graphs": ALGO["diagnostics"]}
+            for stage in ("scale", "samples", "gradient")
+        },
+        "normalize": {**FRAME_SETTINGS, "algorithm_version": ALGO["normalize"]},
+        "diagnostics": {"algorithm_version": ALGO["diagnostics"]},
+        "set": {"frames": sorted(FRAMES), "reference": FIXED_REFERENCE or "auto", "reject": config["reject"]},
+        "stack": {"stack": config["stack"]},
+    },
+)
+
+
+#: a frame's files of each stage before the normalized frame: the default target asks for them all, so
+#: that one deleted is made again, and what follows from it (Snakemake does not look for a missing file
+#: of a job whose later outputs are there)
+STAGE_FILES = [
+    "catalogs/{}.csv",
+    "catalogs/{}.json",
+    "defects/{}.csv",
+    "photometry/{}.csv",
+    "photometry/{}.json",
+    "scale/{}.json",
+    "samples/{}.csv",
+    "samples/{}.json",
+    "gradient/{}.fits",
+    "gradient/{}_curvature.fits",
+]
+
+
+def graph(name, category):
+    """The output of a stage's graph, diagnostics/{frame}_{name}.png, in the report; none without plots."""
+    if not config["diagnostics"]["plots"]:
+        return {}
+    path = f"{RESULTS}/diagnostics/{{frame}}_{name}.png"
+    caption = f"../report/{name}.rst"
+    return {"graph": report(path, caption=caption, category=category, labels={"frame": "{frame}"})}
+
+
 #: Group of the per-frame rules after detection: photometry, scale, samples, gradient, normalized
-#: frame, graphs and, for XISF inputs, export_xisf. On a cluster a frame's jobs are then one submitted
-#: job that runs its rules one after the other, each still writing its own files and log: one
-#: scheduler round trip and queue wait per frame, not eight. Detection stays apart: every frame's
+#: frame and, for XISF inputs, export_xisf. On a cluster a frame's jobs are then one submitted job
+#: that runs its rules one after the other, each still writing its own files and log: one scheduler
+#: round trip and queue wait per frame, not five. Detection stays apart: every frame's
 #: photometry needs the reference's catalog. Local runs ignore groups.
 #: `--group-components frame=N` puts N frames in one job.
 FRAME_GROUP = "frame"

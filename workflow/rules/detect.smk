@@ -1,5 +1,6 @@
 rule detect_stars:
     input:
+        settings=SETTINGS["detect"],
         frame=frame_path,
     output:
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",

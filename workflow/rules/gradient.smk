@@ -1,6 +1,7 @@
 rule sample_gradient:
     # box means of m*T - R away from the stars and trails of both frames
     input:
+        settings=SETTINGS["samples"],
         frame=frame_path,
         reference=reference_path,
         scale=f"{RESULTS}/scale/{{frame}}.json",
@@ -11,9 +12,11 @@ rule sample_gradient:
     output:
         samples=f"{RESULTS}/samples/{{frame}}.csv",
         record=f"{RESULTS}/samples/{{frame}}.json",
+        **graph("samples", "Sample maps"),
     params:
         settings=config["samples"],
         algo=ALGO["samples"],
+        graphs=ALGO["diagnostics"],
     log:
         f"{RESULTS}/logs/sample_gradient/{{frame}}.log",
     benchmark:
@@ -33,14 +36,17 @@ rule sample_gradient:
 rule fit_gradient:
     # the spline through the samples: reads the samples table, not the frames
     input:
+        settings=SETTINGS["gradient"],
         samples=f"{RESULTS}/samples/{{frame}}.csv",
         record=f"{RESULTS}/samples/{{frame}}.json",
     output:
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
         curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
+        **graph("gradient", "Gradient graphs"),
     params:
         settings=config["gradient"],
         algo=ALGO["gradient"],
+        graphs=ALGO["diagnostics"],
     log:
         f"{RESULTS}/logs/fit_gradient/{{frame}}.log",
     benchmark:

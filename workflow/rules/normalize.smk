@@ -1,9 +1,3 @@
-#: every setting that shapes a normalized frame: recorded in its header and provenance record. The
-#: rule takes them all, yet a change reruns nothing that the stage taking it did not rerun anyway:
-#: every one of these stages comes before it
-FRAME_SETTINGS = {
-    key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
-}
 #: each frame's input and normalized frame, block-averaged, for the blink view (diagnostics: blink)
 THUMBNAILS = (
     {"thumbnails": f"{RESULTS}/blink/frames/{{frame}}.fits"} if config["diagnostics"]["blink"] else {}
@@ -13,6 +7,7 @@ THUMBNAILS = (
 rule normalize_frame:
     # T' = m*T - G; the earlier stages' files are inputs for the provenance record, which hashes them
     input:
+        settings=SETTINGS["normalize"],
         frame=frame_path,
         reference=reference_path,
         scale=f"{RESULTS}/scale/{{frame}}.json",
@@ -33,6 +28,7 @@ rule normalize_frame:
         provenance=f"{RESULTS}/provenance/{{frame}}.json",
         **THUMBNAILS,
     params:
+        # every section, for the header: all are stages before this one, so this reruns nothing more
         settings=FRAME_SETTINGS,
         algo=ALGO["normalize"],
         workflow_folder=workflow.basedir,
@@ -78,6 +74,7 @@ rule summarize:
         expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
         expand(f"{RESULTS}/catalogs/{{frame}}.json", frame=FRAMES),
         reference_choice,
+        settings=SETTINGS["set"],
     output:
         summary=report(f"{RESULTS}/summary.csv", caption="../report/summary.rst", category="Summary"),
         graph=report(f"{RESULTS}/summary.png", caption="../report/summary_graph.rst", category="Summary"),

@@ -1,6 +1,7 @@
 rule measure_photometry:
     # matched stars measured with the same aperture on the frame and the reference
     input:
+        settings=SETTINGS["photometry"],
         frame=frame_path,
         reference=reference_path,
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
@@ -9,6 +10,7 @@ rule measure_photometry:
         ref_stats=reference_file("catalogs/{}.json"),
         ref_catalog=reference_file("catalogs/{}.csv"),
         ref_defects=reference_file("defects/{}.csv"),
+        choice=reference_choice,
     output:
         photometry=f"{RESULTS}/photometry/{{frame}}.csv",
         aperture=f"{RESULTS}/photometry/{{frame}}.json",

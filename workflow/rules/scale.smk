@@ -1,14 +1,18 @@
 rule fit_scale:
     input:
+        settings=SETTINGS["scale"],
         photometry=f"{RESULTS}/photometry/{{frame}}.csv",
         aperture=f"{RESULTS}/photometry/{{frame}}.json",
         choice=reference_choice,
     output:
         scale=f"{RESULTS}/scale/{{frame}}.json",
+        # it shows the photometry and the fit: redrawn whenever the scale is made
+        **graph("photometry", "Photometry graphs"),
     params:
         reference=reference_name,
         settings=config["scale"],
         algo=ALGO["scale"],
+        graphs=ALGO["diagnostics"],
     log:
         f"{RESULTS}/logs/fit_scale/{{frame}}.log",
     benchmark:

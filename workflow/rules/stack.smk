@@ -1,6 +1,7 @@
 # Not part of the default target: ask for it with `nsgflow run ... stack` (or `snakemake ... stack`).
 rule stack:
     input:
+        settings=SETTINGS["stack"],
         accepted=f"{RESULTS}/accepted.txt",
         weights=f"{RESULTS}/weights.csv",
     output:
