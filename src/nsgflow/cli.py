@@ -16,7 +16,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import NoReturn
@@ -132,20 +132,20 @@ def _check(
     return config, found
 
 
-def _write_settings(config: dict) -> Path:
+def _write_settings(config: dict, results: str) -> Path:
     """Write the run's checked settings for Snakemake's ``--configfile``; return the file's absolute path.
 
     JSON, which Snakemake reads first, keeps every value's type as checked;
-    the file is in Snakemake's folder of this working directory, under the
-    run's lock.
+    the file is ``RESULTS/.nsgflow/settings.json``, under the run's lock
+    (cluster jobs read it again).
     """
-    path = Path(".snakemake", "nsgflow", "settings.json").resolve()
+    path = Path(results, ".nsgflow", "settings.json").resolve()
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps(config, indent=2) + "\n")
     return path
 
 
-def _run_snakemake(command: list[str], log: Path | None = None) -> int:
+def _run_snakemake(command: list[str], log: Path | None = None, keep_fds: Sequence[int] = ()) -> int:
     """Run Snakemake and return its exit status; after Ctrl-C, wait for it to stop, then raise it.
 
     With ``log``, Snakemake's output and its jobs' go to that file, and
@@ -153,8 +153,20 @@ def _run_snakemake(command: list[str], log: Path | None = None) -> int:
     the compact display on this process's standard error instead.
     Ctrl-C at the terminal reaches Snakemake too (the same process group),
     which stops its jobs and removes its lock: killing it would leave them.
-    It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`).
+    It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`). SIGTERM and
+    SIGHUP sent to nsgflow alone reach Snakemake as that SIGINT, and nsgflow
+    waits for it: stopping nsgflow stops the run. Snakemake inherits
+    ``keep_fds`` (the run's locks, :func:`_run_lock`).
     """
+    started: list[subprocess.Popen] = []
+    stop: list[int] = []
+
+    def forward(signum: int, frame: object) -> None:
+        stop.append(signum)
+        for process in started:
+            process.send_signal(signal.SIGINT)
+
+    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
     mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
     display = os.dup(sys.stderr.fileno()) if log else None
     try:
@@ -162,8 +174,13 @@ def _run_snakemake(command: list[str], log: Path | None = None) -> int:
             if display is not None:
                 command = [*command, "--logger", "nsgflow", "--logger-nsgflow-fd", str(display)]
             process = subprocess.Popen(
-                command, stderr=output if log else None, pass_fds=() if display is None else (display,)
+                command,
+                stderr=output if log else None,
+                pass_fds=(*keep_fds, *(() if display is None else (display,))),
             )
+        started.append(process)
+        if stop:  # a signal came while Snakemake started
+            process.send_signal(signal.SIGINT)
         try:
             signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held since the block is raised here
             return process.wait()
@@ -172,6 +189,8 @@ def _run_snakemake(command: list[str], log: Path | None = None) -> int:
             raise
     finally:
         signal.pthread_sigmask(signal.SIG_SETMASK, mask)
+        for sig, handler in handlers.items():
+            signal.signal(sig, handler)
         if display is not None:
             os.close(display)
 
@@ -190,27 +209,47 @@ def _run_log(results: str, extra: list[str], verbose: bool) -> Path | None:
 
 
 @contextmanager
-def _run_lock() -> Iterator[None]:
-    """Hold a lock on this working directory for the whole run; clear Snakemake's lock if stale.
+def _run_lock(results: str) -> Iterator[list[int]]:
+    """Hold the results folder's lock for the whole run, and share this working directory's; yield their
+    descriptors, for Snakemake to hold them too.
 
-    The operating system drops this lock when the process ends, however it
-    ends, so holding it proves no other nsgflow run is active here: a
-    Snakemake lock left behind is then from a killed run and is removed.
+    One run at a time writes into a results folder: a second is refused,
+    naming the run that holds the lock (its process and folder, in the lock
+    file ``RESULTS/.nsgflow/lock``). Snakemake inherits the descriptors, so
+    the locks stay held while it runs even when nsgflow itself is killed.
+    The operating system drops a lock when the last process holding it ends,
+    however it ends: a run that finds no other nsgflow run in this working
+    directory knows that a Snakemake lock left in ``.snakemake/locks`` is
+    from a killed run, and removes it. Runs into different results folders
+    may run side by side, from one folder or several.
     """
     metadata = Path(".snakemake")
     metadata.mkdir(exist_ok=True)
-    with open(metadata / "nsgflow.lock", "w") as handle:
+    Path(results, ".nsgflow").mkdir(parents=True, exist_ok=True)
+    with open(Path(results, ".nsgflow", "lock"), "a+") as own, open(metadata / "nsgflow.lock", "w") as here:
         try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(own, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
+            own.seek(0)
+            holder = own.read().strip() or "another nsgflow run"
             raise ConfigError(
-                f"another nsgflow run is active in {Path.cwd()}; wait for it to finish"
+                f"{holder} is writing into {results}; wait for it to finish or give another --results"
             ) from exc
-        stale = metadata / "locks"
-        if stale.is_dir() and any(stale.iterdir()):
-            print("nsgflow: removing the lock of an interrupted run", file=sys.stderr)
-            shutil.rmtree(stale)
-        yield
+        own.seek(0)
+        own.truncate()
+        own.write(f"the nsgflow run of process {os.getpid()}, started in {Path.cwd()}\n")
+        own.flush()
+        try:
+            fcntl.flock(here, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            pass  # another run is active here: the Snakemake lock may be its own
+        else:
+            stale = metadata / "locks"
+            if stale.is_dir() and any(stale.iterdir()):
+                print("nsgflow: removing the lock of an interrupted run", file=sys.stderr)
+                shutil.rmtree(stale)
+        fcntl.flock(here, fcntl.LOCK_SH)
+        yield [own.fileno(), here.fileno()]
 
 
 def run_workflow(
@@ -253,17 +292,17 @@ def run_workflow(
         file=sys.stderr,
         flush=True,
     )
-    with _run_lock():
+    with _run_lock(results) as locks:
         if Path(results).is_dir() and remove_stale_temporaries(results):
             print("nsgflow: removed the temporary files of an interrupted run", file=sys.stderr)
-        path = _write_settings(config)
+        path = _write_settings(config, results)
         log = _run_log(results, extra or [], verbose)
         if log:
             print(
                 f"nsgflow: Snakemake's full log: {log} (--verbose shows it here)", file=sys.stderr, flush=True
             )
         status = _run_snakemake(
-            snakemake_command(frames, reference, results, cores, str(path), extra or []), log
+            snakemake_command(frames, reference, results, cores, str(path), extra or []), log, locks
         )
     if log and status != 0:
         print(f"nsgflow: the run did not finish cleanly; the full log is {log}", file=sys.stderr)
