@@ -387,7 +387,7 @@ SLURM_S=$((SECONDS - t0))
 timeout 10 squeue -h -t all -o '%i %j %V %S %e %T' >"$RUN/slurm/jobs.txt" 2>&1 || true
 # every job that is not a local rule ("localrule ..." in the log) must have gone through sbatch:
 # single rules ("rule ...") and group jobs ("Group job frame ...", one submission), two per frame:
-# detect_stars, and one group job that runs every later stage of the frame (photometry to graphs)
+# detect_stars, and one group job that runs every later stage of the frame (photometry to normalized)
 submitted=$(grep -c "has been submitted with SLURM jobid" "$RUN/slurm/snakemake.log" || true)
 rules=$(grep -c "^rule " "$RUN/slurm/snakemake.log" || true)
 groups=$(grep -c "Group job frame" "$RUN/slurm/snakemake.log" || true)
