@@ -6,8 +6,6 @@ run_step(
     snakemake.log[0],
     "nsgflow.pipeline.run_detect",
     snakemake.input.frame,
-    snakemake.output.catalog,
-    snakemake.output.stats,
-    snakemake.output.defects,
+    dict(snakemake.output.items()),
     snakemake.params.settings,
 )

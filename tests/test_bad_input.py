@@ -345,18 +345,14 @@ def test_a_full_disk_fails_that_frame_in_one_line_and_the_next_finishes(tmp_path
     (out / "logs").mkdir(parents=True)
 
     def detect(name: str) -> None:
-        outputs = [
-            out / "catalogs" / f"{name}.csv",
-            out / "catalogs" / f"{name}.json",
-            out / "defects" / f"{name}.csv",
-        ]
-        run_step(
-            out / "logs" / f"{name}.log",
-            run_detect,
-            str(frame),
-            *outputs,
-            api.default_settings()["detect"],
-        )
+        outputs = {
+            "catalog": out / "catalogs" / f"{name}.csv",
+            "stats": out / "catalogs" / f"{name}.json",
+            "defects": out / "defects" / f"{name}.csv",
+            "provenance": out / "provenance" / "detect_stars" / f"{name}.json",
+        }
+        settings = api.default_settings()["detect"]
+        run_step(out / "logs" / f"{name}.log", run_detect, str(frame), outputs, settings)
 
     with pytest.raises(SystemExit) as stopped:
         detect("f")

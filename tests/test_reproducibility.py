@@ -41,6 +41,9 @@ RULE_FILES = {
     "fit_gradient": ["gradient/{}.fits", "gradient/{}_curvature.fits", "diagnostics/{}_gradient.png"],
     "normalize_frame": ["normalized/{}_nsg.fits", "provenance/{}.json", "blink/frames/{}.fits"],
 }
+# each stage's job records what it wrote
+for _rule in list(RULE_FILES)[:-1]:
+    RULE_FILES[_rule].append(f"provenance/{_rule}/{{}}.json")
 ALL_RULES = list(RULE_FILES)
 #: the rules from each stage on: what a change to that stage reruns
 FROM_GRADIENT = ["fit_gradient", "normalize_frame"]
@@ -177,7 +180,8 @@ def test_a_setting_changed_in_a_run_from_another_folder_is_applied(copy, tmp_pat
     assert rewritten == rule_files(FROM_GRADIENT, frames) | SET_WIDE_FILES | settings_files("gradient")
     for name in frames:
         assert fits.getheader(results / "gradient" / f"{name}.fits")["NSGSMOOT"] == -1.0
-    assert verify(results) == []
+    with working_directory(copy):  # the first run's records name files relative to it
+        assert verify("results") == []
     # and back, from the first folder: Snakemake's record there is of the first settings
     assert planned(copy) == _per_frame(FROM_GRADIENT)
 
@@ -289,6 +293,19 @@ def test_verify_catches_modified_input_and_output(copy):
         [sys.executable, "-m", "nsgflow.cli", "verify", "results"], cwd=copy, capture_output=True, text=True
     )
     assert out.returncode == 1 and "CHANGED" in out.stdout
+
+
+def test_verify_names_a_table_edited_by_hand_even_after_a_rerun(copy):
+    # issue #25: the later stages are made again from the edited table, and the frame's record hashes it
+    catalog = copy / "results" / "catalogs" / "frame_02.csv"
+    lines = catalog.read_text().splitlines(keepends=True)
+    catalog.write_text("".join(lines[: len(lines) // 2]))
+    assert planned(copy) == _per_frame(FROM_PHOTOMETRY, n=1)
+    snakemake(copy)
+    with working_directory(copy):
+        assert verify("results") == [
+            "frame_02: catalog results/catalogs/frame_02.csv changed since detect_stars wrote it"
+        ]
 
 
 def test_html_report(copy):

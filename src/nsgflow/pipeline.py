@@ -109,16 +109,28 @@ def _named(frame: PathLike, exc: FrameError) -> FrameError:
     return FrameError(f"{frame}: {exc}")
 
 
-def run_detect(
-    frame: PathLike, catalog: PathLike, stats: PathLike, defects: PathLike, settings: dict
-) -> None:
+def _record(rule: str, frame: str, outputs: dict[str, PathLike], settings: dict) -> None:
+    """Write the job's record of the other ``outputs`` to ``outputs["provenance"]``.
+
+    See :func:`nsgflow.provenance.stage_record`.
+    """
+    from nsgflow.provenance import stage_record
+
+    made = {role: path for role, path in outputs.items() if role != "provenance"}
+    write_json(outputs["provenance"], stage_record(rule, frame, made, settings))
+
+
+def run_detect(frame: PathLike, outputs: dict[str, PathLike], settings: dict) -> None:
     """Detect stars in ``frame``; write the star catalog CSV, the frame's statistics JSON and its defects CSV.
 
-    A frame that cannot be used (unreadable, no data, no stars) is flagged
-    rather than failed: its catalog and defects are empty and its statistics carry the
-    ``error``, so the set-wide steps (the automatic reference choice) still
-    run, and the frame's next stage fails with that reason.
+    ``outputs`` holds the paths of ``catalog``, ``stats``, ``defects`` and
+    ``provenance``, the job's record of them. A frame that cannot be used
+    (unreadable, no data, no stars) is flagged rather than failed: its
+    catalog and defects are empty and its statistics carry the ``error``, so
+    the set-wide steps (the automatic reference choice) still run, and the
+    frame's next stage fails with that reason.
     """
+    catalog, stats, defects = (outputs[key] for key in ("catalog", "stats", "defects"))
     try:
         data, header = read_pixels(frame)
         stars, summary, found = detect_frame(data, header, settings)
@@ -128,6 +140,7 @@ def run_detect(
         write_csv(catalog, pd.DataFrame(columns=CATALOG_COLUMNS))
         write_csv(defects, pd.DataFrame(columns=DEFECT_COLUMNS))
         write_json(stats, {"frame": frame_name(frame), "error": error, "stars": 0, "stars_clean": 0})
+        _record("detect_stars", frame_name(frame), outputs, {"detect": settings})
         return
     missing = [k for k in ("exptime", "focallen", "xpixsz", "altitude") if summary[k] is None]
     if missing:
@@ -143,6 +156,7 @@ def run_detect(
     write_csv(catalog, stars)
     write_csv(defects, found)
     write_json(stats, {"frame": frame_name(frame), **summary})
+    _record("detect_stars", frame_name(frame), outputs, {"detect": settings})
 
 
 def run_measure_photometry(
@@ -188,6 +202,7 @@ def run_measure_photometry(
     )
     write_csv(outputs["photometry"], table)
     write_json(outputs["aperture"], aperture)
+    _record("measure_photometry", frame_name(frame), outputs, {"match": match, "photometry": settings})
 
 
 def run_fit_scale(
@@ -232,6 +247,7 @@ def run_fit_scale(
         from nsgflow.diagnostics import photometry_graph
 
         photometry_graph(table, record, outputs["graph"], title=frame)
+    _record("fit_scale", frame, outputs, {"scale": settings})
 
 
 def run_sample_gradient(
@@ -279,6 +295,7 @@ def run_sample_gradient(
         from nsgflow.diagnostics import sample_map
 
         sample_map(map_pixels(frame)[0], samples, outputs["graph"], title=frame_name(frame))
+    _record("sample_gradient", frame_name(frame), outputs, {"samples": settings})
 
 
 #: The curvature image's pixels are the mean of blocks of this many px a side: G is smooth on that
@@ -341,6 +358,7 @@ def run_fit_gradient(
 
         value_range = (out["NSGGMIN"], out["NSGGMAX"])
         gradient_graph(model, table, outputs["graph"], title=frame, value_range=value_range)
+    _record("fit_gradient", frame, outputs, {"gradient": settings})
 
 
 def _gradient_smoothness(keywords: Any) -> list[float]:

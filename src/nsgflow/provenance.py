@@ -17,12 +17,18 @@ import subprocess
 from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
-from astropy.io import fits
-
 from nsgflow import ALGORITHM_VERSIONS, __version__
 from nsgflow.io import read_json, write_json
 
-__all__ = ["environment", "frame_provenance", "settings_digest", "sha256", "verify", "write_index"]
+__all__ = [
+    "environment",
+    "frame_provenance",
+    "settings_digest",
+    "sha256",
+    "stage_record",
+    "verify",
+    "write_index",
+]
 
 #: Libraries whose versions are recorded.
 LIBRARIES = ("numpy", "scipy", "astropy", "sep", "pandas", "snakemake")
@@ -98,15 +104,33 @@ def frame_provenance(
     ``catalog``, ``normalized``, ...) to a path.
     """
 
-    def files(paths: dict[str, str]) -> dict:
-        return {role: {"path": str(p), "sha256": sha256(p)} for role, p in sorted(paths.items())}
-
     return {
         "frame": frame,
-        "inputs": files(inputs),
-        "outputs": files(outputs),
+        "inputs": _hashed(inputs),
+        "outputs": _hashed(outputs),
         "settings": settings,
         "environment": env,
+    }
+
+
+def _hashed(paths: dict[str, str | os.PathLike]) -> dict:
+    """Each role's path and its file's SHA-256."""
+    return {role: {"path": str(p), "sha256": sha256(p)} for role, p in sorted(paths.items())}
+
+
+def stage_record(rule: str, frame: str, outputs: dict[str, str | os.PathLike], settings: dict) -> dict:
+    """What one job of a stage wrote: its rule, frame, the SHA-256 of each output, and its settings.
+
+    Written by the job itself (``provenance/{rule}/{frame}.json``), so that
+    :func:`verify` can tell an output changed after the job that made it,
+    even when later stages have been made again from the changed file.
+    """
+    return {
+        "rule": rule,
+        "frame": frame,
+        "outputs": _hashed(outputs),
+        "settings": settings,
+        "algorithm_versions": dict(ALGORITHM_VERSIONS),
     }
 
 
@@ -123,15 +147,19 @@ def verify(results: str | os.PathLike) -> list[str]:
     """Re-hash the inputs and outputs recorded in ``results/provenance.json``.
 
     Returns a list of problems (empty when everything matches): files missing,
-    inputs or outputs whose contents changed since they were recorded, and
+    inputs or outputs whose contents changed since they were recorded, files
+    that changed since the job that made them wrote them
+    (``provenance/{rule}/{frame}.json``, :func:`stage_record`), and
     normalized frames whose header does not carry the recorded settings.
     """
+    from astropy.io import fits
+
     results = Path(results)
     index_path = results / "provenance.json"
     if not index_path.is_file():
         return [f"{index_path} is missing: run the workflow to completion first"]
     index = read_json(index_path)
-    problems = []
+    problems = _changed_since_made(results)
     for name, entry in index["frames"].items():
         record_path = Path(entry["record"])
         if not record_path.is_file() or sha256(record_path) != entry["sha256"]:
@@ -155,3 +183,17 @@ def verify(results: str | os.PathLike) -> list[str]:
 def settings_digest(settings: dict) -> str:
     """Short SHA-256 of settings in canonical JSON: equal settings, equal digest."""
     return hashlib.sha256(json.dumps(settings, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _changed_since_made(results: Path) -> list[str]:
+    """Outputs of the stages' jobs that are missing or differ from what the job recorded it wrote."""
+    problems = []
+    for path in sorted(results.glob("provenance/*/*.json")):
+        record = read_json(path)
+        for role, item in record["outputs"].items():
+            output = Path(item["path"])
+            if not output.is_file():
+                problems.append(f"{record['frame']}: {role} {output} is missing")
+            elif sha256(output) != item["sha256"]:
+                problems.append(f"{record['frame']}: {role} {output} changed since {record['rule']} wrote it")
+    return problems

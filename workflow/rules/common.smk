@@ -52,6 +52,8 @@ SETTINGS = record_settings(
 )
 
 
+#: the stages before the normalized frame: each job writes provenance/{rule}/{frame}.json, what it wrote
+STAGE_RULES = ["detect_stars", "measure_photometry", "fit_scale", "sample_gradient", "fit_gradient"]
 #: a frame's files of each stage before the normalized frame: the default target asks for them all, so
 #: that one deleted is made again, and what follows from it (Snakemake does not look for a missing file
 #: of a job whose later outputs are there)
@@ -66,6 +68,7 @@ STAGE_FILES = [
     "samples/{}.json",
     "gradient/{}.fits",
     "gradient/{}_curvature.fits",
+    *(f"provenance/{rule}/{{}}.json" for rule in STAGE_RULES),
 ]
 
 
@@ -149,6 +152,8 @@ def frame_mb(copies):
     """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
 
     Peak resident memory measured by benchmarks/speed.py at 6000x4000 (docs/benchmarks.md, Speed), in
-    frames, Python and its libraries (~100 MB) included: each rule asks for a little more, in whole frames.
+    frames, Python and its libraries (~100 MB) included: detect_stars 4.5, measure_photometry 4.1,
+    fit_scale 1.4, sample_gradient 4.9, fit_gradient 3.0, normalize_frame 3.6; each rule asks for a
+    little more, in whole frames.
     """
     return lambda wildcards: max(500, int(copies * frame_size_mb(FRAMES[wildcards.frame])))

@@ -7,6 +7,7 @@ rule detect_stars:
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
         # hot pixels and cosmic rays, found once here for every photometry against this frame
         defects=f"{RESULTS}/defects/{{frame}}.csv",
+        provenance=f"{RESULTS}/provenance/detect_stars/{{frame}}.json",
     params:
         settings=config["detect"],
         algo=ALGO["detect"],

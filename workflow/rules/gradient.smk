@@ -12,6 +12,7 @@ rule sample_gradient:
     output:
         samples=f"{RESULTS}/samples/{{frame}}.csv",
         record=f"{RESULTS}/samples/{{frame}}.json",
+        provenance=f"{RESULTS}/provenance/sample_gradient/{{frame}}.json",
         **graph("samples", "Sample maps"),
     params:
         settings=config["samples"],
@@ -25,7 +26,7 @@ rule sample_gradient:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb(5),
+        mem_mb=frame_mb(6),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
@@ -42,6 +43,7 @@ rule fit_gradient:
     output:
         gradient=f"{RESULTS}/gradient/{{frame}}.fits",
         curvature=f"{RESULTS}/gradient/{{frame}}_curvature.fits",
+        provenance=f"{RESULTS}/provenance/fit_gradient/{{frame}}.json",
         **graph("gradient", "Gradient graphs"),
     params:
         settings=config["gradient"],

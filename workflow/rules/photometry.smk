@@ -14,6 +14,7 @@ rule measure_photometry:
     output:
         photometry=f"{RESULTS}/photometry/{{frame}}.csv",
         aperture=f"{RESULTS}/photometry/{{frame}}.json",
+        provenance=f"{RESULTS}/provenance/measure_photometry/{{frame}}.json",
     params:
         match=config["match"],
         settings=config["photometry"],
@@ -26,7 +27,7 @@ rule measure_photometry:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb(4),
+        mem_mb=frame_mb(5),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"

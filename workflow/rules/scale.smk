@@ -6,6 +6,7 @@ rule fit_scale:
         choice=reference_choice,
     output:
         scale=f"{RESULTS}/scale/{{frame}}.json",
+        provenance=f"{RESULTS}/provenance/fit_scale/{{frame}}.json",
         # it shows the photometry and the fit: redrawn whenever the scale is made
         **graph("photometry", "Photometry graphs"),
     params:
