@@ -57,11 +57,10 @@ def test_star_mask_radius_auto_grows_with_peak_and_can_be_set_by_hand():
 
 def test_resolved_settings_record_every_automatic_value():
     stats = [{"hlr_px": 2.0, "noise": 10.0, "focallen": 1000.0, "xpixsz": 4.0}, {"hlr_px": 1.5, "noise": 8.0}]
-    resolved = resolved_settings({"aperture_radius_px": 10.0}, [_stars(), _stars(hlr=1.5)], stats, SAMPLES)
+    resolved = resolved_settings([_stars(), _stars(hlr=1.5)], stats, SAMPLES)
     assert resolved["image_scale_arcsec_per_px"] == pytest.approx(0.825, rel=1e-3)
     assert resolved["star_fwhm_px"] == pytest.approx(2.0 / HLR_PER_FWHM)
     assert resolved["sample_box_px"] == 8 * np.ceil(8 * 2.0 / HLR_PER_FWHM / 8)
-    assert resolved["aperture_radius_px"] == 10.0
     radius = resolved["star_mask_radius_px"]
     assert radius["min"] <= radius["median"] <= radius["max"] and radius["from"].startswith("auto")
 

@@ -280,6 +280,8 @@ def test_automatic_sample_size_is_recorded(run):
     fwhm = max(s["hlr_px"] for s in stats) / 0.63
     assert record["resolved"]["sample_box_px"] == samples["box_px"].iloc[0] == 8 * np.ceil(8 * fwhm / 8)
     assert record["settings"]["samples"]["box_px"] == "auto"
+    aperture = json.loads((run["results"] / "photometry" / "frame_02.json").read_text())
+    assert record["resolved"]["aperture_radius_px"] == aperture["aperture_radius_px"] > 0
     assert "sample box" in (run["results"] / "logs" / "sample_gradient" / "frame_02.log").read_text()
 
 
