@@ -41,6 +41,11 @@ def pair() -> dict:
     }
 
 
+def moffat_enclosed(r: np.ndarray | float, alpha: float, beta: float) -> np.ndarray:
+    """Fraction of a round Moffat profile's light within radius ``r``."""
+    return 1.0 - (1.0 + (np.asarray(r) / alpha) ** 2) ** (1.0 - beta)
+
+
 def moffat_star(
     shape: tuple[int, int], x0: float, y0: float, flux: float, fwhm: float, beta: float = 3.0
 ) -> np.ndarray:

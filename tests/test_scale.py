@@ -15,10 +15,20 @@ def _stars(rng, n, m, noise=30.0, offset=0.0, scatter=0.0):
 
 def test_recovers_scale_and_intercept():
     rng = np.random.default_rng(0)
-    fit = fit_scale(*_stars(rng, 300, 1.37, offset=400.0))
+    fit = fit_scale(*_stars(rng, 300, 1.37, offset=400.0), intercept=True)
     assert fit.scale == pytest.approx(1.37, abs=3 * fit.scale_err)
     assert fit.scale_err < 0.002
     assert fit.intercept == pytest.approx(400.0, abs=150)
+
+
+def test_fits_through_the_origin_by_default():
+    rng = np.random.default_rng(0)
+    stars = _stars(rng, 300, 1.37)
+    fit = fit_scale(*stars)
+    assert fit.intercept == 0.0 and "origin" in fit.method
+    assert fit.scale == pytest.approx(1.37, abs=3 * fit.scale_err)
+    # no offset to fit: the intercept costs precision
+    assert fit.scale_err < 0.95 * fit_scale(*stars, intercept=True).scale_err
 
 
 def test_outliers_are_rejected():
@@ -34,7 +44,13 @@ def test_outliers_are_rejected():
 
 
 def test_few_stars_fit_through_the_origin():
-    fit = fit_scale(np.array([200.0, 410.0, 590.0]), np.array([100.0, 200.0, 300.0]), np.ones(3), np.ones(3))
+    fit = fit_scale(
+        np.array([200.0, 410.0, 590.0]),
+        np.array([100.0, 200.0, 300.0]),
+        np.ones(3),
+        np.ones(3),
+        intercept=True,
+    )
     assert fit.intercept == 0.0
     assert "origin" in fit.method
     assert fit.scale == pytest.approx(2.0, abs=0.02)

@@ -3,7 +3,8 @@ import pytest
 import sep
 
 from nsgflow import synthetic
-from nsgflow.photometry import moffat_enclosed
+
+from .conftest import moffat_enclosed
 
 
 def _enclosed(stamp: np.ndarray, radius: float, offset: float) -> float:

@@ -23,12 +23,12 @@ from importlib import import_module
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 7,
-    "photometry": 8,
-    "scale": 2,
+    "photometry": 9,
+    "scale": 3,
     "samples": 4,
     "gradient": 7,
     "normalize": 1,
-    "diagnostics": 2,
+    "diagnostics": 3,
 }
 
 #: Public names, loaded on first use so that importing nsgflow stays light.

@@ -66,8 +66,8 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     """Reference against target flux with the fitted line, and each star's scale against flux.
 
     A star's scale is the ratio the scale is made of: its reference flux less
-    the fitted intercept, over its target flux, times the aperture
-    correction; the right panel draws them around m and its 1-sigma band.
+    the fitted intercept, over its target flux (both frames convolved to the
+    same star profile); the right panel draws them around m and its 1-sigma band.
     Rejected stars are drawn in their reason's colour (ratio outliers red,
     others grey). For colour frames each channel's used stars, line and m are
     drawn in the channel's colour.
@@ -78,9 +78,8 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     star_scales = []
     for channel, sub in groups:
         fit = channel_record(scale, channel)
-        slope, intercept = fit.get("fitted_slope", fit["scale"]), fit.get("intercept", 0.0)
-        correction = fit.get("aperture_correction", 1.0)
-        star_scale = correction * (sub["flux_ref"] - intercept) / sub["flux_target"]
+        slope, intercept = fit["scale"], fit.get("intercept", 0.0)
+        star_scale = (sub["flux_ref"] - intercept) / sub["flux_target"]
         status = sub["status"].to_numpy(dtype=object).copy()
         reasons: dict = {}
         for item in fit.get("rejected", []):  # the first reason given for a star is its reason
@@ -111,7 +110,7 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
             "-",
             c=line,
             lw=1,
-            label=f"{prefix}line {slope:.5f} x + {intercept:.4g}; m = slope x {correction:.4f} (aperture)",
+            label=f"{prefix}line {slope:.5f} x + {intercept:.4g}",
         )
         m, m_err = fit["scale"], fit["scale_err"]
         right.axhspan(m - m_err, m + m_err, color=line, alpha=0.15, lw=0)

@@ -1,18 +1,17 @@
-"""Aperture photometry of matched stars with the same aperture on both frames.
+"""Photometry of matched stars that holds whatever the two frames' star profiles.
 
-The aperture radius follows the broader of the two frames' star sizes, and the
-local background is the median of an annulus, with the pixels of detected
-neighbours left out (:func:`neighbour_mask`): in a crowded field their light
-raises the median, the more so the broader the PSF. A fixed aperture still
-loses a PSF-dependent fraction of each star's light (outside the aperture, and
-into the annulus), which biases the ratio towards the sharper frame. So each
-frame's brightest stars are fitted, pixel by pixel with their neighbours'
-pixels left out, with elliptical Moffat profiles of their own width, beta and
-elongation (:func:`profile_fits`); each frame's profiles give the fraction of
-its light the aperture measures (:func:`profile_fraction`), and the ratio of
-the two fractions is the *aperture correction* of the scale
-(:func:`aperture_correction_from_profiles`). Every frame has a profile of its
-own: frames of one night differ in wings and elongation, not only in width.
+Each frame's stars have a profile of their own: frames of one night differ in
+width, wings and elongation. A fixed aperture measures a profile-dependent
+fraction of a star's light, so the same aperture on two frames biases their
+flux ratio. So each frame's brightest stars are fitted, pixel by pixel with
+their neighbours' pixels left out, with one elliptical Moffat profile of the
+frame's own width, beta and elongation (:func:`profile_fits`); each frame is
+then convolved with the *other* frame's profile (:func:`psf_matched_photometry`),
+which gives both frames' stars the same profile, and measured in one aperture
+at the same positions, with a plane through a background annulus. What the
+aperture misses is then the same on both; neighbours and nebulosity, the same
+light on both frames, cancel in the ratio. What the fitted profiles do not
+know is the scale's model uncertainty (:func:`profile_error`).
 """
 
 from __future__ import annotations
@@ -31,26 +30,23 @@ from nsgflow.robust import sorted_mad, sorted_median
 
 __all__ = [
     "annulus_background",
-    "aperture_correction_from_profiles",
-    "aperture_fraction",
     "aperture_photometry",
-    "elliptical_fraction",
     "frame_hlr",
+    "frame_profile",
     "mask_noise",
+    "matched_fraction",
     "measure_photometry",
-    "moffat_enclosed",
     "neighbour_mask",
     "neighbour_radii",
+    "profile_covariance",
+    "profile_error",
     "profile_fits",
-    "profile_fraction",
+    "psf_image",
+    "psf_matched_photometry",
 ]
 
 #: Moffat beta assumed for a frame whose star profiles cannot be fitted (typical of real seeing).
 FALLBACK_BETA = 3.0
-
-#: Model error of a frame's :func:`profile_fraction`, as a fraction of the light the aperture
-#: misses: the fitted Moffat profiles extrapolate the wings, which real stars need not follow.
-PROFILE_SYSTEMATIC = 0.1
 
 #: Fewest annulus pixels, as a fraction of those with data, that masking neighbours may leave; a
 #: star whose annulus keeps fewer (a very crowded field) gets the median of all of them instead.
@@ -64,8 +60,14 @@ MASK_NOISE_PIXELS = 250_000
 #: (:func:`profile_fits`): the neighbour masks' default.
 PROFILE_MASK_SIGMA = 2.0
 
-#: Fewest stars with a fitted profile for a frame's :func:`profile_fraction`.
+#: Fewest stars with a fitted profile for a frame's :func:`psf_image`.
 MIN_PROFILE_STARS = 5
+
+#: Radius, in half-light radii of the broader frame, of the pixels a star's profile is fitted to.
+PROFILE_RADIUS_HLR = 4.0
+
+#: Half-light radius per FWHM of a typical star (a Moffat of beta 3).
+HLR_PER_FWHM = 0.63
 
 
 def frame_hlr(catalog: pd.DataFrame, stars: int = 200) -> float:
@@ -89,8 +91,12 @@ def annulus_background(
     *,
     mask: np.ndarray | None = None,
     own_radius: np.ndarray | None = None,
+    plane: bool = False,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Median and robust sigma of the pixels in an annulus around each position.
+    """Background level and robust sigma of the pixels in an annulus around each position.
+
+    The level is their median, or with ``plane`` the value at the position
+    of a least-squares plane through them (:func:`_plane_at_centre`).
 
     No-data pixels (0) and pixels outside the frame are ignored, and so are
     the pixels of ``mask`` (True: a neighbour's light, :func:`neighbour_mask`)
@@ -147,11 +153,25 @@ def annulus_background(
             ordered = np.sort(np.where(ok, values, np.nan), axis=1)  # NaN sort last
             med = sorted_median(ordered, n)
             mad = sorted_mad(ordered, n, med)
+            if plane:
+                med = _plane_at_centre(values, ok, oxf - fx[pick, None], oyf - fy[pick, None])
             valid = n > 0
             median[pick] = np.where(valid, med, np.nan)
             sigma[pick] = np.where(valid, 1.4826 * mad, np.nan)
             count[pick] = n
     return median, sigma, count
+
+
+def _plane_at_centre(values: np.ndarray, ok: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """Per row, the least-squares plane through ``values`` where ``ok``, at offset (0, 0).
+
+    A plane, not a level: masked neighbours leave annuli lopsided, and the
+    mean of a sloping sky over a lopsided annulus is not its value at the centre.
+    """
+    columns = np.stack(np.broadcast_arrays(np.ones_like(dx), dx, dy), axis=-1) * ok[:, :, None]
+    normal = columns.transpose(0, 2, 1) @ columns + 1e-9 * np.eye(3)
+    rhs = columns.transpose(0, 2, 1) @ np.where(ok, values, 0.0)[:, :, None]
+    return np.linalg.solve(normal, rhs)[:, 0, 0]
 
 
 def aperture_photometry(
@@ -163,11 +183,14 @@ def aperture_photometry(
     *,
     mask: np.ndarray | None = None,
     own_radius: np.ndarray | None = None,
+    noise: float | None = None,
+    plane: bool = False,
 ) -> pd.DataFrame:
     """Background-subtracted flux in a circular aperture, with its error.
 
     ``mask`` and ``own_radius``: neighbours' pixels left out of the annulus
-    (:func:`annulus_background`).
+    (:func:`annulus_background`). ``noise``: the per-pixel noise of the
+    error, if not the annulus's scatter.
 
     Returns
     -------
@@ -177,7 +200,9 @@ def aperture_photometry(
     """
     x = np.ascontiguousarray(x, dtype=np.float64)
     y = np.ascontiguousarray(y, dtype=np.float64)
-    bkg, bkg_sigma, n_ann = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own_radius)
+    bkg, bkg_sigma, n_ann = annulus_background(
+        data, x, y, *annulus, mask=mask, own_radius=own_radius, plane=plane
+    )
     total, _, flag = sep.sum_circle(data, x, y, radius, subpix=0)
     nodata = data == 0
     if nodata.any():  # sep sums the mask's bytes as they are: no frame-sized float copy
@@ -187,29 +212,12 @@ def aperture_photometry(
     del nodata
     area = np.pi * radius**2
     flux = total - bkg * area
-    var = area * bkg_sigma**2 * (1 + area * np.pi / (2 * np.maximum(n_ann, 1)))
+    pixel_sigma = bkg_sigma if noise is None else noise
+    var = area * pixel_sigma**2 * (1 + area * np.pi / (2 * np.maximum(n_ann, 1)))
     nodata = (holes > 0) | ((flag & sep.APER_TRUNC) != 0) | ~np.isfinite(bkg)
     return pd.DataFrame(
         {"flux": flux, "flux_err": np.sqrt(var), "bkg": bkg, "bkg_sigma": bkg_sigma, "nodata": nodata}
     )
-
-
-def moffat_enclosed(r: np.ndarray | float, alpha: float, beta: float) -> np.ndarray:
-    """Fraction of a Moffat profile's light within radius ``r``."""
-    return 1.0 - (1.0 + (np.asarray(r) / alpha) ** 2) ** (1.0 - beta)
-
-
-def aperture_fraction(
-    alpha: float, beta: float, radius: np.ndarray | float, annulus: tuple[float, float]
-) -> np.ndarray:
-    """Fraction of a Moffat star's flux that an aperture with annulus background measures.
-
-    The aperture misses the light beyond ``radius`` and subtracts, with the
-    background, the star's own wing in the annulus times the aperture area.
-    """
-    r_in, r_out = annulus
-    wing = (moffat_enclosed(r_out, alpha, beta) - moffat_enclosed(r_in, alpha, beta)) / (r_out**2 - r_in**2)
-    return moffat_enclosed(radius, alpha, beta) - np.asarray(radius) ** 2 * wing
 
 
 def neighbour_radii(
@@ -297,16 +305,6 @@ def neighbour_mask(
 PROFILE_ITERATIONS = 60
 #: Bound of the profile fits' elongation parameters g1, g2 (1: axis ratio 0.41).
 MAX_SHEAR = 1.0
-#: Directions over which :func:`elliptical_fraction` averages an elongated star's light.
-FRACTION_ANGLES = 36
-
-
-def _annulus_level(alpha: np.ndarray, beta: np.ndarray, annulus: tuple[float, float]) -> np.ndarray:
-    """Mean of a Moffat profile of unit amplitude over an annulus: the star's own light in its background."""
-    r_in, r_out = annulus
-    flux = np.pi * alpha**2 / (beta - 1)  # a Moffat's total over its peak
-    ring = moffat_enclosed(r_out, alpha, beta) - moffat_enclosed(r_in, alpha, beta)
-    return flux * ring / (np.pi * (r_out**2 - r_in**2))
 
 
 def _quadratic_form(
@@ -321,20 +319,16 @@ def _quadratic_form(
     return (c + g1) * dx**2 + 2 * g2 * dx * dy + (c - g1) * dy**2, c
 
 
-def _moffat_pixels(
-    p: np.ndarray, px: np.ndarray, py: np.ndarray, annulus: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
-    """Elliptical Moffat values at pixel offsets, less the star's own level in ``annulus``, and derivatives.
+def _moffat_pixels(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Elliptical Moffat values on a local background at pixel offsets, and their derivatives.
 
     ``p`` holds, per star (rows), ``dx, dy, log amplitude, log alpha, beta,
-    g1, g2``: the profile is ``(1 + Q / alpha**2) ** -beta`` with the
-    quadratic form ``Q = (c + g1) ex**2 + 2 g2 ex ey + (c - g1) ey**2``,
-    ``c = sqrt(1 + g1**2 + g2**2)`` (determinant 1: alpha sets the area,
-    g1 and g2 the elongation). ``px, py`` are the pixels' offsets from each
-    star's catalog position (rows). The background the pixels have had
-    subtracted, an annulus median, holds the star's own wing
-    (:func:`_annulus_level`; its mean), which the model subtracts too.
-    Returns the values, shape (n, k), and the Jacobian, shape (n, k, 7).
+    g1, g2, background``: the value is ``amplitude * (1 + Q / alpha**2) ** -beta
+    + background`` with the quadratic form ``Q = (c + g1) ex**2 + 2 g2 ex ey +
+    (c - g1) ey**2``, ``c = sqrt(1 + g1**2 + g2**2)`` (determinant 1: alpha
+    sets the area, g1 and g2 the elongation). ``px, py`` are the pixels'
+    offsets from each star's catalog position (rows). Returns the values,
+    shape (n, k), and the Jacobian, shape (n, k, 8).
     """
     ex, ey = px - p[:, :1], py - p[:, 1:2]
     g1, g2 = p[:, 5:6], p[:, 6:7]
@@ -343,36 +337,29 @@ def _moffat_pixels(
     xx, yy, xy = ex**2, ey**2, ex * ey
     u = form * inv_a2
     log1u = np.log1p(u)
-    amplitude, alpha, beta = np.exp(p[:, 2:3]), np.exp(p[:, 3:4]), p[:, 4:5]
-    level = _annulus_level(alpha, beta, annulus)
-    step = 1e-6
-    level_lna = (_annulus_level(alpha * np.exp(step), beta, annulus) - level) / step
-    level_beta = (_annulus_level(alpha, beta + step, annulus) - level) / step
-    profile = amplitude * np.exp(-beta * log1u)
-    value = profile - amplitude * level
-    slope = -beta * profile / (1 + u)  # d profile / d u
+    profile = np.exp(p[:, 2:3] - p[:, 4:5] * log1u)
+    slope = -p[:, 4:5] * profile / (1 + u)  # d profile / d u
     jac = np.stack(
         np.broadcast_arrays(
             -2 * ((c + g1) * ex + g2 * ey) * inv_a2 * slope,
             -2 * (g2 * ex + (c - g1) * ey) * inv_a2 * slope,
-            value,
-            -2 * u * slope - amplitude * level_lna,
-            -log1u * profile - amplitude * level_beta,
+            profile,
+            -2 * u * slope,
+            -log1u * profile,
             ((g1 / c + 1) * xx + (g1 / c - 1) * yy) * inv_a2 * slope,
             (g2 / c * (xx + yy) + 2 * xy) * inv_a2 * slope,
+            np.ones_like(profile),
         ),
         axis=2,
     )
-    return value, jac
+    return profile + p[:, 7:8], jac
 
 
 #: Offsets (px) of the 2-point Gauss-Legendre rule over a pixel: exact for profiles cubic across it.
 PIXEL_NODES = np.array([-0.5, 0.5]) / np.sqrt(3.0)
 
 
-def _pixel_integrated(
-    p: np.ndarray, px: np.ndarray, py: np.ndarray, annulus: tuple[float, float]
-) -> tuple[np.ndarray, np.ndarray]:
+def _pixel_integrated(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """:func:`_moffat_pixels` averaged over each pixel (2 x 2 Gauss-Legendre nodes), as pixels record light.
 
     Sampled at pixel centres, a model takes the pixels' blur of a star's core
@@ -381,7 +368,7 @@ def _pixel_integrated(
     n, k = px.shape
     nodes_x, nodes_y = (v.ravel() for v in np.meshgrid(PIXEL_NODES, PIXEL_NODES))
     value, jac = _moffat_pixels(
-        p, (px[:, :, None] + nodes_x).reshape(n, -1), (py[:, :, None] + nodes_y).reshape(n, -1), annulus
+        p, (px[:, :, None] + nodes_x).reshape(n, -1), (py[:, :, None] + nodes_y).reshape(n, -1)
     )
     return value.reshape(n, k, 4).mean(axis=2), jac.reshape(n, k, 4, -1).mean(axis=2)
 
@@ -395,13 +382,14 @@ def profile_fits(
     hlr: float,
     neighbours: np.ndarray,
     neighbour_radii: np.ndarray,
-    annulus: tuple[float, float] | None = None,
-) -> np.ndarray:
+    *,
+    joint: bool = False,
+) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Each star's elliptical Moffat profile, from a least-squares fit of its pixels within ``radius``.
 
     Each star's pixels, less its background ``bkg``, are fitted with an
     elliptical Moffat profile averaged over each pixel (free centre,
-    amplitude, alpha, beta and elongation; equal weights; Levenberg-Marquardt,
+    amplitude, local background, alpha, beta and elongation; equal weights; Levenberg-Marquardt,
     all stars at once, each until its own fit converges). The fit sees the
     whole profile, core and wings, pixel by pixel, so it separates a broad
     core from broad wings with a single star; and it leaves neighbours out by their
@@ -414,7 +402,9 @@ def profile_fits(
     data : numpy.ndarray, shape (ny, nx)
         The frame (0 = no data).
     x, y, bkg : numpy.ndarray, shape (n,)
-        The stars' positions (px) and background levels.
+        The stars' positions (px) and background levels (the fit adds a
+        local level of its own: neighbours' faint wings and nebulosity
+        differ from one star to the next).
     radius : float
         Radius (px) of the pixels fitted.
     hlr : float
@@ -424,10 +414,8 @@ def profile_fits(
         x, y of every detected star.
     neighbour_radii : numpy.ndarray, shape (m,)
         Their mask radii (:func:`neighbour_radii`).
-    annulus : (float, float), optional
-        Radii (px) of the annulus ``bkg`` was measured in, which holds some of
-        the star's own wing; that much is subtracted from the model too
-        (:func:`aperture_fraction` does the same). None: ``bkg`` is the sky alone.
+    joint : bool, default False
+        Also fit one profile to all the stars (see Returns).
 
     Returns
     -------
@@ -437,6 +425,11 @@ def profile_fits(
         frame's edge or no data, its core (2 px) or half its pixels are a
         neighbour's, or the fit does not converge or ends at a bound (beta 1.05
         or 20, centre 2 px off, g1 or g2 at :data:`MAX_SHEAR`).
+    shared : numpy.ndarray, shape (4,)
+        With ``joint`` only: ``alpha, beta, g1, g2`` of one profile fitted to
+        all the stars whose own fits succeeded (:func:`_joint_fit`; each keeps
+        its own centre, amplitude and background); NaN with fewer than
+        :data:`MIN_PROFILE_STARS`.
     """
     from scipy.spatial import cKDTree
 
@@ -450,8 +443,9 @@ def profile_fits(
     inside = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half) & np.isfinite(bkg)
     stars = np.flatnonzero(inside)
     fits = np.full((len(x), 4), np.nan)
+    shared = np.full(4, np.nan)
     if not len(stars):
-        return fits
+        return (fits, shared) if joint else fits
     px = ix[stars, None] + ox - x[stars, None]  # offsets from the catalog positions
     py = iy[stars, None] + oy - y[stars, None]
     light = data[iy[stars, None] + oy, ix[stars, None] + ox].astype(np.float64)
@@ -471,16 +465,15 @@ def profile_fits(
     stars, px, py, keep = stars[usable], px[usable], py[usable], keep[usable]
     light = (light[usable] - bkg[stars, None]) * keep
     if not len(stars):
-        return fits
+        return (fits, shared) if joint else fits
     weight = keep.astype(np.float64)
-    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05, -MAX_SHEAR, -MAX_SHEAR])
-    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0, MAX_SHEAR, MAX_SHEAR])
-    p = np.zeros((len(stars), 7))
+    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05, -MAX_SHEAR, -MAX_SHEAR, -np.inf])
+    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0, MAX_SHEAR, MAX_SHEAR, np.inf])
+    p = np.zeros((len(stars), 8))
     p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
     p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
     p[:, 4] = 3.0
-    far = (1e6, 2e6) if annulus is None else annulus  # an annulus holding none of the star's light
-    value, jac = _pixel_integrated(p, px, py, far)
+    value, jac = _pixel_integrated(p, px, py)
     cost = np.sum(weight * (value - light) ** 2, axis=1)
     damping = np.full(len(stars), 1e-3)
     change = np.full(len(stars), np.inf)
@@ -490,10 +483,10 @@ def profile_fits(
         jw = (jac[active] * weight[active, :, None]).transpose(0, 2, 1)
         normal = jw @ jac[active]
         grad = (jw @ (value[active] - light[active])[:, :, None])[:, :, 0]
-        diagonal = normal[:, np.arange(7), np.arange(7)]
-        system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(7)
+        diagonal = normal[:, np.arange(8), np.arange(8)]
+        system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(8)
         trial = np.clip(p[active] - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
-        trial_value, trial_jac = _pixel_integrated(trial, px[active], py[active], far)
+        trial_value, trial_jac = _pixel_integrated(trial, px[active], py[active])
         trial_cost = np.sum(weight[active] * (trial_value - light[active]) ** 2, axis=1)
         better = trial_cost < cost[active]
         gained = (cost[active] - trial_cost) / np.maximum(cost[active], 1e-300)
@@ -509,98 +502,347 @@ def profile_fits(
             break
     at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
     fitted = np.column_stack([np.exp(p[:, 3]), p[:, 4], p[:, 5], p[:, 6]])
-    fits[stars] = np.where((converged & ~at_bound)[:, None], fitted, np.nan)
-    return fits
+    good = converged & ~at_bound
+    fits[stars] = np.where(good[:, None], fitted, np.nan)
+    if not joint:
+        return fits
+    good[good] = _typical(p[good][:, SHARED])  # a star on a trail or a halo would pull the joint fit
+    if good.sum() >= MIN_PROFILE_STARS:
+        start = p[good].copy()
+        start[:, SHARED] = np.median(p[good][:, SHARED], axis=0)
+        shared = _joint_fit(start, px[good], py[good], light[good], weight[good], (low, high))
+        shared[0] = np.exp(shared[0])
+    return fits, shared
 
 
-def elliptical_fraction(fits: np.ndarray, radius: float, annulus: tuple[float, float]) -> np.ndarray:
-    """:func:`aperture_fraction` of elliptical Moffat stars (rows of :func:`profile_fits`).
+#: Robust sigmas from the median beyond which a star's own profile fit is left out of the joint one.
+TYPICAL_SIGMAS = 3.0
 
-    Along a direction ``n`` the profile is a round Moffat of core width
-    ``alpha / sqrt(n' M n)`` (``M`` the fit's quadratic form, determinant 1),
-    and a direction's share of the light is proportional to ``1 / n' M n``;
-    the fraction is the share-weighted mean over :data:`FRACTION_ANGLES` directions.
+
+def _typical(params: np.ndarray) -> np.ndarray:
+    """Rows within :data:`TYPICAL_SIGMAS` robust sigmas (1.4826 MAD) of the median in every column."""
+    if not len(params):
+        return np.zeros(0, bool)
+    offset = np.abs(params - np.median(params, axis=0))
+    return np.all(offset <= TYPICAL_SIGMAS * 1.4826 * np.median(offset, axis=0) + 1e-12, axis=1)
+
+
+#: Columns of a profile fit's parameters (:func:`_moffat_pixels`) that :func:`_joint_fit` shares:
+#: log alpha, beta, g1, g2; the others (centre, log amplitude, background) are each star's own.
+SHARED, OWN = np.array([3, 4, 5, 6]), np.array([0, 1, 2, 7])
+
+
+def _joint_fit(
+    p: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    light: np.ndarray,
+    weight: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+) -> np.ndarray:
+    """One profile (the :data:`SHARED` parameters) fitted to several stars' pixels at once.
+
+    Levenberg-Marquardt on all parameters, the stars' own ones eliminated
+    from each step's normal equations (a Schur complement), so a step costs
+    little more than the stars' separate fits. ``p`` holds the start (the
+    shared columns equal in every row), the rest as :func:`profile_fits`.
+    Returns the shared parameters (log alpha, beta, g1, g2).
     """
-    alpha, beta, g1, g2 = (fits[:, k : k + 1] for k in range(4))
-    theta = np.pi * (np.arange(FRACTION_ANGLES) + 0.5) / FRACTION_ANGLES
-    g, _ = _quadratic_form(g1, g2, np.cos(theta), np.sin(theta))
-    share = (1 / g) / np.sum(1 / g, axis=1, keepdims=True)
-    return np.sum(share * aperture_fraction(alpha / np.sqrt(g), beta, radius, annulus), axis=1)
+    value, jac = _pixel_integrated(p, px, py)
+    cost = np.sum(weight * (value - light) ** 2)
+    damping = 1e-3
+    for _ in range(PROFILE_ITERATIONS):
+        jw = jac * weight[:, :, None]
+        own, common = jac[:, :, OWN], jac[:, :, SHARED]
+        residual = (value - light)[:, :, None]
+        h_oo = jw[:, :, OWN].transpose(0, 2, 1) @ own
+        h_oc = jw[:, :, OWN].transpose(0, 2, 1) @ common
+        h_cc = np.sum(jw[:, :, SHARED].transpose(0, 2, 1) @ common, axis=0)
+        g_o = (jw[:, :, OWN].transpose(0, 2, 1) @ residual)[:, :, 0]
+        g_c = np.sum(jw[:, :, SHARED].transpose(0, 2, 1) @ residual, axis=0)[:, 0]
+        h_oo = h_oo + (damping * np.diagonal(h_oo, axis1=1, axis2=2) + 1e-12)[:, :, None] * np.eye(4)
+        h_cc = h_cc + (damping * np.diag(h_cc) + 1e-12) * np.eye(4)
+        solved = np.linalg.solve(h_oo, np.concatenate([h_oc, g_o[:, :, None]], axis=2))
+        schur = h_cc - np.sum(h_oc.transpose(0, 2, 1) @ solved[:, :, :4], axis=0)
+        step_c = np.linalg.solve(
+            schur, g_c - np.sum(h_oc.transpose(0, 2, 1) @ solved[:, :, 4:], axis=0)[:, 0]
+        )
+        step_o = solved[:, :, 4] - solved[:, :, :4] @ step_c
+        trial = p.copy()
+        trial[:, OWN] -= step_o
+        trial[:, SHARED] -= step_c
+        trial = np.clip(trial, *bounds)
+        trial_value, trial_jac = _pixel_integrated(trial, px, py)
+        trial_cost = np.sum(weight * (trial_value - light) ** 2)
+        if trial_cost < cost:
+            gained = (cost - trial_cost) / max(cost, 1e-300)
+            p, value, jac, cost, damping = trial, trial_value, trial_jac, trial_cost, max(damping / 3, 1e-9)
+            if gained < 1e-8:
+                break
+        else:
+            damping *= 4
+            if damping > 1e4:
+                break
+    return p[0, SHARED].copy()
 
 
-def profile_fraction(
-    fits: np.ndarray, radius: float, annulus: tuple[float, float]
-) -> tuple[float, float] | None:
-    """Fraction of a frame's star light that the aperture measures, from its stars' :func:`profile_fits`.
+def frame_profile(shared: np.ndarray, hlr: float) -> tuple[np.ndarray, str]:
+    """A frame's star profile ``alpha, beta, g1, g2``: its stars' joint fit, or one assumed from ``hlr``.
 
-    Each star's fitted Moffat gives the fraction its aperture with annulus
-    background measures (:func:`elliptical_fraction`); the frame's is their
-    median, with the uncertainty of a median (1.2533 * robust sigma / sqrt(n)).
-    None with fewer than :data:`MIN_PROFILE_STARS` fitted stars.
+    ``shared`` is :func:`profile_fits`' joint profile; where it is NaN (too
+    few fitted stars), a round Moffat of beta :data:`FALLBACK_BETA` and
+    half-light radius ``hlr`` stands in. Returns the profile and which it is.
     """
-    good = np.all(np.isfinite(fits), axis=1)
-    if good.sum() < MIN_PROFILE_STARS:
-        return None
-    from astropy.stats import mad_std
+    if np.all(np.isfinite(shared)):
+        return np.asarray(shared, float), "elliptical Moffat fitted to its stars"
+    alpha = hlr / np.sqrt(2 ** (1 / (FALLBACK_BETA - 1)) - 1)
+    return np.array(
+        [alpha, FALLBACK_BETA, 0.0, 0.0]
+    ), f"half-light radius, Moffat beta {FALLBACK_BETA} assumed"
 
-    fractions = elliptical_fraction(fits[good], radius, annulus)
-    return float(np.median(fractions)), 1.2533 * float(mad_std(fractions)) / np.sqrt(good.sum())
+
+def psf_image(profile: np.ndarray, half: int, oversample: int = 5) -> np.ndarray:
+    """A star profile ``alpha, beta, g1, g2`` as an image of (2 half + 1)**2 pixels, each its pixel's mean.
+
+    The elliptical Moffat of :func:`_moffat_pixels`, normalized so the whole,
+    untruncated profile holds 1.
+    """
+    alpha, beta, g1, g2 = profile
+    offsets = np.arange(-half, half + 1)[:, None] + (np.arange(oversample) + 0.5) / oversample - 0.5
+    fine = offsets.ravel()
+    form, _ = _quadratic_form(g1, g2, fine[None, :], fine[:, None])
+    density = (beta - 1) / (np.pi * alpha**2) * (1 + form / alpha**2) ** -beta
+    n = 2 * half + 1
+    return density.reshape(n, oversample, n, oversample).mean(axis=(1, 3))
 
 
-def aperture_correction_from_profiles(
-    fits: Sequence[np.ndarray], hlr: Sequence[float], radius: float, annulus: tuple[float, float]
-) -> dict:
-    """The aperture correction (target fraction over reference fraction) from each frame's own star profiles.
+def matched_fraction(
+    profiles: Sequence[np.ndarray], radius: float, annulus: tuple[float, float], half: int
+) -> float:
+    """Fraction of a star's light that :func:`psf_matched_photometry` measures, for two frames' profiles.
 
-    Each frame's fraction is :func:`profile_fraction` of its stars'
-    :func:`profile_fits`; its uncertainty adds to the median's a model error
-    of :data:`PROFILE_SYSTEMATIC` times the light the aperture misses. With
-    fewer than :data:`MIN_PROFILE_STARS` fitted stars in a frame, a round
-    Moffat of beta :data:`FALLBACK_BETA` and the frame's half-light radius
-    stands in, with an uncertainty of half the light it misses.
+    The star's profile is the two profiles convolved (each frame's convolved
+    with the other's); the aperture of ``radius`` measures its light less the
+    annulus's mean level (a plane through a round annulus's pixels is their mean there).
+    """
+    from scipy.signal import fftconvolve
 
-    Parameters
-    ----------
-    fits : sequence of two numpy.ndarray, shape (n, 4)
-        The reference's and the target's :func:`profile_fits`.
-    hlr : sequence of two float
-        Their half-light radii (px), for the fallback.
-    radius, annulus
-        The aperture radius and the background annulus (px).
+    images = [psf_image(profile, half) for profile in profiles]
+    star = np.ascontiguousarray(fftconvolve(images[0], images[1], mode="same"))
+    centre = np.array([float(half)])
+    inner, _, _ = sep.sum_circle(star, centre, centre, radius, subpix=5)
+    ring, _, _ = sep.sum_circann(star, centre, centre, *annulus, subpix=5)
+    level = ring[0] / (np.pi * (annulus[1] ** 2 - annulus[0] ** 2))
+    return float(inner[0] - np.pi * radius**2 * level)
+
+
+#: Steps of the profile parameters ``alpha`` (relative), ``beta``, ``g1``, ``g2`` for the derivatives
+#: of :func:`profile_error`.
+PROFILE_STEPS = np.array([1e-3, 1e-3, 1e-3, 1e-3])
+
+
+def profile_error(
+    profiles: Sequence[np.ndarray],
+    covariances: Sequence[np.ndarray],
+    radius: float,
+    annulus: tuple[float, float],
+    half: int,
+) -> float:
+    """Relative error of the scale from the two frames' fitted profiles' own uncertainties.
+
+    A profile that is off makes one frame's convolved stars hold more or less
+    of their light in the aperture than the other's: the scale is off by the
+    change of :func:`matched_fraction`, which is linear in small parameter
+    errors. Each frame's ``covariance`` of ``alpha, beta, g1, g2`` is that of
+    its joint profile (:func:`profile_covariance`).
+    """
+    base = np.log(matched_fraction(profiles, radius, annulus, half))
+    variance = 0.0
+    for k, covariance in enumerate(covariances):
+        gradient = np.empty(4)
+        for j in range(4):
+            step = PROFILE_STEPS[j] * (profiles[k][0] if j == 0 else 1.0)
+            moved = [np.array(profile, float) for profile in profiles]
+            moved[k][j] += step
+            gradient[j] = (np.log(matched_fraction(moved, radius, annulus, half)) - base) / step
+        variance += float(gradient @ covariance @ gradient)
+    return float(np.sqrt(variance))
+
+
+#: Systematic error of a frame's fitted profile, the same for all its stars: ``alpha`` (relative),
+#: ``beta``, ``g1`` and ``g2``. Neighbours' faint light and nebulosity in the wings, and wings a
+#: Moffat only nearly follows, move every star's fit alike, which the stars' scatter cannot show.
+PROFILE_SYSTEMATIC = np.array([0.02, 0.05, 0.01, 0.01])
+
+#: Error of a profile assumed (:func:`frame_profile`), as :data:`PROFILE_SYSTEMATIC`: real seeing
+#: gives beta 2-5 and elongations up to about 0.35.
+ASSUMED_PROFILE_ERROR = np.array([0.1, 1.0, 0.1, 0.1])
+
+
+def profile_covariance(fits: np.ndarray, profile: np.ndarray) -> np.ndarray:
+    """Covariance of a frame's joint ``profile`` (``alpha, beta, g1, g2``), from its stars' own fits.
+
+    The covariance of the stars' :func:`profile_fits` over their number (the
+    stars the joint fit leaves out left out, :func:`_typical`): the stars'
+    scatter holds what each star's noise and neighbours do to its fit. To it
+    is added :data:`PROFILE_SYSTEMATIC`. With fewer than
+    :data:`MIN_PROFILE_STARS` stars the profile was assumed, and its
+    error is :data:`ASSUMED_PROFILE_ERROR`.
+    """
+    good = fits[np.all(np.isfinite(fits), axis=1)]
+    good = good[_typical(good)]
+    units = np.array([profile[0], 1.0, 1.0, 1.0])  # alpha's errors are relative
+    if len(good) < MIN_PROFILE_STARS:
+        return np.diag((ASSUMED_PROFILE_ERROR * units) ** 2)
+    return np.cov(good.T) / len(good) + np.diag((PROFILE_SYSTEMATIC * units) ** 2)
+
+
+def _stamps(data: np.ndarray, ix: np.ndarray, iy: np.ndarray, half: int) -> np.ndarray:
+    """Square cut-outs of (2 half + 1)**2 pixels centred on pixels ``ix, iy``; 0 beyond the frame."""
+    from numpy.lib.stride_tricks import sliding_window_view
+
+    ny, nx = data.shape
+    side = 2 * half + 1
+    inside = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half)
+    stamps = np.zeros((len(ix), side, side), dtype=data.dtype)
+    if ny >= side and nx >= side:
+        windows = sliding_window_view(data, (side, side))
+        stamps[inside] = windows[iy[inside] - half, ix[inside] - half]
+    offsets = np.arange(-half, half + 1)
+    for k in np.flatnonzero(~inside):
+        rows, cols = iy[k] + offsets, ix[k] + offsets
+        rows_in, cols_in = (rows >= 0) & (rows < ny), (cols >= 0) & (cols < nx)
+        stamps[k][np.ix_(rows_in, cols_in)] = data[np.ix_(rows[rows_in], cols[cols_in])]
+    return stamps
+
+
+#: Share of a convolved pixel's kernel that may fall on pixels without data before the pixel counts
+#: as without data itself (:func:`psf_matched_photometry`; those pixels hold their cut-out's median).
+MAX_MISSING_WEIGHT = 0.01
+
+
+def _convolved_stamps(
+    data: np.ndarray, ix: np.ndarray, iy: np.ndarray, kernel: np.ndarray, reach: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Cut-outs of ``data`` convolved with ``kernel``, (2 reach + 1)**2 pixels, and where they lack data.
+
+    Each cut-out reaches the kernel's radius further and is convolved by FFT
+    in single precision, circularly: the wrap-around never reaches the middle
+    that is kept. Pixels without data (0, or beyond the frame) hold their
+    cut-out's median; a convolved pixel lacks data where more than
+    :data:`MAX_MISSING_WEIGHT` of its kernel fell on them.
+    """
+    from scipy import fft
+
+    k = kernel.shape[0] // 2
+    side = fft.next_fast_len(2 * (reach + k) + 1, real=True)
+    half = (side - 1) // 2
+    stamps = _stamps(data, ix, iy, half).astype(np.float32)
+    if stamps.shape[1] < side:
+        stamps = np.pad(stamps, ((0, 0), (0, 1), (0, 1)))
+    padded = np.zeros((side, side), np.float32)
+    padded[: 2 * k + 1, : 2 * k + 1] = kernel
+    spectrum = fft.rfft2(np.roll(padded, (-k, -k), axis=(0, 1)))
+    missing = stamps == 0
+    lost = np.zeros((len(ix), 2 * reach + 1, 2 * reach + 1), bool)
+    centre = slice(half - reach, half + reach + 1)
+    rows = np.flatnonzero(missing.any(axis=(1, 2)))
+    for row in rows:
+        present = stamps[row][~missing[row]]
+        stamps[row][missing[row]] = np.median(present) if len(present) else 0.0
+    if len(rows):
+        spread = fft.irfft2(fft.rfft2(missing[rows].astype(np.float32)) * spectrum, s=(side, side))
+        lost[rows] = spread[:, centre, centre] > MAX_MISSING_WEIGHT
+    convolved = fft.irfft2(fft.rfft2(stamps) * spectrum, s=(side, side))
+    return convolved[:, centre, centre].astype(np.float64), lost
+
+
+def psf_matched_photometry(
+    frames: Sequence[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    kernels: Sequence[np.ndarray],
+    radius: float,
+    annulus: tuple[float, float],
+    noise: Sequence[float],
+    *,
+    mask: np.ndarray | None = None,
+    own_radius: np.ndarray | None = None,
+) -> list[pd.DataFrame]:
+    """Aperture photometry of two frames, each convolved with the other's star profile (``kernels``).
+
+    Convolved so, both frames' stars have one profile, so one aperture
+    measures the same fraction of every star's light on both, whatever their
+    profiles, and neighbours and nebulosity add the same light to both: the
+    stars are measured at the same positions ``x, y`` with the same pixels,
+    and the background is a least-squares plane through the annulus, the
+    neighbours of ``mask`` left out (:func:`annulus_background`). Only
+    cut-outs around the stars are convolved (:func:`_convolved_stamps`).
+    ``noise`` holds each frame's per-pixel noise before convolution (which
+    smooths the annulus but hardly the aperture's sum), for the flux errors.
 
     Returns
     -------
-    dict
-        ``aperture_correction`` and its ``_err``, ``aperture_correction_method``,
-        and per frame (reference, target) ``profile_fraction``, its ``_err``,
-        and the median fitted ``profile_beta`` (None where not fitted).
+    list of two pandas.DataFrame
+        As :func:`aperture_photometry`; ``nodata`` where the aperture of either
+        convolved frame lacks data.
     """
-    fractions, errors, betas, methods = [], [], [], []
-    for frame_fits, frame_hlr_px in zip(fits, hlr, strict=True):
-        measured = profile_fraction(frame_fits, radius, annulus)
-        if measured is None:
-            alpha = frame_hlr_px / np.sqrt(2 ** (1 / (FALLBACK_BETA - 1)) - 1)
-            fraction = float(aperture_fraction(alpha, FALLBACK_BETA, radius, annulus))
-            error = 0.5 * (1 - fraction) + 1e-3
-            betas.append(None)
-            methods.append(f"half-light radius, Moffat beta {FALLBACK_BETA} assumed")
-        else:
-            fraction, spread = measured
-            error = float(np.hypot(spread, PROFILE_SYSTEMATIC * (1 - fraction)))
-            betas.append(float(np.nanmedian(frame_fits[:, 1])))
-            methods.append("elliptical Moffat fits of its stars")
-        fractions.append(fraction)
-        errors.append(error)
-    correction = fractions[1] / fractions[0]
-    return {
-        "aperture_correction": correction,
-        "aperture_correction_err": correction
-        * float(np.hypot(errors[0] / fractions[0], errors[1] / fractions[1])),
-        "aperture_correction_method": f"reference: {methods[0]}; target: {methods[1]}",
-        "profile_fraction": fractions,
-        "profile_fraction_err": errors,
-        "profile_beta": betas,
-    }
+    reach = int(np.ceil(annulus[1])) + 1
+    side = 2 * reach + 1
+    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
+    convolved, lost = zip(
+        *(
+            _convolved_stamps(data, ix, iy, kernel, reach)
+            for data, kernel in zip(frames, kernels, strict=True)
+        ),
+        strict=True,
+    )
+    lacking = np.logical_or(*lost)  # the same pixels left out of both frames
+    stack = np.arange(len(x)) * side + reach
+    stamp_mask = None if mask is None else _stamps(mask, ix, iy, reach).reshape(-1, side)
+    return [
+        aperture_photometry(
+            np.ascontiguousarray(np.where(lacking, 0.0, image).reshape(-1, side)),
+            reach + x - ix,
+            stack + y - iy,
+            radius,
+            annulus,
+            mask=stamp_mask,
+            own_radius=own_radius,
+            noise=frame_noise,
+            plane=True,
+        )
+        for image, frame_noise in zip(convolved, noise, strict=True)
+    ]
+
+
+def _frame_profiles(
+    frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
+    stars: Sequence[pd.DataFrame],
+    rows: np.ndarray,
+    broad: float,
+    noise: Sequence[float],
+    mask: np.ndarray | None,
+    own_radius: np.ndarray | None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
+
+    The pixels within :data:`PROFILE_RADIUS_HLR` of each star are fitted.
+
+    Their backgrounds are annulus medians with neighbours masked (``mask``, ``own_radius``:
+    :func:`annulus_background`).
+    """
+    radius = PROFILE_RADIUS_HLR * broad
+    annulus = (1.5 * radius, 2.2 * radius)
+    radii = np.concatenate(neighbour_radii(frames, broad, PROFILE_MASK_SIGMA, noise))
+    neighbours = np.concatenate([c[["x", "y"]].to_numpy() for _, c in frames])
+    fits = []
+    for (data, _), measured in zip(frames, stars, strict=True):
+        x, y = measured["x"].to_numpy()[rows], measured["y"].to_numpy()[rows]
+        own = None if own_radius is None else own_radius[rows]
+        bkg, _, _ = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)
+        fits.append(profile_fits(data, x, y, bkg, radius, broad, neighbours, radii, joint=True))
+    return fits
 
 
 def measure_photometry(
@@ -617,14 +859,15 @@ def measure_photometry(
     neighbour_mask_sigma: float = 2.0,
     min_snr: float = 10.0,
     profile_stars: int = 60,
-    aperture_correction: bool = True,
-    max_stars: int = 5000,
+    max_stars: int = 500,
     defects: Sequence[Defects] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
-    """Measure matched stars on both frames with the same aperture, hot pixels and cosmic rays replaced.
+    """Measure matched stars on both frames, each convolved with the other's star profile.
 
-    The frames' defects (:func:`nsgflow.defects.find_defects`) are replaced
-    while the stars are measured and restored afterwards.
+    Each frame's profile is fitted to its brightest stars (:func:`profile_fits`),
+    and both frames are measured with :func:`psf_matched_photometry`. The
+    frames' defects (:func:`nsgflow.defects.find_defects`) are replaced while
+    the stars are measured and restored afterwards.
 
     Parameters
     ----------
@@ -635,26 +878,22 @@ def measure_photometry(
     pairs : pandas.DataFrame
         Matches from :func:`nsgflow.match.match_stars`.
     aperture_hlr : float, default 4.0
-        Aperture radius in units of the larger of the two frames' median
-        half-light radius (about 2.5 FWHM). Larger holds more light but adds noise
-        and neighbours.
+        Aperture radius in half-light radii of the matched profile (the root
+        of the sum of the two frames' squares). Larger: less dependence on the
+        fitted profiles, more noise.
     aperture_px : float or "auto", default "auto"
         The aperture radius in px, set by hand; ``"auto"`` uses ``aperture_hlr``.
     annulus_inner, annulus_outer : float, default 1.5, 2.2
         Background annulus radii, in units of the aperture radius.
     neighbour_mask_sigma : float, default 2.0
         Annulus pixels where a detected neighbour's light exceeds this many
-        noise sigmas (:func:`neighbour_mask`) are left out of the background;
-        0 keeps them all.
+        noise sigmas (:func:`neighbour_mask`) are left out of the background,
+        and out of the profile fits; 0 keeps them all.
     min_snr : float, default 10
         Pairs below this signal-to-noise ratio in either frame are rejected.
     profile_stars : int, default 60
-        The brightest usable stars whose profiles are fitted in each frame
-        for the aperture correction (:func:`aperture_correction_from_profiles`).
-    aperture_correction : bool, default True
-        Apply the aperture correction (see module notes); when False the
-        factor is 1.
-    max_stars : int, default 5000
+        The brightest usable pairs whose profiles are fitted in each frame.
+    max_stars : int, default 500
         Measure at most this many pairs, the reference's brightest: fainter
         ones add little weight to the fit, and time.
     defects : sequence of two Defects, optional
@@ -672,97 +911,99 @@ def measure_photometry(
         One row per pair: ids, positions and fluxes on both frames, and
         ``status`` (``used`` or the reason for rejection).
     info : dict
-        Aperture and annulus radii, both frames' half-light radii, and the
-        aperture correction with its uncertainty.
+        Aperture and annulus radii, both frames' half-light radii, fitted
+        profiles (``profile``: alpha, beta, g1, g2; ``profile_method``) and
+        ``profile_error``, the scale's relative uncertainty from them
+        (:func:`profile_error`).
     """
-    hlr_ref, hlr_target = frame_hlr(ref_catalog), frame_hlr(target_catalog)
-    if not (np.isfinite(hlr_ref) and np.isfinite(hlr_target)):
+    hlr = (frame_hlr(ref_catalog), frame_hlr(target_catalog))
+    if not np.all(np.isfinite(hlr)):
         raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
+    radius = aperture_hlr * float(np.hypot(*hlr)) if aperture_px == "auto" else float(aperture_px)
+    annulus = (annulus_inner * radius, annulus_outer * radius)
+    pairs = pairs.nsmallest(max_stars, "ref_index")  # catalogs list the brightest first
+    ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)
+    tgt = target_catalog.iloc[pairs["target_index"].to_numpy()].reset_index(drop=True)
+    flags = ref["flags"].to_numpy() | tgt["flags"].to_numpy()
     # hot pixels and cosmic rays in an aperture or annulus would spoil that star's flux
     with defects_replaced(reference, target, found=defects) as replaced:
-        radius = aperture_hlr * max(hlr_ref, hlr_target) if aperture_px == "auto" else float(aperture_px)
-        annulus = (annulus_inner * radius, annulus_outer * radius)
-        pairs = pairs.nsmallest(max_stars, "ref_index")  # catalogs list the brightest first
-        ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)
-        tgt = target_catalog.iloc[pairs["target_index"].to_numpy()].reset_index(drop=True)
-        ref_index, target_index = pairs["ref_index"].to_numpy(), pairs["target_index"].to_numpy()
         both = [(reference, ref_catalog), (target, target_catalog)]
-        broad = max(hlr_ref, hlr_target)
-        noise = [mask_noise(data) for data, _ in both]  # for the neighbour masks and the profile fits
+        noise = [mask_noise(data) for data, _ in both]
+        mask, own = None, None
         if neighbour_mask_sigma > 0:
-            mask, (ref_radii, target_radii) = neighbour_mask(both, broad, neighbour_mask_sigma, noise)
-            own = np.maximum(ref_radii[ref_index], target_radii[target_index])
-        else:
-            mask, own = None, None
-        phot_ref = aperture_photometry(
-            reference, ref["x"].to_numpy(), ref["y"].to_numpy(), radius, annulus, mask=mask, own_radius=own
+            mask, radii = neighbour_mask(both, max(hlr), neighbour_mask_sigma, noise)
+            own = np.maximum(
+                radii[0][pairs["ref_index"].to_numpy()], radii[1][pairs["target_index"].to_numpy()]
+            )
+        fits = _frame_profiles(
+            both, (ref, tgt), np.flatnonzero(flags == 0)[:profile_stars], max(hlr), noise, mask, own
         )
-        phot_tgt = aperture_photometry(
-            target, tgt["x"].to_numpy(), tgt["y"].to_numpy(), radius, annulus, mask=mask, own_radius=own
+        profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
+        # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
+        half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
+        measured = psf_matched_photometry(
+            (reference, target),
+            ref["x"].to_numpy(),  # the same positions on both: the same pixels measured
+            ref["y"].to_numpy(),
+            [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
+            radius,
+            annulus,
+            noise,
+            mask=mask,
+            own_radius=own,
         )
-
-        flags = ref["flags"].to_numpy() | tgt["flags"].to_numpy()
-        snr = np.minimum(phot_ref["flux"] / phot_ref["flux_err"], phot_tgt["flux"] / phot_tgt["flux_err"])
-        status = np.full(len(pairs), "used", dtype=object)
-        checks = [  # first failing check names the reason; later ones do not overwrite it
-            (phot_ref["nodata"] | phot_tgt["nodata"], "no_data_in_aperture"),
-            ((flags & StarFlag.SATURATED) != 0, "saturated"),
-            ((flags & StarFlag.NEAR_BORDER) != 0, "near_border"),
-            ((flags & StarFlag.BLENDED) != 0, "blended"),
-            (~(phot_ref["flux"] > 0) | ~(phot_tgt["flux"] > 0), "non_positive_flux"),
-            (~(snr >= min_snr), "low_snr"),
-        ]
-        for failed, reason in reversed(checks):
-            status[np.asarray(failed)] = reason
-        table = pd.DataFrame(
-            {
-                "ref_id": ref["id"],
-                "target_id": tgt["id"],
-                "x_ref": ref["x"],
-                "y_ref": ref["y"],
-                "x_target": tgt["x"],
-                "y_target": tgt["y"],
-                "flux_ref": phot_ref["flux"],
-                "flux_err_ref": phot_ref["flux_err"],
-                "bkg_ref": phot_ref["bkg"],
-                "flux_target": phot_tgt["flux"],
-                "flux_err_target": phot_tgt["flux_err"],
-                "bkg_target": phot_tgt["bkg"],
-                "snr": snr,
-                "status": status,
-            }
-        )
-
-        info = {
-            "defects_replaced": replaced,
-            "aperture_radius_px": radius,
-            "annulus_px": list(annulus),
-            "hlr_ref_px": hlr_ref,
-            "hlr_target_px": hlr_target,
-            "aperture_correction": 1.0,
-            "aperture_correction_err": 0.0,
-            "aperture_correction_method": "none",
-            "profile_fraction": None,
-            "profile_fraction_err": None,
-            "profile_beta": None,
-        }
-        if aperture_correction:
-            used = np.flatnonzero(status == "used")
-            bright = used[np.argsort(-snr.to_numpy()[used])][:profile_stars]
-            radii = np.concatenate(neighbour_radii(both, broad, PROFILE_MASK_SIGMA, noise))
-            neighbours = np.concatenate([c[["x", "y"]].to_numpy() for c in (ref_catalog, target_catalog)])
-            fits = [
-                profile_fits(
-                    data,
-                    *(stars[k].to_numpy()[bright] for k in ("x", "y")),
-                    measured["bkg"].to_numpy()[bright],
-                    radius,
-                    broad,
-                    neighbours,
-                    radii,
-                    annulus,
-                )
-                for data, stars, measured in ((reference, ref, phot_ref), (target, tgt, phot_tgt))
-            ]
-            info.update(aperture_correction_from_profiles(fits, (hlr_ref, hlr_target), radius, annulus))
+    table = _photometry_table(ref, tgt, measured, flags, min_snr)
+    info = {
+        "defects_replaced": replaced,
+        "aperture_radius_px": radius,
+        "annulus_px": list(annulus),
+        "hlr_ref_px": hlr[0],
+        "hlr_target_px": hlr[1],
+        "profile": [profile.tolist() for profile, _ in profiles],
+        "profile_method": [method for _, method in profiles],
+        "profile_error": profile_error(
+            [profile for profile, _ in profiles],
+            [profile_covariance(f, profile) for (f, _), (profile, _) in zip(fits, profiles, strict=True)],
+            radius,
+            annulus,
+            half,
+        ),
+    }
     return table, info
+
+
+def _photometry_table(
+    ref: pd.DataFrame, tgt: pd.DataFrame, measured: Sequence[pd.DataFrame], flags: np.ndarray, min_snr: float
+) -> pd.DataFrame:
+    """:func:`measure_photometry`'s table: both frames' measurements of each pair and its ``status``."""
+    phot_ref, phot_tgt = measured
+    snr = np.minimum(phot_ref["flux"] / phot_ref["flux_err"], phot_tgt["flux"] / phot_tgt["flux_err"])
+    status = np.full(len(ref), "used", dtype=object)
+    checks = [  # first failing check names the reason; later ones do not overwrite it
+        (phot_ref["nodata"] | phot_tgt["nodata"], "no_data_in_aperture"),
+        ((flags & StarFlag.SATURATED) != 0, "saturated"),
+        ((flags & StarFlag.NEAR_BORDER) != 0, "near_border"),
+        ((flags & StarFlag.BLENDED) != 0, "blended"),
+        (~(phot_ref["flux"] > 0) | ~(phot_tgt["flux"] > 0), "non_positive_flux"),
+        (~(snr >= min_snr), "low_snr"),
+    ]
+    for failed, reason in reversed(checks):
+        status[np.asarray(failed)] = reason
+    return pd.DataFrame(
+        {
+            "ref_id": ref["id"],
+            "target_id": tgt["id"],
+            "x_ref": ref["x"],
+            "y_ref": ref["y"],
+            "x_target": tgt["x"],
+            "y_target": tgt["y"],
+            "flux_ref": phot_ref["flux"],
+            "flux_err_ref": phot_ref["flux_err"],
+            "bkg_ref": phot_ref["bkg"],
+            "flux_target": phot_tgt["flux"],
+            "flux_err_target": phot_tgt["flux_err"],
+            "bkg_target": phot_tgt["bkg"],
+            "snr": snr,
+            "status": status,
+        }
+    )

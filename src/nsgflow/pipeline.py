@@ -173,7 +173,7 @@ def run_measure_photometry(
     ``inputs`` holds detection's ``stats``, ``catalog`` and ``defects`` of the
     frame and ``ref_stats``, ``ref_catalog``, ``ref_defects`` of the
     reference; ``outputs`` the paths of ``photometry`` (the table, CSV) and
-    ``aperture`` (aperture, annulus and aperture correction, JSON).
+    ``aperture`` (aperture, annulus, fitted profiles and their uncertainty, JSON).
     ``match`` and ``settings`` are the ``match`` and ``photometry`` sections.
     A frame flagged by detection (:func:`run_detect`) fails here with
     detection's reason, and so does every frame when the reference is flagged.
@@ -192,13 +192,13 @@ def run_measure_photometry(
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc
     log.info(
-        "%s: %d matched, %d usable; aperture %.1f px; aperture correction %s (%s)",
+        "%s: %d matched, %d usable; aperture %.1f px; profiles' uncertainty of the scale %s (%s)",
         frame,
         int((table["channel"] == 0).sum()),
         int(((table["channel"] == 0) & (table["status"] == "used")).sum()),
         aperture["aperture_radius_px"],
-        " ".join(f"{c:.4f}" for c in channel_values(aperture, "aperture_correction")),
-        "; ".join(sorted(set(channel_values(aperture, "aperture_correction_method")))),
+        " ".join(f"{c:.2%}" for c in channel_values(aperture, "profile_error")),
+        "; ".join(sorted({m for methods in channel_values(aperture, "profile_method") for m in methods})),
     )
     write_csv(outputs["photometry"], table)
     write_json(outputs["aperture"], aperture)

@@ -128,6 +128,10 @@ def _fit_line(
     return np.append(params, 0.0)[:2], full, float(scatter)
 
 
+#: Fewest stars for a line with an intercept (:func:`fit_scale`).
+MIN_STARS_FOR_INTERCEPT = 6
+
+
 def fit_scale(
     flux_ref: np.ndarray,
     flux_target: np.ndarray,
@@ -135,14 +139,18 @@ def fit_scale(
     err_target: np.ndarray,
     *,
     clip_sigma: float = 4.0,
-    min_stars_for_intercept: int = 6,
+    intercept: bool = False,
     max_iterations: int = 20,
 ) -> ScaleFit:
-    """Fit ``flux_ref = m * flux_target + c`` robustly, with an honest uncertainty.
+    """Fit ``flux_ref = m * flux_target`` (or ``+ c``) robustly, with an honest uncertainty.
 
-    A weighted straight line, as NormalizeScaleGradient fits: the intercept
+    A weighted straight line through the origin: fluxes measured alike on
+    both frames (:func:`nsgflow.photometry.psf_matched_photometry`) share no
+    offset. With ``intercept``, as NormalizeScaleGradient fits, an intercept
     absorbs flux offsets shared by all stars (a background level that crowded
-    annuli bias the same way), and only the slope m is used. Each star's
+    annuli bias the same way; it costs precision), and only the slope m is
+    used; with fewer than :data:`MIN_STARS_FOR_INTERCEPT` stars the line goes
+    through the origin all the same. Each star's
     variance is its measurement error on both axes plus an intrinsic
     scatter, the same for all stars (crowding and background errors do not
     grow with a star's flux), solved for so that the median normalized
@@ -150,8 +158,7 @@ def fit_scale(
     widens the uncertainty instead of hiding, and a few stars spoiled by a
     cosmic ray, a hot pixel or a satellite trail are rejected rather than
     widening everyone's. Stars beyond ``clip_sigma`` are rejected iteratively, starting
-    from the median ratio. With fewer than ``min_stars_for_intercept`` stars
-    the line goes through the origin.
+    from the median ratio.
 
     Parameters
     ----------
@@ -161,8 +168,8 @@ def fit_scale(
         Their 1-sigma errors.
     clip_sigma : float, default 4.0
         Rejection threshold on normalized residuals.
-    min_stars_for_intercept : int, default 6
-        Fewer stars than this: fit through the origin.
+    intercept : bool, default False
+        Fit an intercept too.
     max_iterations : int, default 20
         Clipping passes at most.
 
@@ -179,7 +186,7 @@ def fit_scale(
     --------
     >>> import numpy as np
     >>> f = np.array([1e4, 2e4, 5e4, 1e5, 3e5, 6e5, 1e6])
-    >>> fit = fit_scale(1.25 * f + 50.0, f, np.sqrt(f), np.sqrt(f))
+    >>> fit = fit_scale(1.25 * f + 50.0, f, np.sqrt(f), np.sqrt(f), intercept=True)
     >>> round(fit.scale, 6), round(fit.intercept, 3), int(fit.used.sum())
     (1.25, 50.0, 7)
     """
@@ -188,7 +195,7 @@ def fit_scale(
     good = (x > 0) & (y > 0) & np.isfinite(x) & np.isfinite(y) & np.isfinite(ex) & np.isfinite(ey)
     if good.sum() < 2:
         raise FrameError(f"{int(good.sum())} star(s) with positive flux on both frames; need 2")
-    intercept = good.sum() >= min_stars_for_intercept
+    intercept = intercept and good.sum() >= MIN_STARS_FOR_INTERCEPT
     n_params = 2 if intercept else 1
     m = float(np.median(y[good] / x[good]))
     ratio_dev = np.abs(y / np.where(good, x, 1.0) - m)

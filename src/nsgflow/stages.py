@@ -214,8 +214,8 @@ def match_and_measure(
 def scale_from_photometry(table: pd.DataFrame, info: dict, *, is_reference: bool, settings: dict) -> dict:
     """Scale stage (rule ``fit_scale``): m with its uncertainty, the fit, every rejected star and why.
 
-    The fitted slope is multiplied by the aperture correction, and their
-    uncertainties are combined. The reference gets m = 1 exactly.
+    m is the fitted slope; its uncertainty combines the fit's with the
+    fitted star profiles' (``profile_error``). The reference gets m = 1 exactly.
 
     A colour frame gets a scale per channel (``channels``); its ``scale`` is
     their mean and its ``scale_err`` that mean times the largest relative
@@ -289,20 +289,17 @@ def _channel_scale(table: pd.DataFrame, info: dict, *, is_reference: bool, setti
     )
     status = table["status"].to_numpy(dtype=object).copy()
     status[np.flatnonzero(candidates)[~fit.used]] = "ratio_outlier"
-    correction, correction_err = info["aperture_correction"], info["aperture_correction_err"]
-    scale = fit.scale * correction
-    scale_err = scale * float(np.hypot(fit.scale_err / fit.scale, correction_err / correction))
+    scale = fit.scale
+    scale_err = scale * float(np.hypot(fit.scale_err / fit.scale, info["profile_error"]))
     rejected = table.loc[status != "used", ["ref_id", "target_id"]].assign(reason=status[status != "used"])
     result.update(
         scale=scale,
         scale_err=scale_err,
         transmission=1.0 / scale,
-        fitted_slope=fit.scale,
-        fitted_slope_err=fit.scale_err,
+        fit_err=fit.scale_err,
+        profile_error=info["profile_error"],
         intercept=fit.intercept,
         intrinsic_scatter=fit.intrinsic_scatter,
-        aperture_correction=correction,
-        aperture_correction_err=correction_err,
         method=fit.method,
         stars_used=int(fit.used.sum()),
         stars_rejected=pd.Series(status[status != "used"]).value_counts().sort_index().to_dict(),
