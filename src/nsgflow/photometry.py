@@ -373,6 +373,13 @@ def _pixel_integrated(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np
     return value.reshape(n, k, 4).mean(axis=2), jac.reshape(n, k, 4, -1).mean(axis=2)
 
 
+def _cost(weight: np.ndarray, value: np.ndarray, light: np.ndarray) -> np.ndarray:
+    """Each star's weighted sum of squared residuals; infinite where a trial step overflowed."""
+    with np.errstate(over="ignore", invalid="ignore"):
+        cost = np.sum(np.where(weight > 0, weight * (value - light) ** 2, 0.0), axis=1)
+    return np.where(np.isfinite(cost), cost, np.inf)
+
+
 def profile_fits(
     data: np.ndarray,
     x: np.ndarray,
@@ -474,7 +481,7 @@ def profile_fits(
     p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
     p[:, 4] = 3.0
     value, jac = _pixel_integrated(p, px, py)
-    cost = np.sum(weight * (value - light) ** 2, axis=1)
+    cost = _cost(weight, value, light)
     damping = np.full(len(stars), 1e-3)
     change = np.full(len(stars), np.inf)
     converged = np.zeros(len(stars), dtype=bool)
@@ -487,7 +494,7 @@ def profile_fits(
         system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(8)
         trial = np.clip(p[active] - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
         trial_value, trial_jac = _pixel_integrated(trial, px[active], py[active])
-        trial_cost = np.sum(weight[active] * (trial_value - light[active]) ** 2, axis=1)
+        trial_cost = _cost(weight[active], trial_value, light[active])
         better = trial_cost < cost[active]
         gained = (cost[active] - trial_cost) / np.maximum(cost[active], 1e-300)
         change[active] = np.where(better, gained, change[active])
@@ -549,7 +556,7 @@ def _joint_fit(
     Returns the shared parameters (log alpha, beta, g1, g2).
     """
     value, jac = _pixel_integrated(p, px, py)
-    cost = np.sum(weight * (value - light) ** 2)
+    cost = _cost(weight, value, light).sum()
     damping = 1e-3
     for _ in range(PROFILE_ITERATIONS):
         jw = jac * weight[:, :, None]
@@ -573,7 +580,7 @@ def _joint_fit(
         trial[:, SHARED] -= step_c
         trial = np.clip(trial, *bounds)
         trial_value, trial_jac = _pixel_integrated(trial, px, py)
-        trial_cost = np.sum(weight * (trial_value - light) ** 2)
+        trial_cost = _cost(weight, trial_value, light).sum()
         if trial_cost < cost:
             gained = (cost - trial_cost) / max(cost, 1e-300)
             p, value, jac, cost, damping = trial, trial_value, trial_jac, trial_cost, max(damping / 3, 1e-9)
@@ -827,9 +834,9 @@ def _frame_profiles(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
 
-    The pixels within :data:`PROFILE_RADIUS_HLR` of each star are fitted.
-
-    Their backgrounds are annulus medians with neighbours masked (``mask``, ``own_radius``:
+    The pixels within :data:`PROFILE_RADIUS_HLR` half-light radii of each
+    star are fitted, less a first background: the median of an annulus
+    beyond them, neighbours masked (``mask``, ``own_radius``:
     :func:`annulus_background`).
     """
     radius = PROFILE_RADIUS_HLR * broad
