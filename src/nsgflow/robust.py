@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["row_medians", "sorted_mad", "sorted_median"]
+__all__ = ["sorted_mad", "sorted_median"]
 
 
 def sorted_median(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
@@ -31,19 +31,6 @@ def sorted_median(ordered: np.ndarray, count: np.ndarray) -> np.ndarray:
     low = ordered[rows, np.maximum(count - 1, 0) // 2]
     high = ordered[rows, np.maximum(count, 1) // 2]
     return np.where(count % 2 == 1, low, (low + high) / ordered.dtype.type(2))
-
-
-def row_medians(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Median of each row's finite values (NaN where a row has none) and the count of those values.
-
-    Examples
-    --------
-    >>> row_medians(np.array([[1.0, np.nan, 5.0, 2.0], [np.nan] * 4], dtype=np.float32))
-    (array([ 2., nan], dtype=float32), array([3, 0]))
-    """
-    count = np.isfinite(values).sum(axis=1)
-    median = sorted_median(np.sort(values, axis=1), count)
-    return np.where(count > 0, median, np.nan).astype(values.dtype), count
 
 
 def sorted_mad(ordered: np.ndarray, count: np.ndarray, centre: np.ndarray) -> np.ndarray:
