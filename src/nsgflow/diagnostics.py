@@ -122,7 +122,7 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     for ax in (left, right):  # a tick per decade: the minor ones took half the graph's drawing time
         ax.minorticks_off()
     left.set_ylabel("reference flux")
-    right.set_ylabel("each star's scale (aperture-corrected)")
+    right.set_ylabel("each star's flux ratio")
     values = np.concatenate(star_scales)
     if np.isfinite(values).any():
         spread = np.nanpercentile(values, [2, 98])
