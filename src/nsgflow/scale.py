@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.optimize import brentq
 
 from nsgflow.errors import FrameError
 
@@ -30,64 +29,6 @@ class ScaleFit:
     #: Scatter of the stars' reference fluxes beyond their measurement errors (flux units).
     intrinsic_scatter: float
     method: str
-
-
-def brentq(
-    f: Callable[[float], float],
-    a: float,
-    b: float,
-    xtol: float = 2e-12,
-    rtol: float = 4 * np.finfo(float).eps,
-    maxiter: int = 100,
-) -> float:
-    """A root of ``f`` in [a, b] by Brent's method: :func:`scipy.optimize.brentq`, step for step.
-
-    The same iterations as scipy's (so the same root to the last bit), here so
-    that the job fitting the scale does not import scipy.optimize (slow to
-    import) for one call.
-
-    Examples
-    --------
-    >>> round(brentq(lambda x: x**3 - 2.0, 0.0, 2.0), 10)
-    1.2599210499
-    """
-    xpre, xcur = float(a), float(b)
-    fpre, fcur = f(xpre), f(xcur)
-    if fpre == 0:
-        return xpre
-    if fcur == 0:
-        return xcur
-    if math.copysign(1.0, fpre) == math.copysign(1.0, fcur):
-        raise ValueError("f(a) and f(b) must have different signs")
-    xblk = fblk = spre = scur = 0.0
-    for _ in range(maxiter):
-        if fpre != 0 and fcur != 0 and math.copysign(1.0, fpre) != math.copysign(1.0, fcur):
-            xblk, fblk = xpre, fpre  # the root lies between xcur and xblk
-            spre = scur = xcur - xpre
-        if abs(fblk) < abs(fcur):  # keep xcur the best estimate
-            xpre, xcur, xblk = xcur, xblk, xcur
-            fpre, fcur, fblk = fcur, fblk, fcur
-        delta = (xtol + rtol * abs(xcur)) / 2
-        sbis = (xblk - xcur) / 2
-        if fcur == 0 or abs(sbis) < delta:
-            return xcur
-        if abs(spre) > delta and abs(fcur) < abs(fpre):
-            if xpre == xblk:  # secant
-                stry = -fcur * (xcur - xpre) / (fcur - fpre)
-            else:  # inverse quadratic
-                dpre = (fpre - fcur) / (xpre - xcur)
-                dblk = (fblk - fcur) / (xblk - xcur)
-                stry = -fcur * (fblk * dblk - fpre * dpre) / (dblk * dpre * (fblk - fpre))
-            if 2 * abs(stry) < min(abs(spre), 3 * abs(sbis) - delta):
-                spre, scur = scur, stry
-            else:
-                spre = scur = sbis
-        else:
-            spre = scur = sbis
-        xpre, fpre = xcur, fcur
-        xcur += scur if abs(scur) > delta else (delta if sbis > 0 else -delta)
-        fcur = f(xcur)
-    raise RuntimeError(f"Failed to converge after {maxiter} iterations, value is {xcur}")
 
 
 def _solve(x: np.ndarray, y: np.ndarray, var: np.ndarray, intercept: bool) -> tuple[np.ndarray, np.ndarray]:
