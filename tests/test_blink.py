@@ -17,7 +17,6 @@ from astropy.io import fits
 import nsgflow
 from nsgflow.blink import (
     DIFFERENCE_SIGMAS,
-    MAD_TO_SIGMA,
     auto_stretch,
     difference_image,
     mtf,
@@ -27,6 +26,7 @@ from nsgflow.blink import (
 from nsgflow.gradient import background_noise
 from nsgflow.io import write_fits
 from nsgflow.pipeline import run_blink
+from nsgflow.robust import MAD_TO_SIGMA
 
 CHROMIUM = Path("/usr/bin/chromium")
 #: headless, and nothing that reaches the network or keeps state between runs

@@ -21,6 +21,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from nsgflow.io import atomic_path
+from nsgflow.robust import mad_sigma
 
 __all__ = [
     "Stretch",
@@ -37,8 +38,6 @@ __all__ = [
 TARGET_BACKGROUND = 0.25
 #: ... after clipping the shadows this many normalized MADs from the median (PixInsight's default).
 SHADOWS_CLIP = -2.8
-#: A normal distribution's sigma is this many times its median absolute deviation (MAD).
-MAD_TO_SIGMA = 1.4826
 #: In a difference image black and white are this many of the reference's noise sigmas below and
 #: above 0: its own noise (about 1.4 sigmas, both frames') stays grey, a gradient left behind of a
 #: sigma is a shade a fifth of the way to black or white.
@@ -93,7 +92,7 @@ def auto_stretch(reference: np.ndarray) -> Stretch:
     """
     valid = reference[reference != 0].astype(np.float64)
     median = float(np.median(valid))
-    sigma = MAD_TO_SIGMA * float(np.median(np.abs(valid - median)))
+    sigma = mad_sigma(valid, median)
     shadows = median + SHADOWS_CLIP * sigma
     highlights = float(valid.max())
     # the balance that takes the median to TARGET_BACKGROUND: mtf(mtf(b, x), x) = b

@@ -15,6 +15,8 @@ from contextlib import contextmanager
 
 import numpy as np
 
+from nsgflow.robust import mad_sigma
+
 __all__ = ["Defects", "defects_replaced", "find_defects"]
 
 #: A frame's defects as :func:`find_defects` returns them: rows, columns, replacement values.
@@ -86,7 +88,7 @@ def find_defects(
     if usable.sum() < 100:
         return none, none, values[:0, 0]
     sample = (block[4] - (block.sum(axis=0) - block[4]) / 8.0)[usable]
-    sigma = 1.4826 * float(np.median(np.abs(sample - np.median(sample))))
+    sigma = mad_sigma(sample)
     # candidates: 9 * pixel - (3 x 3 sum) > 8 * threshold * sigma, pixels 2 or more from the edge
     level = np.float32(8.0 * threshold * sigma)
     found: list[Defects] = []

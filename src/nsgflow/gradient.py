@@ -6,6 +6,8 @@ import numpy as np
 import pandas as pd
 import sep
 
+from nsgflow.robust import MAD_TO_SIGMA
+
 __all__ = [
     "background_noise",
     "background_statistics",
@@ -51,7 +53,7 @@ def background_noise(data: np.ndarray, pixels: int = NOISE_PIXELS) -> float:
     # in place: the medians reorder diff, which changes neither them nor what follows
     diff -= np.median(diff, overwrite_input=True)
     np.abs(diff, out=diff)
-    return float(1.4826 * np.median(diff, overwrite_input=True) / np.sqrt(2))
+    return float(MAD_TO_SIGMA * np.median(diff, overwrite_input=True) / np.sqrt(2))
 
 
 def background_statistics(

@@ -8,6 +8,7 @@ import numpy as np
 from scipy.optimize import brentq
 
 from nsgflow.errors import FrameError
+from nsgflow.robust import MAD_TO_SIGMA
 
 __all__ = ["ScaleFit", "fit_scale"]
 
@@ -140,7 +141,7 @@ def fit_scale(
     n_params = 2 if intercept else 1
     m = float(np.median(y[good] / x[good]))
     ratio_dev = np.abs(y / np.where(good, x, 1.0) - m)
-    used = good & (ratio_dev <= clip_sigma * 1.4826 * np.median(ratio_dev[good]) + 1e-12)
+    used = good & (ratio_dev <= clip_sigma * MAD_TO_SIGMA * np.median(ratio_dev[good]) + 1e-12)
     if used.sum() < n_params + 1:
         used = good.copy()
     params, cov, scatter = np.array([m, 0.0]), np.zeros((2, 2)), 0.0

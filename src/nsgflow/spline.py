@@ -14,6 +14,7 @@ from __future__ import annotations
 import numpy as np
 
 from nsgflow.errors import FrameError
+from nsgflow.robust import mad_sigma
 
 __all__ = [
     "DEGREE",
@@ -496,7 +497,7 @@ def reject_outlier_samples(
         # a kept sample is judged by its residual from the model of the others
         resid[keep] /= np.maximum(1.0 - leverage[keep], MIN_FREEDOM)
         centre = np.median(resid[keep])
-        spread = 1.4826 * np.median(np.abs(resid[keep] - centre))
+        spread = mad_sigma(resid[keep], centre)
         new = np.abs(resid - centre) <= limit * max(spread, 1e-12)
         if np.array_equal(new, keep):
             break

@@ -16,6 +16,8 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
+from nsgflow.robust import mad_sigma
+
 __all__ = ["TRAIL_COLUMNS", "find_trails", "trail_mask"]
 
 #: Columns of :func:`find_trails`' table.
@@ -63,7 +65,7 @@ def _binned_significance(
     values = z[ok]
     if values.size < 10:
         return np.zeros((gy, gx)), np.zeros((gy, gx), dtype=bool)
-    sigma = 1.4826 * np.median(np.abs(values - np.median(values)))
+    sigma = mad_sigma(values)
     return np.where(ok, z / max(sigma, 1e-12), 0.0), ok
 
 
