@@ -307,21 +307,7 @@ def test_scale_uncertainty_covers_the_truth_when_the_star_profiles_differ(case):
     assert sigma < 0.02
 
 
-@pytest.mark.parametrize(
-    "case",
-    [
-        pytest.param(
-            case,
-            marks=pytest.mark.xfail(
-                strict=True,
-                reason="issue #21: a beta-2 target's fitted wing slope is 0.04 low, the scale 0.5 % off",
-            )
-            if case == "beta 4.5 against 2"
-            else (),
-        )
-        for case in PROFILES
-    ],
-)
+@pytest.mark.parametrize("case", list(PROFILES))
 def test_scale_holds_when_the_frames_star_profiles_differ(case):
     """Each frame's own profile: the scale within 0.3 % of the truth."""
     error, _ = _profile_case(case)

@@ -63,8 +63,11 @@ PROFILE_MASK_SIGMA = 2.0
 #: Fewest stars with a fitted profile for a frame's :func:`psf_image`.
 MIN_PROFILE_STARS = 5
 
-#: Radius, in half-light radii of the broader frame, of the pixels a star's profile is fitted to.
-PROFILE_RADIUS_HLR = 4.0
+#: Radii, in half-light radii of the broader frame, of the pixels a star's profile is fitted to: the
+#: wider sees more of broad wings (beta 2), the narrower fits in among neighbours (:func:`_frame_profiles`).
+PROFILE_RADII_HLR = (6.0, 4.0)
+#: Fewest stars whose own fits succeed within the wider radius for a frame's profile to be fitted there.
+MIN_WIDE_PROFILE_STARS = 30
 
 #: Half-light radius per FWHM of a typical star (a Moffat of beta 3).
 HLR_PER_FWHM = 0.63
@@ -834,21 +837,27 @@ def _frame_profiles(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
 
-    The pixels within :data:`PROFILE_RADIUS_HLR` half-light radii of each
-    star are fitted, less a first background: the median of an annulus
-    beyond them, neighbours masked (``mask``, ``own_radius``:
-    :func:`annulus_background`).
+    The pixels within the first of :data:`PROFILE_RADII_HLR` (half-light
+    radii) of each star are fitted, or, where fewer than
+    :data:`MIN_WIDE_PROFILE_STARS` stars' own fits succeed there (neighbours
+    in many of those pixels: a crowded field), within the next; less a first
+    background, the median of an annulus beyond them, neighbours masked
+    (``mask``, ``own_radius``: :func:`annulus_background`).
     """
-    radius = PROFILE_RADIUS_HLR * broad
-    annulus = (1.5 * radius, 2.2 * radius)
     radii = np.concatenate(neighbour_radii(frames, broad, PROFILE_MASK_SIGMA, noise))
     neighbours = np.concatenate([c[["x", "y"]].to_numpy() for _, c in frames])
     fits = []
     for (data, _), measured in zip(frames, stars, strict=True):
         x, y = measured["x"].to_numpy()[rows], measured["y"].to_numpy()[rows]
         own = None if own_radius is None else own_radius[rows]
-        bkg, _, _ = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)
-        fits.append(profile_fits(data, x, y, bkg, radius, broad, neighbours, radii, joint=True))
+        for factor in PROFILE_RADII_HLR:
+            radius = factor * broad
+            annulus = (1.5 * radius, 2.2 * radius)
+            bkg, _, _ = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)
+            fit = profile_fits(data, x, y, bkg, radius, broad, neighbours, radii, joint=True)
+            if np.isfinite(fit[0]).all(axis=1).sum() >= MIN_WIDE_PROFILE_STARS:
+                break
+        fits.append(fit)
     return fits
 
 
