@@ -746,13 +746,32 @@ def _convolved_stamps(
 
     k = kernel.shape[0] // 2
     side = fft.next_fast_len(2 * (reach + k) + 1, real=True)
+    padded = np.zeros((side, side), np.float32)
+    padded[: 2 * k + 1, : 2 * k + 1] = kernel
+    spectrum = fft.rfft2(np.roll(padded, (-k, -k), axis=(0, 1)))
+    convolved = np.empty((len(ix), 2 * reach + 1, 2 * reach + 1))
+    lost = np.zeros(convolved.shape, bool)
+    for start in range(0, len(ix), STAMP_CHUNK):  # a few at a time: the cut-outs are large
+        pick = slice(start, start + STAMP_CHUNK)
+        convolved[pick], lost[pick] = _convolved_chunk(data, ix[pick], iy[pick], spectrum, reach)
+    return convolved, lost
+
+
+#: Cut-outs convolved at once by :func:`_convolved_stamps`.
+STAMP_CHUNK = 64
+
+
+def _convolved_chunk(
+    data: np.ndarray, ix: np.ndarray, iy: np.ndarray, spectrum: np.ndarray, reach: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`_convolved_stamps` of a few cut-outs, with the kernel's ``spectrum`` (rfft2, circular)."""
+    from scipy import fft
+
+    side = spectrum.shape[0]
     half = (side - 1) // 2
     stamps = _stamps(data, ix, iy, half).astype(np.float32)
     if stamps.shape[1] < side:
         stamps = np.pad(stamps, ((0, 0), (0, 1), (0, 1)))
-    padded = np.zeros((side, side), np.float32)
-    padded[: 2 * k + 1, : 2 * k + 1] = kernel
-    spectrum = fft.rfft2(np.roll(padded, (-k, -k), axis=(0, 1)))
     missing = stamps == 0
     lost = np.zeros((len(ix), 2 * reach + 1, 2 * reach + 1), bool)
     centre = slice(half - reach, half + reach + 1)
