@@ -28,7 +28,7 @@ from nsgflow.gradient import (
     star_radius,
 )
 from nsgflow.match import estimate_offset, match_stars
-from nsgflow.photometry import frame_hlr, measure_photometry
+from nsgflow.photometry import HLR_PER_FWHM, frame_hlr, measure_photometry
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
 from nsgflow.trails import find_trails, trail_mask
@@ -310,8 +310,6 @@ def _channel_scale(table: pd.DataFrame, info: dict, *, is_reference: bool, setti
 
 #: Seeing assumed when star sizes cannot be measured, arcsec FWHM.
 TYPICAL_SEEING_ARCSEC = 2.5
-#: Half-light radius per FWHM of a Moffat profile of beta 3.
-HLR_PER_FWHM = 0.63
 #: Automatic sample box: this many star FWHMs, a multiple of 8 px, within these bounds.
 AUTO_BOX_FWHM, AUTO_BOX_PX = 8.0, (16, 128)
 
