@@ -57,7 +57,7 @@ MIN_UNMASKED_FRACTION = 0.25
 MASK_NOISE_PIXELS = 250_000
 
 #: Noise sigmas out to which detected neighbours' pixels are left out of a star's profile fit
-#: (:func:`profile_fits`): the neighbour masks' default.
+#: (:func:`profile_fits`) when ``neighbour_mask_sigma`` is 0 (annuli keep every pixel).
 PROFILE_MASK_SIGMA = 2.0
 
 #: Fewest stars with a fitted profile for a frame's :func:`psf_image`.
@@ -850,7 +850,7 @@ def _frame_profiles(
     stars: Sequence[pd.DataFrame],
     rows: np.ndarray,
     broad: float,
-    noise: Sequence[float],
+    radii: Sequence[np.ndarray],
     mask: np.ndarray | None,
     own_radius: np.ndarray | None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -861,9 +861,11 @@ def _frame_profiles(
     :data:`MIN_WIDE_PROFILE_STARS` stars' own fits succeed there (neighbours
     in many of those pixels: a crowded field), within the next; less a first
     background, the median of an annulus beyond them, neighbours masked
-    (``mask``, ``own_radius``: :func:`annulus_background`).
+    (``mask``, ``own_radius``: :func:`annulus_background`). ``radii`` are
+    each catalog's neighbour radii (:func:`neighbour_radii`), whose pixels the
+    fits leave out.
     """
-    radii = np.concatenate(neighbour_radii(frames, broad, PROFILE_MASK_SIGMA, noise))
+    radii = np.concatenate(radii)
     neighbours = np.concatenate([c[["x", "y"]].to_numpy() for _, c in frames])
     fits = []
     for (data, _), measured in zip(frames, stars, strict=True):
@@ -964,14 +966,13 @@ def measure_photometry(
     with defects_replaced(reference, target, found=defects) as replaced:
         both = [(reference, ref_catalog), (target, target_catalog)]
         noise = [mask_noise(data) for data, _ in both]
-        mask, own = None, None
-        if neighbour_mask_sigma > 0:
-            mask, radii = neighbour_mask(both, max(hlr), neighbour_mask_sigma, noise)
-            own = np.maximum(
-                radii[0][pairs["ref_index"].to_numpy()], radii[1][pairs["target_index"].to_numpy()]
-            )
+        # the profile fits leave neighbours' pixels out even when the annuli keep them
+        mask, radii = neighbour_mask(both, max(hlr), neighbour_mask_sigma or PROFILE_MASK_SIGMA, noise)
+        own = np.maximum(radii[0][pairs["ref_index"].to_numpy()], radii[1][pairs["target_index"].to_numpy()])
+        if neighbour_mask_sigma == 0:
+            mask, own = None, None
         fits = _frame_profiles(
-            both, (ref, tgt), np.flatnonzero(flags == 0)[:profile_stars], max(hlr), noise, mask, own
+            both, (ref, tgt), np.flatnonzero(flags == 0)[:profile_stars], max(hlr), radii, mask, own
         )
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
