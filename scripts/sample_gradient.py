@@ -7,7 +7,7 @@ run_step(
     "nsgflow.pipeline.run_sample_gradient",
     snakemake.input.frame,
     snakemake.input.reference,
-    {key: snakemake.input[key] for key in ("scale", "stats", "catalog", "ref_stats", "ref_catalog")},
+    {key: path for key, path in snakemake.input.items() if key not in ("frame", "reference", "settings")},
     dict(snakemake.output.items()),
     settings=snakemake.params.settings,
 )

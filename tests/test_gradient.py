@@ -2,8 +2,19 @@ import warnings
 
 import numpy as np
 import pytest
+from scipy.signal import fftconvolve
 
-from nsgflow.gradient import background_noise, box_statistic, sample_background, star_mask, star_radius
+import nsgflow
+from nsgflow import synthetic
+from nsgflow.gradient import (
+    background_noise,
+    box_statistic,
+    matched_difference,
+    sample_background,
+    star_mask,
+    star_radius,
+)
+from nsgflow.photometry import psf_image
 
 
 def test_background_noise_ignores_smooth_signal_and_no_data():
@@ -78,3 +89,76 @@ def test_box_statistic_ignores_outliers_but_not_faint_light():
     mean, count = box_statistic(rows)
     assert np.median(mean) == pytest.approx(0.3 * 200 / 1004, abs=0.01)
     assert (count == 1024).all()
+
+
+def _matched_frames(rng: np.random.Generator, shape=(160, 200), half=20):
+    """Frames of the same point sources with different star profiles and planes, and their kernels."""
+    points = np.zeros(shape)
+    iy, ix = rng.integers(0, shape[0], 150), rng.integers(0, shape[1], 150)
+    points[iy, ix] = rng.uniform(1e3, 1e5, 150)
+    kernels = [psf_image(np.array(p), half) for p in ([2.0, 4.5, 0.0, 0.0], [4.0, 2.0, 0.2, -0.1])]
+    kernels = [k / k.sum() for k in kernels]  # as matched_difference normalizes them
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    m = 1.3
+    reference = fftconvolve(points, kernels[0], mode="same") + 50 + 0.1 * yy
+    target = fftconvolve(points, kernels[1], mode="same") / m + 100 + 0.2 * xx
+    return target, reference, m, kernels, m * (100 + 0.2 * xx) - (50 + 0.1 * yy)
+
+
+def test_matched_difference_cancels_stars_of_different_profiles():
+    rng = np.random.default_rng(3)
+    target, reference, m, (ref_kernel, target_kernel), truth = _matched_frames(rng)
+    valid = np.ones(target.shape, bool)
+    difference, defined = matched_difference(target, reference, m, target_kernel, ref_kernel, valid)
+    inner = np.s_[25:-25, 25:-25]  # where the fftconvolve'd frames hold every star's whole profile
+    plain = m * target - reference - truth
+    assert np.abs(plain[inner]).max() > 100  # the stars' different profiles, unmatched
+    np.testing.assert_allclose(difference[inner], truth[inner], atol=0.02)
+    assert defined[2:-2, 2:-2].all()  # the frame's edge is a border too: its corners are left out
+    assert not defined[0, 0]
+
+
+def test_matched_difference_leaves_out_pixels_without_data():
+    rng = np.random.default_rng(4)
+    shape, level = (120, 150), 1.3 * 100 - 50
+    kernel = np.ones((9, 9))
+    target, reference = np.full(shape, 100.0), np.full(shape, 50.0)
+    target[:, :30] = 0.0  # a border without data
+    valid = target != 0
+    valid[60, 80] = False  # a hot pixel, left out
+    target[60, 80] = 1e6
+    target += rng.normal(0, 1e-9, shape)  # no exact zeros left by the FFT
+    difference, defined = matched_difference(target, reference, 1.3, kernel, kernel, valid)
+    # normalized convolution: a constant stays constant up to the border and around the hot pixel
+    np.testing.assert_allclose(difference[defined], level, rtol=1e-5)
+    assert not defined[:, :30].any() and not defined[60, 80]
+    inner = np.s_[4:-4, 30:-4]  # a 9 x 9 box kernel keeps 5/9 of its light at the border column
+    assert defined[inner].sum() == valid[inner].sum()
+    assert (difference[~defined] == 0).all()
+
+
+@pytest.mark.parametrize(("match_profiles", "low", "high"), [(True, 0.0, 0.04), (False, 0.06, 1.0)])
+def test_matched_samples_keep_the_wings_of_stars_out_of_the_gradient(match_profiles, low, high):
+    """A broad beta-2 target against a sharp beta-4.5 reference: unmatched, the wings bend the gradient."""
+    scene = synthetic.SceneSpec(shape=(400, 600), n_stars=1500, seed=11)
+    common = {"psf_radius_fwhm": 30.0}
+    specs = [
+        synthetic.FrameSpec("ref", fwhm_px=2.5, beta=4.5, sky_adu=600.0, seed=1, **common),
+        synthetic.FrameSpec(
+            "tgt",
+            scale=1.3,
+            fwhm_px=4.0,
+            beta=2.0,
+            ellipticity=0.1,
+            psf_angle_deg=40.0,
+            sky_adu=900.0,
+            slope_x_adu=60.0,
+            seed=2,
+            **common,
+        ),
+    ]
+    reference, target = (synthetic.render_frame(scene, spec) for spec in specs)
+    result = nsgflow.normalize(target, reference, samples={"match_profiles": match_profiles})
+    boxes = synthetic.box_medians(synthetic.residual(result.normalized, target, *specs[::-1]), 64)
+    rms = np.sqrt(np.mean(boxes**2)) / synthetic.sky_noise(specs[0])
+    assert low < rms < high  # matched 0.025, unmatched 0.080 sky sigmas

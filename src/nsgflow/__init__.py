@@ -25,7 +25,7 @@ ALGORITHM_VERSIONS = {
     "detect": 7,
     "photometry": 9,
     "scale": 3,
-    "samples": 4,
+    "samples": 5,
     "gradient": 7,
     "normalize": 1,
     "diagnostics": 3,

@@ -172,6 +172,8 @@ def normalize(
         [target_catalog, ref_catalog],
         [target_stats, ref_stats],
         config["samples"],
+        photometry=aperture,
+        defects=[target_defects, ref_defects],
     )
     model, status, _ = gradient_model(samples, target.shape[-2:], config["gradient"])
     samples = samples.assign(status=status)

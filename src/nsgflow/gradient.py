@@ -12,6 +12,7 @@ __all__ = [
     "background_noise",
     "background_statistics",
     "box_statistic",
+    "matched_difference",
     "sample_background",
     "star_mask",
     "star_radius",
@@ -140,6 +141,77 @@ def star_mask(shape: tuple[int, int], x: np.ndarray, y: np.ndarray, radius: np.n
     x, y, radius = x[finite], y[finite], radius[finite]
     sep.mask_ellipse(mask, x, y, radius, radius, np.zeros_like(radius), r=1.0)
     return mask
+
+
+#: Pixels of :func:`matched_difference` whose convolved kernels have less than this fraction of their
+#: light on pixels with data are left out: near a border, the difference rests on the side with data.
+MIN_MATCHED_COVERAGE = 0.5
+
+
+def matched_difference(
+    target: np.ndarray,
+    reference: np.ndarray,
+    scale: float,
+    target_kernel: np.ndarray,
+    reference_kernel: np.ndarray,
+    valid: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """m*(T * K_R) - R * K_T: the difference of the two frames convolved to one star profile.
+
+    Each frame is convolved with the other frame's star profile (``K_R`` the
+    reference's, ``K_T`` the target's, each an odd-sized image), so every
+    star, faint or bright, has the same profile in both and cancels in the
+    difference, wings included; a smooth background is unchanged, as each
+    kernel is normalized to sum 1. Only ``valid`` pixels enter the
+    convolutions: each is divided by the convolved ``valid``
+    (normalized convolution), so borders and masked trails do not leak in.
+
+    Returns
+    -------
+    difference : numpy.ndarray of float32, shape of ``target``
+    defined : numpy.ndarray of bool
+        ``valid`` pixels whose kernels have at least :data:`MIN_MATCHED_COVERAGE`
+        of their light on valid pixels.
+    """
+    from scipy import fft
+
+    half = max(target_kernel.shape[0], reference_kernel.shape[0]) // 2
+    shape = tuple(fft.next_fast_len(n + 2 * half, real=True) for n in target.shape)
+    crop = tuple(slice(half, half + n) for n in target.shape)
+
+    def spectrum(image: np.ndarray) -> np.ndarray:
+        padded = np.zeros(shape, np.float32)
+        padded[crop] = image
+        return fft.rfft2(padded)
+
+    def kernel_spectrum(kernel: np.ndarray) -> np.ndarray:
+        kernel = (kernel / kernel.sum()).astype(np.float32)
+        k = kernel.shape[0] // 2
+        padded = np.zeros(shape, np.float32)
+        padded[: k + 1, : k + 1] = kernel[k:, k:]  # centred on pixel (0, 0), wrapped around
+        padded[: k + 1, -k:] = kernel[k:, :k]
+        padded[-k:, : k + 1] = kernel[:k, k:]
+        padded[-k:, -k:] = kernel[:k, :k]
+        return fft.rfft2(padded)
+
+    # the frame's edge is a border too; a frame without other borders still needs the weights there
+    coverage = spectrum(valid.astype(np.float32))
+    out, defined = np.zeros(target.shape, np.float32), valid.copy()
+    for data, kernel, factor in ((target, reference_kernel, scale), (reference, target_kernel, -1.0)):
+        k = kernel_spectrum(kernel)
+        weight = fft.irfft2(np.multiply(coverage, k), shape)[crop]
+        defined &= weight >= MIN_MATCHED_COVERAGE
+        np.maximum(weight, MIN_MATCHED_COVERAGE, out=weight)
+        light = spectrum(np.where(valid, data, np.float32(0)))
+        light *= k
+        del k
+        light = fft.irfft2(light, shape)[crop]
+        light /= weight
+        light *= np.float32(factor)
+        out += light
+        del light, weight
+    out[~defined] = 0.0
+    return out, defined
 
 
 def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:

@@ -260,7 +260,7 @@ def run_sample_gradient(
 ) -> None:
     """Rule ``sample_gradient``: gradient samples of m*T - R away from the stars of both frames.
 
-    ``inputs`` holds the ``scale`` JSON and detection's ``catalog``,
+    ``inputs`` holds the ``scale`` and ``photometry`` JSON and detection's ``catalog``, ``defects``,
     ``stats``, ``ref_catalog``, ``ref_stats``; ``outputs`` the paths of
     ``samples`` (the table, CSV), ``record`` (JSON: the frame's shape, which
     the gradient stage needs, and the values the automatic sample settings
@@ -277,7 +277,15 @@ def run_sample_gradient(
     shape = target.shape[-2:]  # (ny, nx), also of a colour frame
     try:  # m*T - R in the target's memory
         samples = gradient_samples(
-            target, ref, channel_values(scale, "scale"), catalogs, stats, settings, overwrite_target=True
+            target,
+            ref,
+            channel_values(scale, "scale"),
+            catalogs,
+            stats,
+            settings,
+            photometry=read_json(inputs["photometry"]),
+            defects=[pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")],
+            overwrite_target=True,
         )
     except FrameError as exc:
         raise _named(frame, exc) from exc

@@ -23,12 +23,13 @@ from nsgflow.errors import FrameError
 from nsgflow.gradient import (
     background_noise,
     background_statistics,
+    matched_difference,
     sample_background,
     star_mask,
     star_radius,
 )
 from nsgflow.match import estimate_offset, match_stars
-from nsgflow.photometry import HLR_PER_FWHM, frame_hlr, measure_photometry
+from nsgflow.photometry import HLR_PER_FWHM, frame_hlr, measure_photometry, psf_image
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
 from nsgflow.trails import find_trails, trail_mask
@@ -454,6 +455,8 @@ def gradient_samples(
     stats: list[dict],
     settings: dict,
     *,
+    photometry: dict | None = None,
+    defects: Sequence[pd.DataFrame] = (),
     overwrite_target: bool = False,
 ) -> pd.DataFrame:
     """Samples stage (rule ``sample_gradient``): box means of m*T - R, masking stars and trails.
@@ -463,11 +466,16 @@ def gradient_samples(
     peak and on the broader frame's star size (:func:`star_mask_radii`), and
     the box size (:func:`sample_box_px`) on the star sizes and image scale.
     Trails in either frame (:func:`nsgflow.trails.find_trails`, on the mean
-    of the channels' m*T - R) are masked too. Colour frames take one scale
-    per channel and are sampled per channel in the same boxes; the
-    ``channel`` column tells them apart (0 for mono). With
-    ``overwrite_target`` (float32 ``target`` only), m*T - R is computed in
-    ``target``'s memory, which saves a frame's worth.
+    of the channels' m*T - R) are masked too. ``photometry``, the photometry
+    stage's record, gives the frames' fitted star profiles: with
+    ``match_profiles`` the samples are of the difference of the two frames
+    convolved to one profile (:func:`nsgflow.gradient.matched_difference`),
+    leaving out the pixels of both frames' ``defects`` tables and their
+    neighbours (convolved, a hot pixel would spread beyond the clipping's reach).
+    Colour frames take one scale per channel and are sampled per channel in
+    the same boxes; the ``channel`` column tells them apart (0 for mono).
+    With ``overwrite_target`` (float32 ``target`` only, frames not matched),
+    m*T - R is computed in ``target``'s memory, which saves a frame's worth.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
@@ -478,50 +486,96 @@ def gradient_samples(
         low, mid, high = np.nanpercentile(radii, [0, 50, 100])
         how = "set by hand" if settings["star_radius_px"] != "auto" else "auto"
         log.info("star mask radius %.1f to %.1f px, median %.1f (%s)", low, high, mid, how)
-    mask = star_mask(
+    stars = star_mask(
         reference.shape[-2:],
         np.concatenate([s["x"] for s in catalogs]),
         np.concatenate([s["y"] for s in catalogs]),
         radii,
     )
     # in place from here: each frame-sized temporary costs 24 or 96 MB
-    valid = np.not_equal(planes(target)[0], 0)
+    data = np.not_equal(planes(target)[0], 0)
     for plane in [*planes(target)[1:], *planes(reference)]:
-        valid &= plane != 0
-    valid &= ~mask
-    del mask
-    overwrite = overwrite_target and target.dtype == np.float32
+        data &= plane != 0
+    matched = settings["match_profiles"] and photometry is not None
     scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
-    differences = []
-    for m, t, r in zip(scales, planes(target), planes(reference), strict=True):
-        difference = np.multiply(t, m, out=t if overwrite else None, dtype=np.float32)
-        difference -= r
-        differences.append(difference)
+    differences = _differences(target, reference, scales, overwrite=overwrite_target and not matched)
     mean = differences[0]
     if len(differences) > 1:  # the channels' mean, in place: one plane more
         mean = mean.copy()
         for difference in differences[1:]:
             mean += difference
         mean /= np.float32(len(differences))
-    trails = find_trails(mean, valid)
+    data &= ~_trails(mean, data & ~stars)
     del mean
-    if len(trails):
-        valid &= ~trail_mask(valid.shape, trails)
-        for t in trails.itertuples():
-            log.info(
-                "trail in the %s masked: %.0f px wide, at %.2f deg to the x axis, %.1f px from pixel (0, 0)",
-                "target" if t.sign > 0 else "reference",
-                2 * t.half_width_px,
-                (np.degrees(t.angle) + 90.0) % 180.0,
-                abs(t.rho_px),
-            )
+    if matched:
+        del differences
+        data &= ~_defect_pixels(data.shape, defects)
+        differences, data = _matched_differences(target, reference, scales, photometry, data)
     tables = []
     for channel, difference in enumerate(differences):
         samples = sample_background(
-            difference, valid, box_px=box_px, min_valid_fraction=settings["min_valid_fraction"]
+            difference, data & ~stars, box_px=box_px, min_valid_fraction=settings["min_valid_fraction"]
         )
         tables.append(samples.assign(channel=channel))
     return pd.concat(tables, ignore_index=True)
+
+
+def _differences(
+    target: np.ndarray, reference: np.ndarray, scales: np.ndarray, *, overwrite: bool
+) -> list[np.ndarray]:
+    """Each channel's m*T - R, float32; in ``target``'s memory with ``overwrite`` (float32 only)."""
+    overwrite = overwrite and target.dtype == np.float32
+    differences = []
+    for m, t, r in zip(scales, planes(target), planes(reference), strict=True):
+        difference = np.multiply(t, m, out=t if overwrite else None, dtype=np.float32)
+        difference -= r
+        differences.append(difference)
+    return differences
+
+
+def _trails(difference: np.ndarray, valid: np.ndarray) -> np.ndarray:
+    """Pixels of the trails (:func:`nsgflow.trails.find_trails`) in ``difference``, logged."""
+    trails = find_trails(difference, valid)
+    for t in trails.itertuples():
+        log.info(
+            "trail in the %s masked: %.0f px wide, at %.2f deg to the x axis, %.1f px from pixel (0, 0)",
+            "target" if t.sign > 0 else "reference",
+            2 * t.half_width_px,
+            (np.degrees(t.angle) + 90.0) % 180.0,
+            abs(t.rho_px),
+        )
+    return trail_mask(valid.shape, trails) if len(trails) else np.zeros(valid.shape, bool)
+
+
+def _defect_pixels(shape: tuple[int, int], tables: Sequence[pd.DataFrame]) -> np.ndarray:
+    """Pixels of the defect tables (:func:`defects_table`, any channel) and their 8 neighbours."""
+    found = np.zeros(shape, bool)
+    rows = np.concatenate([t["row"].to_numpy(np.int64) for t in tables] + [np.zeros(0, np.int64)])
+    cols = np.concatenate([t["col"].to_numpy(np.int64) for t in tables] + [np.zeros(0, np.int64)])
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            found[np.clip(rows + dy, 0, shape[0] - 1), np.clip(cols + dx, 0, shape[1] - 1)] = True
+    return found
+
+
+#: Matched-difference kernels reach this many half-light radii of the broader frame's stars: a
+#: beta-2 profile still holds 0.6 % of its light beyond.
+KERNEL_HLR = 20.0
+
+
+def _matched_differences(
+    target: np.ndarray, reference: np.ndarray, scales: np.ndarray, photometry: dict, data: np.ndarray
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel."""
+    differences, defined = [], data.copy()
+    for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
+        record = channel_record(photometry, channel)
+        half = int(np.ceil(KERNEL_HLR * max(record["hlr_ref_px"], record["hlr_target_px"])))
+        ref_kernel, target_kernel = (psf_image(np.asarray(p), half) for p in record["profile"])
+        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data)
+        differences.append(difference)
+        defined &= ok
+    return differences, defined
 
 
 def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dict) -> float:

@@ -5,10 +5,13 @@ rule sample_gradient:
         frame=frame_path,
         reference=reference_path,
         scale=f"{RESULTS}/scale/{{frame}}.json",
+        photometry=f"{RESULTS}/photometry/{{frame}}.json",
         stats=f"{RESULTS}/catalogs/{{frame}}.json",
         catalog=f"{RESULTS}/catalogs/{{frame}}.csv",
+        defects=f"{RESULTS}/defects/{{frame}}.csv",
         ref_stats=reference_file("catalogs/{}.json"),
         ref_catalog=reference_file("catalogs/{}.csv"),
+        ref_defects=reference_file("defects/{}.csv"),
     output:
         samples=f"{RESULTS}/samples/{{frame}}.csv",
         record=f"{RESULTS}/samples/{{frame}}.json",
