@@ -6,9 +6,10 @@ import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.robust import MAD_TO_SIGMA
+from nsgflow.robust import IQR_TO_SIGMA, MAD_TO_SIGMA
 
 __all__ = [
+    "alpha_from_hlr",
     "background_noise",
     "background_statistics",
     "box_statistic",
@@ -92,6 +93,17 @@ def background_statistics(
     }
 
 
+def alpha_from_hlr(hlr_px: float | np.ndarray, beta: float) -> float | np.ndarray:
+    """Width ``alpha`` (px) of a round Moffat profile of half-light radius ``hlr_px`` and ``beta``.
+
+    Examples
+    --------
+    >>> float(alpha_from_hlr(1.0, 2.0))  # beta 2 holds half its light within alpha
+    1.0
+    """
+    return hlr_px / np.sqrt(2 ** (1 / (beta - 1)) - 1)
+
+
 def star_radius(
     amplitude: np.ndarray,
     hlr_px: float,
@@ -110,7 +122,7 @@ def star_radius(
     peak, so a frame without measurable noise (``noise`` 0: every pixel
     difference the same, e.g. a synthetic frame) still gets finite radii.
     """
-    alpha = hlr_px / np.sqrt(2 ** (1 / (MASK_BETA - 1)) - 1)
+    alpha = alpha_from_hlr(hlr_px, MASK_BETA)
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.asarray(amplitude, float) / (mask_sigma * noise)
     level = np.clip(np.nan_to_num(level, nan=1.0), 1.0, MAX_MASK_DEPTH)
@@ -231,7 +243,7 @@ def box_statistic(
 
     This is the one place that decides what a sample measures. Starting from
     the median, values further than ``clip_sigma`` robust standard deviations
-    (interquartile range / 1.349) from the current mean are left out and the
+    (interquartile range / :data:`~nsgflow.robust.IQR_TO_SIGMA`) from the current mean are left out and the
     mean is taken again, ``iterations`` times. Unlike the median, the mean of
     a box of m*T - R does not depend on how sharp the faint stars are in
     either frame (they hold the same light); the clipping keeps hot pixels,
@@ -267,7 +279,7 @@ def box_statistic(
     count = np.isfinite(ordered).sum(axis=1)
     index = np.arange(len(ordered))
     centre = _sorted_quantile(ordered, count, 0.5)
-    spread = (_sorted_quantile(ordered, count, 0.75) - _sorted_quantile(ordered, count, 0.25)) / 1.349
+    spread = (_sorted_quantile(ordered, count, 0.75) - _sorted_quantile(ordered, count, 0.25)) / IQR_TO_SIGMA
     # cumulative sums of the values less the median: any window's sum by two look-ups (in float32:
     # the outliers sorted below the window shift its sums by about 1e-7 of theirs)
     offset = ordered - centre[:, None].astype(ordered.dtype)

@@ -25,8 +25,8 @@ import sep
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
-from nsgflow.gradient import background_noise, star_mask, star_radius
-from nsgflow.robust import sorted_mad, sorted_median
+from nsgflow.gradient import alpha_from_hlr, background_noise, star_mask, star_radius
+from nsgflow.robust import MAD_TO_SIGMA, sorted_mad, sorted_median
 
 __all__ = [
     "annulus_background",
@@ -160,7 +160,7 @@ def annulus_background(
                 med = _plane_at_centre(values, ok, oxf - fx[pick, None], oyf - fy[pick, None])
             valid = n > 0
             median[pick] = np.where(valid, med, np.nan)
-            sigma[pick] = np.where(valid, 1.4826 * mad, np.nan)
+            sigma[pick] = np.where(valid, MAD_TO_SIGMA * mad, np.nan)
             count[pick] = n
     return median, sigma, count
 
@@ -530,11 +530,11 @@ TYPICAL_SIGMAS = 3.0
 
 
 def _typical(params: np.ndarray) -> np.ndarray:
-    """Rows within :data:`TYPICAL_SIGMAS` robust sigmas (1.4826 MAD) of the median in every column."""
+    """Rows within :data:`TYPICAL_SIGMAS` robust sigmas (MAD_TO_SIGMA MADs) of the median in every column."""
     if not len(params):
         return np.zeros(0, bool)
     offset = np.abs(params - np.median(params, axis=0))
-    return np.all(offset <= TYPICAL_SIGMAS * 1.4826 * np.median(offset, axis=0) + 1e-12, axis=1)
+    return np.all(offset <= TYPICAL_SIGMAS * MAD_TO_SIGMA * np.median(offset, axis=0) + 1e-12, axis=1)
 
 
 #: Columns of a profile fit's parameters (:func:`_moffat_pixels`) that :func:`_joint_fit` shares:
@@ -605,7 +605,7 @@ def frame_profile(shared: np.ndarray, hlr: float) -> tuple[np.ndarray, str]:
     """
     if np.all(np.isfinite(shared)):
         return np.asarray(shared, float), "elliptical Moffat fitted to its stars"
-    alpha = hlr / np.sqrt(2 ** (1 / (FALLBACK_BETA - 1)) - 1)
+    alpha = alpha_from_hlr(hlr, FALLBACK_BETA)
     return np.array(
         [alpha, FALLBACK_BETA, 0.0, 0.0]
     ), f"half-light radius, Moffat beta {FALLBACK_BETA} assumed"

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["MAD_TO_SIGMA", "mad_sigma", "sorted_mad", "sorted_median"]
+__all__ = ["IQR_TO_SIGMA", "MAD_TO_SIGMA", "mad_sigma", "sorted_mad", "sorted_median"]
 
 #: A normal distribution's sigma is this many times its median absolute deviation (MAD).
 #: (astropy's ``mad_std`` uses 1.482602...; this rounded factor keeps the pipeline's numbers.)
 MAD_TO_SIGMA = 1.4826
+#: A normal distribution's interquartile range is this many sigmas.
+IQR_TO_SIGMA = 1.349
 
 
 def mad_sigma(values: np.ndarray, centre: float | None = None) -> float:
