@@ -105,7 +105,9 @@ def _matched_frames(rng: np.random.Generator, shape=(160, 200), half=20):
     return target, reference, m, kernels, m * (100 + 0.2 * xx) - (50 + 0.1 * yy)
 
 
-def test_matched_difference_cancels_stars_of_different_profiles():
+@pytest.mark.parametrize("strip_rows", [512, 37])  # the whole frame at once, or in strips
+def test_matched_difference_cancels_stars_of_different_profiles(strip_rows, monkeypatch):
+    monkeypatch.setattr("nsgflow.gradient.MATCHED_STRIP_ROWS", strip_rows)
     rng = np.random.default_rng(3)
     target, reference, m, (ref_kernel, target_kernel), truth = _matched_frames(rng)
     valid = np.ones(target.shape, bool)
@@ -118,7 +120,9 @@ def test_matched_difference_cancels_stars_of_different_profiles():
     assert not defined[0, 0]
 
 
-def test_matched_difference_leaves_out_pixels_without_data():
+@pytest.mark.parametrize("strip_rows", [512, 37])
+def test_matched_difference_leaves_out_pixels_without_data(strip_rows, monkeypatch):
+    monkeypatch.setattr("nsgflow.gradient.MATCHED_STRIP_ROWS", strip_rows)
     rng = np.random.default_rng(4)
     shape, level = (120, 150), 1.3 * 100 - 50
     kernel = np.ones((9, 9))
