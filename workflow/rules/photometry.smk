@@ -27,7 +27,7 @@ rule measure_photometry:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb(5),
+        mem_mb=frame_mb(6),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
