@@ -770,9 +770,10 @@ def _convolved_chunk(
     side = spectrum.shape[0]
     half = (side - 1) // 2
     stamps = _stamps(data, ix, iy, half).astype(np.float32)
-    if stamps.shape[1] < side:
-        stamps = np.pad(stamps, ((0, 0), (0, 1), (0, 1)))
     missing = stamps == 0
+    if stamps.shape[1] < side:  # an even side: the extra row and column lie beyond the kept pixels' reach
+        stamps = np.pad(stamps, ((0, 0), (0, 1), (0, 1)))
+        missing = np.pad(missing, ((0, 0), (0, 1), (0, 1)))
     lost = np.zeros((len(ix), 2 * reach + 1, 2 * reach + 1), bool)
     centre = slice(half - reach, half + reach + 1)
     rows = np.flatnonzero(missing.any(axis=(1, 2)))
