@@ -145,7 +145,8 @@ def test_ctrl_c_during_the_checks_is_one_line(tmp_path, monkeypatch, capsys):
     assert capsys.readouterr().err == "nsgflow: interrupted; run the same command again to go on\n"
 
 
-def test_ctrl_c_while_snakemake_starts_is_one_line(tmp_path):
+@pytest.mark.parametrize("ignored", [False, True])  # True: started as a script's `nsgflow run ... &` is
+def test_ctrl_c_while_snakemake_starts_is_one_line(tmp_path, ignored):
     tiny_frames(tmp_path)
     command = [sys.executable, "-m", "nsgflow.cli", "run", "*.fits", "--reference", "a.fits", "--dry-run"]
     process = subprocess.Popen(
@@ -155,6 +156,7 @@ def test_ctrl_c_while_snakemake_starts_is_one_line(tmp_path):
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=(lambda: signal.signal(signal.SIGINT, signal.SIG_IGN)) if ignored else None,
     )
     first = process.stderr.readline()  # printed just before Snakemake starts
     assert first.startswith("nsgflow "), first

@@ -37,7 +37,8 @@ def command(data: Path, results: Path) -> list[str]:
 
 
 def start(data: Path, results: Path, cwd: Path) -> subprocess.Popen:
-    """Start a run in its own session (a signal to it reaches nsgflow alone)."""
+    """Start a run in its own session (a signal to it reaches nsgflow alone), with SIGINT ignored as a
+    shell script's background command has it: stopping nsgflow must stop the run all the same."""
     cwd.mkdir(parents=True, exist_ok=True)
     return subprocess.Popen(
         command(data, results),
@@ -46,6 +47,7 @@ def start(data: Path, results: Path, cwd: Path) -> subprocess.Popen:
         stderr=subprocess.PIPE,
         text=True,
         start_new_session=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
     )
 
 

@@ -76,6 +76,7 @@ import signal, sys
 from snakemake.cli import main
 sys.argv[0] = "snakemake"  # the command it records, instead of -c
 try:
+    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     main()
 except KeyboardInterrupt:
@@ -501,7 +502,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point of the ``nsgflow`` command; returns the exit status (see ``nsgflow run --help``)."""
+    """Entry point of the ``nsgflow`` command; returns the exit status (see ``nsgflow run --help``).
+
+    Ctrl-C (SIGINT) stops a run cleanly even when nsgflow was started with it
+    ignored, as a shell script's background commands are (``nsgflow run ... &``).
+    """
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         args, extra = build_parser().parse_known_args(argv)
         return args.handler(args, extra)
