@@ -342,19 +342,15 @@ def _moffat_pixels(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.nd
     log1u = np.log1p(u)
     profile = np.exp(p[:, 2:3] - p[:, 4:5] * log1u)
     slope = -p[:, 4:5] * profile / (1 + u)  # d profile / d u
-    jac = np.stack(
-        np.broadcast_arrays(
-            -2 * ((c + g1) * ex + g2 * ey) * inv_a2 * slope,
-            -2 * (g2 * ex + (c - g1) * ey) * inv_a2 * slope,
-            profile,
-            -2 * u * slope,
-            -log1u * profile,
-            ((g1 / c + 1) * xx + (g1 / c - 1) * yy) * inv_a2 * slope,
-            (g2 / c * (xx + yy) + 2 * xy) * inv_a2 * slope,
-            np.ones_like(profile),
-        ),
-        axis=2,
-    )
+    jac = np.empty((*profile.shape, 8))  # filled in place: stacking copies of broadcast arrays cost more
+    jac[..., 0] = -2 * ((c + g1) * ex + g2 * ey) * inv_a2 * slope
+    jac[..., 1] = -2 * (g2 * ex + (c - g1) * ey) * inv_a2 * slope
+    jac[..., 2] = profile
+    jac[..., 3] = -2 * u * slope
+    jac[..., 4] = -log1u * profile
+    jac[..., 5] = ((g1 / c + 1) * xx + (g1 / c - 1) * yy) * inv_a2 * slope
+    jac[..., 6] = (g2 / c * (xx + yy) + 2 * xy) * inv_a2 * slope
+    jac[..., 7] = 1.0
     return profile + p[:, 7:8], jac
 
 
