@@ -13,6 +13,7 @@ __all__ = [
     "background_noise",
     "background_statistics",
     "box_statistic",
+    "kernel_spectrum",
     "matched_difference",
     "sample_background",
     "star_mask",
@@ -197,7 +198,7 @@ def matched_difference(
     ny, nx = target.shape
     rows = min(MATCHED_STRIP_ROWS, ny)
     shape = (fft.next_fast_len(rows + 2 * half, real=True), fft.next_fast_len(nx + 2 * half, real=True))
-    kernels = [_kernel_spectrum(k, shape) for k in (reference_kernel, target_kernel)]
+    kernels = [kernel_spectrum(k / k.sum(), shape) for k in (reference_kernel, target_kernel)]
     out, defined = np.zeros(target.shape, np.float32), valid.copy()
     for y0 in range(0, ny, rows):
         y1 = min(y0 + rows, ny)
@@ -218,18 +219,17 @@ def matched_difference(
     return out, defined
 
 
-def _kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    """Real FFT of ``kernel`` normalized to sum 1, centred on pixel (0, 0) of a ``shape`` image."""
+def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Real FFT of an odd-sized ``kernel`` centred on pixel (0, 0) of a ``shape`` image (wrapped round).
+
+    Multiplying an image's ``rfft2`` of ``shape`` by it convolves the image with ``kernel``, circularly.
+    """
     from scipy import fft
 
-    kernel = (kernel / kernel.sum()).astype(np.float32)
     k = kernel.shape[0] // 2
     padded = np.zeros(shape, np.float32)
-    padded[: k + 1, : k + 1] = kernel[k:, k:]  # wrapped around: the FFT's convolution is circular
-    padded[: k + 1, -k:] = kernel[k:, :k]
-    padded[-k:, : k + 1] = kernel[:k, k:]
-    padded[-k:, -k:] = kernel[:k, :k]
-    return fft.rfft2(padded)
+    padded[: 2 * k + 1, : 2 * k + 1] = kernel
+    return fft.rfft2(np.roll(padded, (-k, -k), axis=(0, 1)))
 
 
 def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:

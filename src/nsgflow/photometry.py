@@ -25,7 +25,7 @@ import sep
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
-from nsgflow.gradient import alpha_from_hlr, background_noise, star_mask, star_radius
+from nsgflow.gradient import alpha_from_hlr, background_noise, kernel_spectrum, star_mask, star_radius
 from nsgflow.robust import MAD_TO_SIGMA, sorted_mad, sorted_median
 
 __all__ = [
@@ -742,9 +742,7 @@ def _convolved_stamps(
 
     k = kernel.shape[0] // 2
     side = fft.next_fast_len(2 * (reach + k) + 1, real=True)
-    padded = np.zeros((side, side), np.float32)
-    padded[: 2 * k + 1, : 2 * k + 1] = kernel
-    spectrum = fft.rfft2(np.roll(padded, (-k, -k), axis=(0, 1)))
+    spectrum = kernel_spectrum(kernel, (side, side))
     convolved = np.empty((len(ix), 2 * reach + 1, 2 * reach + 1))
     lost = np.zeros(convolved.shape, bool)
     for start in range(0, len(ix), STAMP_CHUNK):  # a few at a time: the cut-outs are large

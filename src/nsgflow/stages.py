@@ -511,10 +511,11 @@ def gradient_samples(
         del differences
         data &= ~_defect_pixels(data.shape, defects)
         differences, data = _matched_differences(target, reference, scales, photometry, data)
+    data &= ~stars
     tables = []
     for channel, difference in enumerate(differences):
         samples = sample_background(
-            difference, data & ~stars, box_px=box_px, min_valid_fraction=settings["min_valid_fraction"]
+            difference, data, box_px=box_px, min_valid_fraction=settings["min_valid_fraction"]
         )
         tables.append(samples.assign(channel=channel))
     return pd.concat(tables, ignore_index=True)
