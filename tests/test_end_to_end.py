@@ -214,12 +214,28 @@ def test_auto_reference_picks_the_highest_altitude(run):
     assert ranked["frame"].iloc[0] == lowest["frame"] or ranked["score"].iloc[0] <= 3
 
 
-def test_diagnostics_and_curvature(run):
+def test_diagnostics_and_curvature(run, tmp_path):
     for name in run["inputs"]:
         for graph in ("photometry", "gradient", "samples"):
             png = run["results"] / "diagnostics" / f"{name}_{graph}.png"
             assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    gradient = fits.getdata(run["results"] / "gradient" / "frame_02.fits").astype(np.float64)
+    # the graphs drawn from the run's tables: the fitted line and the stars the scale used, G's profile
+    from nsgflow.diagnostics import gradient_graph, photometry_graph
+
+    results = run["results"]
+    scale = json.loads((results / "scale" / "frame_02.json").read_text())
+    table = pd.read_csv(results / "photometry" / "frame_02.csv")
+    lines = {
+        line.get_label(): line for line in photometry_graph(table, scale, tmp_path / "p.png").axes[0].lines
+    }
+    fitted = lines[f"line {scale['scale']:.5f} x + 0"]
+    np.testing.assert_allclose(fitted.get_ydata(), scale["scale"] * fitted.get_xdata(), rtol=1e-12)
+    assert len(lines[f"used ({scale['stars_used']})"].get_xdata()) == scale["stars_used"]
+    model = fits.getdata(results / "gradient" / "frame_02.fits")
+    samples = pd.read_csv(results / "samples" / "frame_02.csv")
+    row = gradient_graph(model, samples, tmp_path / "g.png").axes[0].lines[0]
+    np.testing.assert_array_equal(row.get_ydata(), model[model.shape[0] // 2])
+    gradient = fits.getdata(results / "gradient" / "frame_02.fits").astype(np.float64)
     curv, header = fits.getdata(run["results"] / "gradient" / "frame_02_curvature.fits", header=True)
     # the curvature image is G averaged over 8 x 8 px blocks less a plane, with the blocks' frame coordinates
     size = header["NSGCBIN"]

@@ -62,7 +62,7 @@ def _channel_style(channel: int, colour: bool, status_colour: str) -> tuple[str,
     return CHANNEL_COLOURS[channel % len(CHANNEL_COLOURS)], f"ch{channel} "
 
 
-def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, title: str = "") -> None:
+def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, title: str = "") -> Figure:
     """Reference against target flux with the fitted line, and each star's scale against flux.
 
     A star's scale is the ratio the scale is made of: its reference flux less
@@ -70,7 +70,7 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     same star profile); the right panel draws them around m and its 1-sigma band.
     Rejected stars are drawn in their reason's colour (ratio outliers red,
     others grey). For colour frames each channel's used stars, line and m are
-    drawn in the channel's colour.
+    drawn in the channel's colour. Returns the figure, whose lines hold the values drawn.
     """
     groups = _by_channel(table)
     colour = len(groups) > 1
@@ -135,6 +135,7 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
         f"from {scale.get('stars_used', 0)} stars"
     )
     _save(fig, path)
+    return fig
 
 
 def gradient_graph(
@@ -143,11 +144,12 @@ def gradient_graph(
     path: str | os.PathLike,
     title: str = "",
     value_range: tuple[float | None, float | None] = (None, None),
-) -> None:
+) -> Figure:
     """Horizontal and vertical profiles of G through the frame's centre, with the samples near them.
 
     Colour frames (gradient of shape (3, ny, nx)) get one profile per channel, in its colour.
     ``value_range`` is G's smallest and largest value if known (the gradient stage has them).
+    Returns the figure, whose lines hold the values drawn.
     """
     ny, nx = gradient.shape[-2:]
     box = int(samples["box_px"].iloc[0]) if len(samples) else 1
@@ -178,15 +180,17 @@ def gradient_graph(
     high = float(np.max(gradient)) if high is None else high
     fig.suptitle(f"{title} gradient: range {low:.4g} to {high:.4g}")
     _save(fig, path)
+    return fig
 
 
 def sample_map(
     frame: np.ndarray, samples: pd.DataFrame, path: str | os.PathLike, title: str = "", max_px: int = 900
-) -> None:
+) -> Figure:
     """The frame (stretched) with every sample box drawn in its status's colour.
 
     A colour frame is drawn as its luminance; a box left out in any channel
-    is drawn with that channel's reason.
+    is drawn with that channel's reason. Returns the figure: its image is the
+    stretched frame, its patches the boxes' outlines, one per colour.
     """
     frame = luminance(frame)
     samples = samples.sort_values("status", key=lambda s: s == "used", kind="stable").drop_duplicates(
@@ -229,3 +233,4 @@ def sample_map(
     ax.set_title(f"{title} samples: " + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), fontsize=9)
     ax.set_axis_off()
     _save(fig, path)
+    return fig
