@@ -6,6 +6,7 @@ import glob
 import json
 import os
 from collections.abc import Mapping
+from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -30,17 +31,45 @@ __all__ = [
 ]
 
 
+#: The package's folder of the workflow: the Snakefile, ``config.yaml``, ``workflow/``, ``scripts/``,
+#: ``envs/`` and ``profiles/``. In the repository its entries are links to the files at the root; a
+#: built wheel holds copies of them.
+WORKFLOW_FILES = "workflow_files"
+#: Environment variable naming another folder of the repository's layout to run instead.
+WORKFLOW_ENV = "NSGFLOW_WORKFLOW"
+
+
 def workflow_dir() -> Path:
     """The folder holding ``Snakefile``, ``config.yaml`` and ``workflow/``.
 
-    The package is installed from its repository (``pip install -e .``), so
-    that is two levels above ``src/nsgflow``; ``NSGFLOW_WORKFLOW`` overrides it.
+    The files ship inside the package (:data:`WORKFLOW_FILES`), found with
+    :mod:`importlib.resources`: installed from a wheel (``pip install .``)
+    that is ``nsgflow/workflow_files`` in site-packages; in an editable
+    install (``pip install -e .``) its links lead to the repository's root,
+    which is returned, so Snakemake sees the repository as from ``snakemake``
+    at the root. ``NSGFLOW_WORKFLOW`` names another folder of that layout.
+
+    Raises
+    ------
+    ConfigError
+        The folder has no ``Snakefile``, or the package is not installed as
+        files on disk (Snakemake needs a real folder).
     """
-    path = Path(os.environ.get("NSGFLOW_WORKFLOW", Path(__file__).resolve().parents[2]))
+    override = os.environ.get(WORKFLOW_ENV)
+    if override:
+        path = Path(override)
+    else:
+        files = resources.files("nsgflow") / WORKFLOW_FILES
+        if not isinstance(files, Path):
+            raise ConfigError(
+                f"nsgflow's workflow is inside {files}, not a folder on disk; install nsgflow with pip "
+                f"into a folder, or set {WORKFLOW_ENV} to a copy of its repository"
+            )
+        path = (files / "Snakefile").resolve().parent  # the repository's root in an editable install
     if not (path / "Snakefile").is_file():
         raise ConfigError(
-            f"no Snakefile in {path}; install nsgflow from its repository with 'pip install -e .' "
-            "or set NSGFLOW_WORKFLOW to the repository folder"
+            f"no Snakefile in {path}; reinstall nsgflow (pip install nsgflow, or pip install -e . in its "
+            f"repository) or set {WORKFLOW_ENV} to the repository's folder"
         )
     return path
 
