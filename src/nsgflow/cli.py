@@ -41,9 +41,10 @@ diagnostics/ (graphs), provenance/; and for the set summary.csv (one row per
 frame, failures with their reason), weights.csv, accepted.txt, provenance.json.
 logs/ holds each job's log, and run-<date>-<time>.log Snakemake's full output
 (--verbose shows it instead of the frames done and the time left).
-Settings: config.yaml in the repository; override with --configfile FILE (your
-own YAML with only the keys you change; empty: none) and --set
-SECTION.KEY=VALUE (repeatable, applied after the file).
+Settings: the workflow's config.yaml (at the repository's root; installed
+with the package); override with --configfile FILE (your own YAML with only
+the keys you change; empty: none) and --set SECTION.KEY=VALUE (repeatable,
+applied after the file).
 
 A frame that fails does not stop the others; the run then exits with status 1
 and summary.csv says why. Run the same command again after an interruption.
@@ -93,7 +94,8 @@ def snakemake_command(
     """
     from nsgflow.workflow import workflow_dir
 
-    command = [sys.executable, "-c", SNAKEMAKE_MAIN, "--snakefile", str(workflow_dir() / "Snakefile")]
+    folder = workflow_dir()
+    command = [sys.executable, "-c", SNAKEMAKE_MAIN, "--snakefile", str(folder / "Snakefile")]
     if configfile:  # before --cores: --configfile takes every word up to the next option
         command += ["--configfile", configfile]
     # extra options and targets go before --config, which takes every word after it
@@ -101,12 +103,31 @@ def snakemake_command(
         *command,
         "--cores",
         cores,
-        *extra,
+        *_workflow_profiles(extra, folder),
         "--config",
         f"frames={frames}",
         f"reference={reference}",
         f"results={results}",
     ]
+
+
+def _workflow_profiles(extra: list[str], folder: Path) -> list[str]:
+    """``extra`` with each ``--profile`` path that is not in the working directory but is in ``folder``
+    (the workflow's, e.g. ``profiles/slurm``) made that folder's absolute path.
+
+    Snakemake looks for a profile path in the working directory only; the
+    workflow's own profiles are inside the installed package.
+    """
+    words = list(extra)
+    for i, word in enumerate(words):
+        option, equals, value = word.partition("=")
+        if option != "--profile":
+            continue
+        at = i if equals else i + 1
+        value = value if equals else (words[at] if at < len(words) else "")
+        if value and not os.path.exists(value) and (folder / value).is_dir():
+            words[at] = f"--profile={folder / value}" if equals else str(folder / value)
+    return words
 
 
 def _check(
