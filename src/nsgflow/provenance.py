@@ -58,14 +58,23 @@ _HASHES: dict[tuple, str] = {}
 
 
 def _git_commit(folder: Path) -> str | None:
+    """The commit of the git repository whose root is ``folder`` (``-dirty`` if a file was changed).
+
+    None for a folder that is not a repository's root, such as the workflow
+    installed from a wheel: a virtual environment inside another project's
+    repository would otherwise record that project's commit.
+    """
     try:
         out = subprocess.run(
-            ["git", "-C", str(folder), "rev-parse", "HEAD"],
+            ["git", "-C", str(folder), "rev-parse", "--show-toplevel", "HEAD"],
             capture_output=True,
             text=True,
             timeout=10,
             check=True,
         )
+        top, commit = out.stdout.splitlines()
+        if Path(top).resolve() != folder.resolve():
+            return None
         dirty = subprocess.run(
             ["git", "-C", str(folder), "status", "--porcelain", "--untracked-files=no"],
             capture_output=True,
@@ -73,9 +82,9 @@ def _git_commit(folder: Path) -> str | None:
             timeout=10,
             check=True,
         ).stdout.strip()
-    except (OSError, subprocess.SubprocessError):
+    except (OSError, subprocess.SubprocessError, ValueError):
         return None
-    return out.stdout.strip() + ("-dirty" if dirty else "")
+    return commit + ("-dirty" if dirty else "")
 
 
 def environment(workflow_folder: str | os.PathLike | None = None) -> dict:
