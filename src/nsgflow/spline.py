@@ -2,11 +2,10 @@
 
 The spline is what scipy's ``RBFInterpolator(kernel="thin_plate_spline",
 degree=..., smoothing=...)`` fits (a cubic polynomial by default, see
-:data:`DEGREE`), and the full-size model is its values on a
-coarse grid interpolated by the bicubic spline of ``RectBivariateSpline(...,
-s=0)``; both are computed here with numpy (the same numbers to rounding) so
-that the evaluation can use the grid's structure, stays within a few MB of
-temporaries, and the stage does not pay for importing scipy.interpolate.
+:data:`DEGREE`), computed here with numpy to the same numbers
+(:class:`ThinPlateSpline` says why); the full-size model is its values on a
+coarse grid interpolated by scipy's bicubic ``RectBivariateSpline(..., s=0)``
+(:class:`GriddedSurface`).
 """
 
 from __future__ import annotations
@@ -119,7 +118,9 @@ class ThinPlateSpline:
     ``kernel="thin_plate_spline"`` and the same ``degree`` (polynomial on coordinates
     shifted and scaled to [-1, 1]); :meth:`grid` evaluates it on a rectangular grid with
     one addition per grid point and centre for the distances (:class:`GriddedSurface`
-    interpolates between the grid points).
+    interpolates between the grid points). Kept rather than scipy's ``RBFInterpolator``,
+    which fits the same spline: the leverage needs the system's inverse, which it does not
+    expose, and it evaluates the grid five times slower.
 
     With ``leverage``, :attr:`leverage` holds each point's leverage: how much
     its fitted value moves with its own value (the diagonal of the influence
@@ -558,11 +559,6 @@ def fit_gradient(
     return _gridded_surface(x, y, value, weight, shape, float(smoothness), max_points, degree, grid_px).full()
 
 
-def _cubic_knots(x: np.ndarray) -> np.ndarray:
-    """Knots of FITPACK's interpolating cubic spline (s=0): the ends 4 times, interior data points but 2."""
-    return np.concatenate([np.full(4, x[0]), x[2:-2], np.full(4, x[-1])])
-
-
 def _cubic_basis(knots: np.ndarray, u: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """The 4 non-zero cubic B-splines at each ``u``: index of the first, and their values (len(u), 4)."""
     last = len(knots) - 5  # the last interval with length: [knots[last], knots[last + 1]]
@@ -593,13 +589,12 @@ class GriddedSurface:
     """A surface's values on a grid over a frame, interpolated bicubically to any pixel.
 
     The grid has a spacing of at most ``grid_px`` and includes the frame's
-    first and last rows and columns; the interpolant is the bicubic spline of
-    ``RectBivariateSpline(gy, gx, values, s=0)`` (FITPACK's knots), computed
-    here with numpy. A thin-plate spline through gradient samples is smooth
-    on the scale of their spacing, so the grid costs far fewer kernel
-    evaluations than every pixel or sample would, for an error far below the
-    sample noise (:func:`auto_grid_px`). Frames with fewer than 4 pixels a
-    side use scipy (lower degree).
+    first and last rows and columns; the interpolant is scipy's
+    ``RectBivariateSpline(gy, gx, values, s=0)`` (lower degrees across a
+    frame with fewer than 4 pixels a side). A thin-plate spline through
+    gradient samples is smooth on the scale of their spacing, so the grid
+    costs far fewer kernel evaluations than every pixel or sample would, for
+    an error far below the sample noise (:func:`auto_grid_px`).
 
     Parameters
     ----------
@@ -627,42 +622,33 @@ class GriddedSurface:
     """
 
     def __init__(self, surface: object, shape: tuple[int, int], grid_px: int, unit: float) -> None:
+        from scipy.interpolate import RectBivariateSpline
+
         self.shape = shape
         #: each sample's leverage in the fit, when :func:`_gridded_surface` was asked for it
         self.leverage: np.ndarray | None = None
         gy, gx = (np.linspace(0, n - 1, max(int(np.ceil((n - 1) / grid_px)) + 1, min(n, 4))) for n in shape)
-        values = surface.grid(gy / unit, gx / unit)
-        if len(gy) < 4 or len(gx) < 4:
-            from scipy.interpolate import RectBivariateSpline
-
-            degrees = {"kx": min(3, len(gy) - 1), "ky": min(3, len(gx) - 1)}
-            self._scipy = RectBivariateSpline(gy, gx, values, **degrees, s=0)
-            return
-        self._scipy = None
-        self.ky, self.kx = _cubic_knots(gy), _cubic_knots(gx)
-        # B-spline coefficients C with values = Ay @ C @ Ax.T (interpolation at the grid points)
-        ay, ax = _cubic_matrix(self.ky, gy, len(gy)), _cubic_matrix(self.kx, gx, len(gx))
-        self.coef = np.linalg.solve(ax, np.linalg.solve(ay, values).T).T
+        degrees = {"kx": min(3, len(gy) - 1), "ky": min(3, len(gx) - 1)}
+        self._spline = RectBivariateSpline(gy, gx, surface.grid(gy / unit, gx / unit), **degrees, s=0)
+        self._bicubic = degrees == {"kx": 3, "ky": 3}
+        self.ky, self.kx = self._spline.get_knots()
+        self.coef = self._spline.get_coeffs().reshape(len(self.ky) - degrees["kx"] - 1, -1)
 
     def at(self, y: np.ndarray, x: np.ndarray) -> np.ndarray:
         """Values at pixel positions ``(y, x)`` (arrays of one shape, 0-based px), float64."""
-        y, x = np.asarray(y, dtype=np.float64), np.asarray(x, dtype=np.float64)
-        if self._scipy is not None:
-            return self._scipy.ev(y, x)
-        fy, wy = _cubic_basis(self.ky, y.ravel())
-        fx, wx = _cubic_basis(self.kx, x.ravel())
-        out = sum(wy[:, r] * wx[:, c] * self.coef[fy + r, fx + c] for r in range(4) for c in range(4))
-        return np.reshape(out, y.shape)
+        return self._spline.ev(y, x)
 
     def full(self, chunk_rows: int = 256) -> np.ndarray:
         """Values at every pixel of the frame, float32.
 
         Along y for every grid column (small), then along x as a matrix
-        product, a block of rows at a time, in float32 (the output's precision).
+        product, a block of rows at a time, in float32 (the output's
+        precision): the scipy spline's own evaluation at every pixel takes
+        four times as long on a 24-megapixel frame and makes a float64 copy of it.
         """
         ny, nx = self.shape
-        if self._scipy is not None:
-            return self._scipy(np.arange(ny), np.arange(nx)).astype(np.float32)
+        if not self._bicubic:
+            return self._spline(np.arange(ny), np.arange(nx)).astype(np.float32)
         fy, wy = _cubic_basis(self.ky, np.arange(ny, dtype=np.float64))
         rows = sum(wy[:, r, None] * self.coef[fy + r] for r in range(4)).astype(np.float32)
         along_x = _cubic_matrix(self.kx, np.arange(nx, dtype=np.float64), self.coef.shape[1]).T
