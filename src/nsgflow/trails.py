@@ -22,6 +22,10 @@ __all__ = ["TRAIL_COLUMNS", "find_trails", "trail_mask"]
 
 #: Columns of :func:`find_trails`' table.
 TRAIL_COLUMNS = ["angle", "rho_px", "half_width_px", "sign", "votes", "length_px", "significance"]
+#: A bin is usable when at least this fraction of its pixels is valid.
+MIN_BIN_COVER = 0.5
+#: Fewest usable bins whose spread gives the noise of the binned significance.
+MIN_NOISE_BINS = 10
 
 
 def _binned_significance(
@@ -38,7 +42,7 @@ def _binned_significance(
         data = np.where(valid[pixels], difference[pixels], np.float32(0.0))
         total[start:stop] = data.reshape(stop - start, bin_px, gx, bin_px).sum(axis=(1, 3), dtype=np.float64)
         count[start:stop] = valid[pixels].reshape(stop - start, bin_px, gx, bin_px).sum(axis=(1, 3))
-    ok = count >= bin_px * bin_px / 2
+    ok = count >= MIN_BIN_COVER * bin_px * bin_px
     mean = np.where(ok, total / np.maximum(count, 1), np.nan)
     # background: medians of window x window bins (a trail is a small minority in each), bilinear between
     cy, cx = -(-gy // window_bins), -(-gx // window_bins)
@@ -63,7 +67,7 @@ def _binned_significance(
         smooth = lower + frac * (upper - lower)
     z = (mean - smooth) * np.sqrt(count)
     values = z[ok]
-    if values.size < 10:
+    if values.size < MIN_NOISE_BINS:
         return np.zeros((gy, gx)), np.zeros((gy, gx), dtype=bool)
     sigma = mad_sigma(values)
     return np.where(ok, z / max(sigma, 1e-12), 0.0), ok
@@ -167,6 +171,10 @@ def _line_distance(xx: np.ndarray, yy: np.ndarray, angle: float, rho: float) -> 
 #: A trail's profile is measured out to this many bins on each side, in half-bin steps; its far
 #: level is the median of the profile from :data:`FAR_BINS` bins out.
 PROFILE_BINS, FAR_BINS = 12, 8
+#: A step of the profile is above the far level by more than this many times the noise of its
+#: median, :data:`MEDIAN_NOISE` / sqrt(bins) in units of one bin's noise (sqrt(pi / 2) = 1.2533 for
+#: the median of normal values).
+PROFILE_SIGMA, MEDIAN_NOISE = 3.0, 1.25
 
 
 def _half_width(values: np.ndarray, distance: np.ndarray) -> float:
@@ -175,11 +183,12 @@ def _half_width(values: np.ndarray, distance: np.ndarray) -> float:
     The profile across the trail (the median of each half-bin step of
     distance, both sides together: robust to stars and other trails
     crossing the band) is followed outwards while it stays above its far
-    level (from :data:`FAR_BINS` bins out) by 3 times the noise of a step's
-    median, and falls. Beside a steep glow entering along an edge the
-    smooth background is off by a ramp, which rises away from the trail
-    where its wings fall: without those two tests a 1-px trail there got a
-    56-px mask. One bin more is the half-width.
+    level (from :data:`FAR_BINS` bins out) by :data:`PROFILE_SIGMA` times
+    the noise of a step's median, and falls. Beside a steep glow entering
+    along an edge the smooth background is off by a ramp, which rises away
+    from the trail where its wings fall: the two tests stop the profile
+    where the trail's wings end, not where the ramp does. One bin more is
+    the half-width.
     """
     steps = 2 * PROFILE_BINS
     near = np.abs(distance) < PROFILE_BINS
@@ -191,10 +200,18 @@ def _half_width(values: np.ndarray, distance: np.ndarray) -> float:
     medians = np.array([ordered[e - c // 2 - 1] if c else np.nan for c, e in zip(counts, ends, strict=True)])
     far = medians[2 * FAR_BINS :]
     far = far[np.isfinite(far)]
-    above = medians - (np.median(far) if far.size else 0.0) > 3 * 1.25 / np.sqrt(np.maximum(counts, 1))
+    level = np.median(far) if far.size else 0.0
+    above = medians - level > PROFILE_SIGMA * MEDIAN_NOISE / np.sqrt(np.maximum(counts, 1))
     above[1:] &= medians[1:] <= medians[:-1]  # NaN (no bins) is neither above nor falling
     reach = len(above) if above.all() else int(np.argmin(above))
     return (reach / 2 if reach else 1.0) + 1.0
+
+
+#: :func:`_is_ridge`: a line's band is the usable bins within :data:`RIDGE_BAND_BINS` of it, its
+#: sides those :data:`RIDGE_SIDE_BINS` away on each side; each needs :data:`RIDGE_MIN_BINS` bins.
+RIDGE_BAND_BINS, RIDGE_SIDE_BINS, RIDGE_MIN_BINS = 1.0, (2.0, 5.0), 5
+#: A ridge's band stands out by this factor over its higher side.
+RIDGE_CONTRAST = 3.0
 
 
 def _is_ridge(z: np.ndarray, ok: np.ndarray, angle: float, rho: float, threshold: float) -> bool:
@@ -205,18 +222,40 @@ def _is_ridge(z: np.ndarray, ok: np.ndarray, angle: float, rho: float, threshold
     the edge (beside a line on it the bins on the edge's side are as high
     as those on the line, or missing), and broad bands parallel to the edge
     where interpolating between its cells misses the glow's bend. The line is ``x cos(angle) + y
-    sin(angle) = rho`` in bin units; its band is the usable bins within 1
-    bin of it, its sides those 2 to 5 bins away, each side with at least 5.
+    sin(angle) = rho`` in bin units; its band and sides are those of :data:`RIDGE_BAND_BINS`,
+    :data:`RIDGE_SIDE_BINS` and :data:`RIDGE_MIN_BINS`, and the band's median must exceed
+    :data:`RIDGE_CONTRAST` times the higher side's and ``threshold``.
     """
     yy, xx = np.nonzero(ok)
     distance = _line_distance(xx, yy, angle, rho)
     values = z[yy, xx]
-    band = values[np.abs(distance) <= 1.0]
-    sides = [values[(distance >= 2.0) & (distance <= 5.0)], values[(distance <= -2.0) & (distance >= -5.0)]]
-    if band.size < 5 or any(side.size < 5 for side in sides):
+    band = values[np.abs(distance) <= RIDGE_BAND_BINS]
+    low, high = RIDGE_SIDE_BINS
+    sides = [values[(distance >= low) & (distance <= high)], values[(distance <= -low) & (distance >= -high)]]
+    if band.size < RIDGE_MIN_BINS or any(side.size < RIDGE_MIN_BINS for side in sides):
         return False
     beside = max(float(np.median(side)) for side in sides)
-    return float(np.median(band)) > max(3.0 * beside, threshold)
+    return float(np.median(band)) > max(RIDGE_CONTRAST * beside, threshold)
+
+
+#: Default bin side (px), and the most bins across the binned frame's diagonal: larger frames get
+#: larger bins, which bounds the cost.
+MIN_BIN_PX, MAX_DIAGONAL_BINS = 4, 800
+#: Side, in bins, of the cells whose medians make the smooth background (:func:`_binned_significance`).
+WINDOW_BINS = 16
+#: Fewest usable bins in which trails are looked for.
+MIN_USABLE_BINS = 100
+#: Fewest voting bins left for which another trail is looked for.
+MIN_VOTING_BINS = 10
+#: A trail's line crosses usable bins over at least this fraction of the binned frame's diagonal.
+MIN_LENGTH_FRACTION = 0.05
+#: Voting bins within this many bins of a trail's line are its own: taken out of the vote, and
+#: the bins its line is refined through.
+TRAIL_BAND_BINS = 2.0
+#: Fewest of a trail's own bins that refine its line (:func:`_refine`).
+MIN_REFINE_BINS = 3
+#: Lines within this angle (degrees) of the rows or columns must be ridges (:func:`_is_ridge`).
+PARALLEL_DEG = 2.0
 
 
 def find_trails(
@@ -238,8 +277,8 @@ def find_trails(
     valid : numpy.ndarray of bool, shape (ny, nx)
         Pixels to use: data in both frames, stars masked.
     bin_px : int, optional
-        Bin side; by default 4 px, more for large frames (the binned frame's
-        diagonal at most about 800 bins, which bounds the cost).
+        Bin side; by default :data:`MIN_BIN_PX`, more for large frames (the
+        binned frame's diagonal at most about :data:`MAX_DIAGONAL_BINS` bins).
     threshold : float, default 2.5
         Bins further than this many noise sigmas from the background vote.
     min_significance : float, default 8.0
@@ -270,54 +309,83 @@ def find_trails(
     """
     ny, nx = difference.shape
     if bin_px is None:
-        bin_px = max(4, int(np.ceil(np.hypot(ny, nx) / 800)))
-    window_bins = 16
-    z, ok = _binned_significance(difference, valid, bin_px, window_bins)
+        bin_px = max(MIN_BIN_PX, int(np.ceil(np.hypot(ny, nx) / MAX_DIAGONAL_BINS)))
+    z, ok = _binned_significance(difference, valid, bin_px, WINDOW_BINS)
+    if ok.sum() < MIN_USABLE_BINS:
+        return pd.DataFrame([], columns=TRAIL_COLUMNS)
+    limits = {"min_significance": min_significance, "min_fraction": min_fraction, "max_trails": max_trails}
+    rows = [row for sign in (1, -1) for row in _trails_of_sign(sign, z, ok, threshold, **limits)]
+    trails = pd.DataFrame(rows, columns=["angle", "rho", "sign", "votes", "length", "significance"])
+    if trails.empty:
+        return pd.DataFrame(columns=TRAIL_COLUMNS)
+    return _trail_table(trails, z, ok, bin_px)
+
+
+def _trails_of_sign(
+    sign: int,
+    z: np.ndarray,
+    ok: np.ndarray,
+    threshold: float,
+    *,
+    min_significance: float,
+    min_fraction: float,
+    max_trails: int,
+) -> list[dict]:
+    """The trails of one ``sign`` in the binned significance ``z`` (usable bins ``ok``), bin units.
+
+    Bins beyond ``threshold`` vote (:func:`_votes`); the best line
+    (:func:`_best_line`) is taken while it passes :func:`find_trails`'
+    limits, its own bins are taken out of the vote, and its line is refined
+    through them. A line along the rows or columns must be a ridge
+    (:func:`_is_ridge`): the smooth background misses a steep glow entering
+    from an edge by bands parallel to its rows or columns of cells (and by
+    a ramp along the edge). Returns one dict per trail: angle, rho, sign,
+    votes, length (inside the frame) and significance.
+    """
     gy, gx = z.shape
-    rows = []
-    if ok.sum() < 100:
-        return pd.DataFrame(rows, columns=TRAIL_COLUMNS)
-    diag = float(np.hypot(gx, gy))
+    signed = sign * z
     uy, ux = np.nonzero(ok)
     usable = (ux + 0.5, uy + 0.5)
     angles, shift, n_rho = _hough_grid((gy, gx))
-    for sign in (1, -1):
-        votes = ok & (sign * z > threshold)
-        rate = votes.sum() / ok.sum()
-        by, bx = np.nonzero(votes)
-        x, y, strength = bx + 0.5, by + 0.5, sign * z[by, bx]
-        alive = np.ones(len(x), dtype=bool)
-        votes = _votes(x, y, angles, shift, n_rho)  # of the points alive: a found trail's are taken out
-        for _ in range(max_trails):
-            if alive.sum() < 10:
-                break
-            angle, rho, significance, n, inside = _best_line(votes, angles, shift, usable, rate)
-            if significance < min_significance or n < min_fraction * inside or inside < 0.05 * diag:
-                break
-            chord = float(_chord(np.array([rho]), angle, gx, gy)[0])
-            near = alive & (np.abs(x * np.cos(angle) + y * np.sin(angle) - rho) <= 2.0)
-            alive &= ~near
-            votes -= _votes(x[near], y[near], angles, shift, n_rho)
-            if near.sum() >= 3:
-                angle, rho = _refine(x[near], y[near], strength[near])
-            # the smooth background misses a steep glow entering from an edge by bands parallel to
-            # its rows or columns of cells (and by a ramp along the edge): such a line must be a ridge
-            parallel = min(abs(np.sin(angle)), abs(np.cos(angle))) < np.sin(np.radians(2.0))
-            if parallel and not _is_ridge(sign * z, ok, angle, rho, threshold):
-                continue
-            rows.append(
-                {
-                    "angle": angle,
-                    "rho": rho,
-                    "sign": sign,
-                    "votes": int(near.sum()),
-                    "length_px": chord * bin_px,
-                    "significance": significance,
-                }
-            )
-    trails = pd.DataFrame(rows, columns=["angle", "rho", "sign", "votes", "length_px", "significance"])
-    if trails.empty:
-        return pd.DataFrame(columns=TRAIL_COLUMNS)
+    voting = ok & (signed > threshold)
+    rate = voting.sum() / ok.sum()
+    by, bx = np.nonzero(voting)
+    x, y, strength = bx + 0.5, by + 0.5, signed[by, bx]
+    alive = np.ones(len(x), dtype=bool)
+    votes = _votes(x, y, angles, shift, n_rho)  # of the points alive: a found trail's are taken out
+    shortest = MIN_LENGTH_FRACTION * float(np.hypot(gx, gy))
+    rows = []
+    for _ in range(max_trails):
+        if alive.sum() < MIN_VOTING_BINS:
+            break
+        angle, rho, significance, n, inside = _best_line(votes, angles, shift, usable, rate)
+        if significance < min_significance or n < min_fraction * inside or inside < shortest:
+            break
+        chord = float(_chord(np.array([rho]), angle, gx, gy)[0])
+        near = alive & (np.abs(x * np.cos(angle) + y * np.sin(angle) - rho) <= TRAIL_BAND_BINS)
+        alive &= ~near
+        votes -= _votes(x[near], y[near], angles, shift, n_rho)
+        if near.sum() >= MIN_REFINE_BINS:
+            angle, rho = _refine(x[near], y[near], strength[near])
+        parallel = min(abs(np.sin(angle)), abs(np.cos(angle))) < np.sin(np.radians(PARALLEL_DEG))
+        if parallel and not _is_ridge(signed, ok, angle, rho, threshold):
+            continue
+        rows.append(
+            {
+                "angle": angle,
+                "rho": rho,
+                "sign": sign,
+                "votes": int(near.sum()),
+                "length": chord,
+                "significance": significance,
+            }
+        )
+    return rows
+
+
+def _trail_table(trails: pd.DataFrame, z: np.ndarray, ok: np.ndarray, bin_px: int) -> pd.DataFrame:
+    """:func:`find_trails`' table, in px, from the trails :func:`_trails_of_sign` found, in bins."""
+    uy, ux = np.nonzero(ok)
     half_widths = [
         _half_width(t.sign * z[uy, ux], _line_distance(ux, uy, t.angle, t.rho)) for t in trails.itertuples()
     ]
@@ -329,7 +397,7 @@ def find_trails(
             "half_width_px": np.array(half_widths) * bin_px,
             "sign": trails["sign"],
             "votes": trails["votes"],
-            "length_px": trails["length_px"],
+            "length_px": trails["length"] * bin_px,
             "significance": trails["significance"],
         },
         columns=TRAIL_COLUMNS,
