@@ -155,6 +155,86 @@ def _extract(data: np.ndarray, threshold: float, *, mask: np.ndarray, **kwargs: 
     return np.concatenate(parts)
 
 
+def _background_subtracted(
+    data: np.ndarray, nodata: np.ndarray, background: sep.Background | None, box_px: int
+) -> tuple[np.ndarray, float]:
+    """The frame less its background, 0 where it has no data, and the background's noise.
+
+    The background is ``background``, else sep's made with a mesh of ``box_px``.
+
+    Raises
+    ------
+    FrameError
+        The background has no noise (a constant frame).
+    """
+    if background is None:
+        background = sep.Background(data, mask=nodata, bw=box_px, bh=box_px)
+    rms = background.globalrms
+    if not np.isfinite(rms) or rms <= 0:
+        raise FrameError("frame has no background noise (constant frame?)")
+    subtracted = background.back()
+    np.subtract(data, subtracted, out=subtracted)  # the map's memory, reused; made again for the sky
+    np.copyto(subtracted, 0.0, where=nodata)
+    return subtracted, rms
+
+
+#: Most sub-objects sep may split one detection into while deblending (sep's default: 1024).
+SUB_OBJECT_LIMIT = 4096
+
+
+def _brightest(
+    subtracted: np.ndarray,
+    nodata: np.ndarray,
+    rms: float,
+    *,
+    threshold_sigma: float,
+    min_area_px: int,
+    deblend_levels: int,
+    max_stars: int,
+) -> np.ndarray:
+    """sep's objects in the background-subtracted frame: the ``max_stars`` brightest, brightest first.
+
+    Objects without a positive flux and size are left out; the settings
+    are :func:`detect_stars`'.
+
+    Raises
+    ------
+    FrameError
+        No object.
+    """
+    sep.set_sub_object_limit(SUB_OBJECT_LIMIT)
+    objects = _extract(
+        subtracted, threshold_sigma, err=rms, mask=nodata, minarea=min_area_px, deblend_nthresh=deblend_levels
+    )
+    objects = objects[(objects["flux"] > 0) & (objects["a"] > 0)]
+    if len(objects) == 0:
+        raise FrameError(f"no stars found above {threshold_sigma} sigma")
+    return objects[np.argsort(-objects["flux"], kind="stable")][:max_stars]
+
+
+#: A star's half-light radius is looked for within this many of its semi-major axes (sep's ``a``).
+HLR_SEARCH_A = 6.0
+
+
+def _half_light_radii(
+    subtracted: np.ndarray, objects: np.ndarray, x: np.ndarray, y: np.ndarray, nodata: np.ndarray
+) -> np.ndarray:
+    """Half-light radii (px) of the :data:`SIZED_STARS` first ``objects`` at ``x, y``; NaN for the others."""
+    hlr = np.full(len(objects), np.nan)
+    n = min(len(objects), SIZED_STARS)
+    hlr[:n], _ = sep.flux_radius(subtracted, x[:n], y[:n], HLR_SEARCH_A * objects["a"][:n], 0.5, mask=nodata)
+    return hlr
+
+
+def _star_flags(objects: np.ndarray, saturated: np.ndarray, near_border: np.ndarray) -> np.ndarray:
+    """:class:`StarFlag` of each of sep's ``objects``: ``saturated``, ``near_border`` and deblended by sep."""
+    flags = np.zeros(len(objects), dtype=np.int64)
+    flags[saturated] |= StarFlag.SATURATED
+    flags[near_border] |= StarFlag.NEAR_BORDER
+    flags[(objects["flag"] & sep.OBJ_MERGED) != 0] |= StarFlag.BLENDED
+    return flags
+
+
 def detect_stars(
     data: np.ndarray,
     *,
@@ -219,39 +299,28 @@ def detect_stars(
     nodata = data == 0
     if nodata.all():
         raise FrameError("frame holds no data (all pixels are 0, NaN or inf)")
-    sep.set_sub_object_limit(4096)
-    bkg = background
-    if bkg is None:
-        bkg = sep.Background(data, mask=nodata, bw=background_box_px, bh=background_box_px)
-    rms = bkg.globalrms
-    if not np.isfinite(rms) or rms <= 0:
-        raise FrameError("frame has no background noise (constant frame?)")
-    subtracted = bkg.back()
-    np.subtract(data, subtracted, out=subtracted)  # the map's memory, reused; made again for the sky
-    np.copyto(subtracted, 0.0, where=nodata)
-    objects = _extract(
-        subtracted, threshold_sigma, err=rms, mask=nodata, minarea=min_area_px, deblend_nthresh=deblend_levels
+    subtracted, rms = _background_subtracted(data, nodata, background, background_box_px)
+    objects = _brightest(
+        subtracted,
+        nodata,
+        rms,
+        threshold_sigma=threshold_sigma,
+        min_area_px=min_area_px,
+        deblend_levels=deblend_levels,
+        max_stars=max_stars,
     )
-    objects = objects[(objects["flux"] > 0) & (objects["a"] > 0)]
-    if len(objects) == 0:
-        raise FrameError(f"no stars found above {threshold_sigma} sigma")
-    objects = objects[np.argsort(-objects["flux"], kind="stable")][:max_stars]
     x, y = objects["x"].astype(np.float64), objects["y"].astype(np.float64)
-    hlr = np.full(len(objects), np.nan)
-    n = min(len(objects), SIZED_STARS)
-    hlr[:n], _ = sep.flux_radius(subtracted, x[:n], y[:n], 6.0 * objects["a"][:n], 0.5, mask=nodata)
+    hlr = _half_light_radii(subtracted, objects, x, y, nodata)
     peaks = objects["ycpeak"], objects["xcpeak"]
     peak = data[peaks].astype(np.float64)
     sky = peak - subtracted[peaks]  # the background map there, without making the map again
     del subtracted
 
-    flags = np.zeros(len(objects), dtype=np.int64)
     if saturation is None:
         saturation = estimate_saturation(data)
-    flags[peak >= linear_range * saturation] |= StarFlag.SATURATED
-    half = int(np.ceil(border_margin_hlr * np.nanmedian(hlr)))
-    flags[nodata_counts(nodata, x, y, half) > 0] |= StarFlag.NEAR_BORDER
-    flags[(objects["flag"] & sep.OBJ_MERGED) != 0] |= StarFlag.BLENDED
+    border_px = int(np.ceil(border_margin_hlr * np.nanmedian(hlr)))
+    near_border = nodata_counts(nodata, x, y, border_px) > 0
+    flags = _star_flags(objects, peak >= linear_range * saturation, near_border)
     return pd.DataFrame(
         {
             "id": np.arange(len(objects)),
