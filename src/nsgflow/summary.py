@@ -48,76 +48,103 @@ def failure_reason(results: Path, name: str) -> str | None:
     return None
 
 
+#: Columns of :func:`summarize`'s table, in order.
+SUMMARY_COLUMNS = [
+    "frame",
+    "status",
+    "accepted",
+    "reason",
+    "scale",
+    "scale_err",
+    "channel_scales",
+    "transmission",
+    "transmission_per_s",
+    "weight",
+    "stars",
+    "stars_matched",
+    "stars_used",
+    "sky",
+    "sky_range",
+    "noise",
+    "hlr_px",
+    "gradient_min",
+    "gradient_max",
+    "altitude",
+    "exptime",
+    "date_obs",
+    "file",
+]
+#: The detection statistics (``catalogs/{frame}.json``) a summary row holds.
+STATS_COLUMNS = ("sky", "sky_range", "noise", "hlr_px", "stars", "altitude", "exptime")
+
+
+def _scale_values(scale: dict, stats: dict, ref_stats: dict | None) -> dict:
+    """A frame's summary values from its scale record: scale, transmission, stars and weight.
+
+    ``stats`` and ``ref_stats`` are the frame's and the reference's detection
+    statistics (empty or None if missing: no weight then).
+    """
+    values = {
+        "scale": scale["scale"],
+        "scale_err": scale["scale_err"],
+        "transmission": 1.0 / scale["scale"],
+        "stars_matched": scale["stars_matched"],
+        "stars_used": scale["stars_used"],
+    }
+    exptime = stats.get("exptime")
+    values["transmission_per_s"] = values["transmission"] / exptime if exptime else None
+    values["weight"] = stats_weight(ref_stats, stats, scale) if (ref_stats and stats) else None
+    if "channels" in scale:
+        values["channel_scales"] = " ".join(f"{m:.6g}" for m in channel_values(scale, "scale"))
+    return values
+
+
+def _header_values(results: Path, name: str) -> dict:
+    """DATE-OBS of a frame's normalized output and its gradient model's range, from their headers."""
+    values = {}
+    normalized = results / "normalized" / f"{name}_nsg.fits"
+    if normalized.is_file():  # the input's header, also for XISF inputs
+        values["date_obs"] = fits.getheader(normalized).get("DATE-OBS")
+    gradient = results / "gradient" / f"{name}.fits"
+    if gradient.is_file():
+        header = fits.getheader(gradient)
+        values.update(gradient_min=header.get("NSGGMIN"), gradient_max=header.get("NSGGMAX"))
+    return values
+
+
+def _frame_row(
+    results: Path, name: str, file: str, reference: str, reject: dict, ref_stats: dict | None
+) -> dict:
+    """:func:`summarize`'s row of frame ``name`` (input ``file``)."""
+    row: dict = {"frame": name, "file": file, "status": "ok", "reason": ""}
+    reason = failure_reason(results, name)
+    stats_path = results / "catalogs" / f"{name}.json"
+    stats = read_json(stats_path) if stats_path.is_file() else {}
+    row.update({k: stats.get(k) for k in STATS_COLUMNS})
+    scale_path = results / "scale" / f"{name}.json"
+    if scale_path.is_file():
+        row.update(_scale_values(read_json(scale_path), stats, ref_stats))
+    row.update(_header_values(results, name))
+    if reason:
+        row.update(status="failed", reason=reason, accepted=False)
+    else:
+        why = rejection_reasons(row, reject) if name != reference else []
+        row.update(accepted=not why, reason="; ".join(why))
+    return row
+
+
 def summarize(
     results: str | os.PathLike, frames: dict[str, str], reference: str, reject: dict
 ) -> pd.DataFrame:
-    """One row per frame: status, scale, weight, background, stars, and whether to stack it."""
+    """One row per frame: status, scale, weight, background, stars, and whether to stack it.
+
+    The columns are :data:`SUMMARY_COLUMNS`.
+    """
     results = Path(results)
     ref_stats_path = results / "catalogs" / f"{reference}.json"
     ref_stats = read_json(ref_stats_path) if ref_stats_path.is_file() else None
-    rows = []
-    for name in sorted(frames):
-        row: dict = {"frame": name, "file": frames[name], "status": "ok", "reason": ""}
-        reason = failure_reason(results, name)
-        stats_path = results / "catalogs" / f"{name}.json"
-        stats = read_json(stats_path) if stats_path.is_file() else {}
-        row.update(
-            {k: stats.get(k) for k in ("sky", "sky_range", "noise", "hlr_px", "stars", "altitude", "exptime")}
-        )
-        scale_path = results / "scale" / f"{name}.json"
-        if scale_path.is_file():
-            scale = read_json(scale_path)
-            row.update(
-                scale=scale["scale"],
-                scale_err=scale["scale_err"],
-                transmission=1.0 / scale["scale"],
-                stars_matched=scale["stars_matched"],
-                stars_used=scale["stars_used"],
-            )
-            exptime = stats.get("exptime")
-            row["transmission_per_s"] = row["transmission"] / exptime if exptime else None
-            row["weight"] = stats_weight(ref_stats, stats, scale) if (ref_stats and stats) else None
-            if "channels" in scale:
-                row["channel_scales"] = " ".join(f"{m:.6g}" for m in channel_values(scale, "scale"))
-        normalized = results / "normalized" / f"{name}_nsg.fits"
-        if normalized.is_file():  # the input's header, also for XISF inputs
-            row["date_obs"] = fits.getheader(normalized).get("DATE-OBS")
-        gradient = results / "gradient" / f"{name}.fits"
-        if gradient.is_file():
-            header = fits.getheader(gradient)
-            row.update(gradient_min=header.get("NSGGMIN"), gradient_max=header.get("NSGGMAX"))
-        if reason:
-            row.update(status="failed", reason=reason, accepted=False)
-        else:
-            why = rejection_reasons(row, reject) if name != reference else []
-            row.update(accepted=not why, reason="; ".join(why))
-        rows.append(row)
-    columns = [
-        "frame",
-        "status",
-        "accepted",
-        "reason",
-        "scale",
-        "scale_err",
-        "channel_scales",
-        "transmission",
-        "transmission_per_s",
-        "weight",
-        "stars",
-        "stars_matched",
-        "stars_used",
-        "sky",
-        "sky_range",
-        "noise",
-        "hlr_px",
-        "gradient_min",
-        "gradient_max",
-        "altitude",
-        "exptime",
-        "date_obs",
-        "file",
-    ]
-    return pd.DataFrame(rows).reindex(columns=columns)
+    rows = [_frame_row(results, name, frames[name], reference, reject, ref_stats) for name in sorted(frames)]
+    return pd.DataFrame(rows).reindex(columns=SUMMARY_COLUMNS)
 
 
 def _observed(table: pd.DataFrame) -> tuple[np.ndarray, str]:
