@@ -62,6 +62,78 @@ def _channel_style(channel: int, colour: bool, status_colour: str) -> tuple[str,
     return CHANNEL_COLOURS[channel % len(CHANNEL_COLOURS)], f"ch{channel} "
 
 
+def _star_statuses(sub: pd.DataFrame, fit: dict) -> np.ndarray:
+    """Each star's status in one channel's photometry table; for a used star the fit rejected, the reason."""
+    status = sub["status"].to_numpy(dtype=object).copy()
+    reasons: dict = {}
+    for item in fit.get("rejected", []):  # the first reason given for a star is its reason
+        reasons.setdefault(item["ref_id"], item["reason"])
+    ref_ids = sub["ref_id"].to_numpy()
+    for i in np.flatnonzero(status == "used"):
+        status[i] = reasons.get(ref_ids[i], "used")
+    return status
+
+
+def _photometry_channel(
+    left: object, right: object, channel: int, sub: pd.DataFrame, fit: dict, colour: bool
+) -> np.ndarray:
+    """Draw one channel's stars, line and m (:func:`photometry_graph`); return the scales of its stars.
+
+    Only stars with positive fluxes on both frames are drawn and returned.
+    """
+    slope, intercept = fit["scale"], fit.get("intercept", 0.0)
+    star_scale = (sub["flux_ref"] - intercept) / sub["flux_target"]
+    status = _star_statuses(sub, fit)
+    ok = ((sub["flux_ref"] > 0) & (sub["flux_target"] > 0)).to_numpy()
+    for name in sorted(set(status), key=lambda s: (s == "used", s)):  # deterministic: used drawn last
+        sel = ok & (status == name)
+        used_colour, prefix = _channel_style(channel, colour, COLOURS["used"])
+        dots = used_colour if name == "used" else COLOURS.get(name, "0.6")
+        flux_t, flux_r = sub["flux_target"][sel], sub["flux_ref"][sel]
+        # colour: rejections are much the same in every channel, so only channel 0's are labelled
+        label = f"{prefix}{name} ({sel.sum()})" if name == "used" or channel == 0 else None
+        _dots(left, flux_t, flux_r, dots, label)
+        _dots(right, flux_t, star_scale[sel], dots)
+    flux = (
+        np.geomspace(max(sub["flux_target"][ok].min(), 1e-3), sub["flux_target"][ok].max(), 50)
+        if ok.any()
+        else np.array([1.0, 10.0])
+    )
+    line, prefix = _channel_style(channel, colour, "k")
+    left.plot(
+        flux,
+        slope * flux + intercept,
+        "-",
+        c=line,
+        lw=1,
+        label=f"{prefix}line {slope:.5f} x + {intercept:.4g}",
+    )
+    m, m_err = fit["scale"], fit["scale_err"]
+    right.axhspan(m - m_err, m + m_err, color=line, alpha=0.15, lw=0)
+    right.axhline(m, color=line, lw=1, label=f"{prefix}m = {m:.5f} ± {m_err:.5f}")
+    return star_scale[ok]
+
+
+def _photometry_axes(left: object, right: object, star_scales: np.ndarray) -> None:
+    """Scales, labels and legends of :func:`photometry_graph`'s panels.
+
+    The right panel spans the 2nd to 98th percentile of ``star_scales``, and a tenth more.
+    """
+    for ax in (left, right):
+        ax.set_xscale("log")
+        ax.set_xlabel("target flux")
+    left.set_yscale("log")
+    for ax in (left, right):  # a tick per decade: minor ticks would double the graph's drawing time
+        ax.minorticks_off()
+    left.set_ylabel("reference flux")
+    right.set_ylabel("each star's flux ratio")
+    if np.isfinite(star_scales).any():
+        spread = np.nanpercentile(star_scales, [2, 98])
+        right.set_ylim(spread[0] - 0.1 * abs(spread[0]), spread[1] + 0.1 * abs(spread[1]))
+    left.legend(fontsize=7, loc="upper left")
+    right.legend(fontsize=7, loc="upper right")
+
+
 def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, title: str = "") -> Figure:
     """Reference against target flux with the fitted line, and each star's scale against flux.
 
@@ -75,60 +147,11 @@ def photometry_graph(table: pd.DataFrame, scale: dict, path: str | os.PathLike, 
     groups = _by_channel(table)
     colour = len(groups) > 1
     fig, (left, right) = _figure(2, (11, 4.5))
-    star_scales = []
-    for channel, sub in groups:
-        fit = channel_record(scale, channel)
-        slope, intercept = fit["scale"], fit.get("intercept", 0.0)
-        star_scale = (sub["flux_ref"] - intercept) / sub["flux_target"]
-        status = sub["status"].to_numpy(dtype=object).copy()
-        reasons: dict = {}
-        for item in fit.get("rejected", []):  # the first reason given for a star is its reason
-            reasons.setdefault(item["ref_id"], item["reason"])
-        ref_ids = sub["ref_id"].to_numpy()
-        for i in np.flatnonzero(status == "used"):
-            status[i] = reasons.get(ref_ids[i], "used")
-        ok = ((sub["flux_ref"] > 0) & (sub["flux_target"] > 0)).to_numpy()
-        for name in sorted(set(status), key=lambda s: (s == "used", s)):  # deterministic: used drawn last
-            sel = ok & (status == name)
-            used_colour, prefix = _channel_style(channel, colour, COLOURS["used"])
-            dots = used_colour if name == "used" else COLOURS.get(name, "0.6")
-            flux_t, flux_r = sub["flux_target"][sel], sub["flux_ref"][sel]
-            # colour: rejections are much the same in every channel, so only channel 0's are labelled
-            label = f"{prefix}{name} ({sel.sum()})" if name == "used" or channel == 0 else None
-            _dots(left, flux_t, flux_r, dots, label)
-            _dots(right, flux_t, star_scale[sel], dots)
-        star_scales.append(star_scale[ok])
-        flux = (
-            np.geomspace(max(sub["flux_target"][ok].min(), 1e-3), sub["flux_target"][ok].max(), 50)
-            if ok.any()
-            else np.array([1.0, 10.0])
-        )
-        line, prefix = _channel_style(channel, colour, "k")
-        left.plot(
-            flux,
-            slope * flux + intercept,
-            "-",
-            c=line,
-            lw=1,
-            label=f"{prefix}line {slope:.5f} x + {intercept:.4g}",
-        )
-        m, m_err = fit["scale"], fit["scale_err"]
-        right.axhspan(m - m_err, m + m_err, color=line, alpha=0.15, lw=0)
-        right.axhline(m, color=line, lw=1, label=f"{prefix}m = {m:.5f} ± {m_err:.5f}")
-    for ax in (left, right):
-        ax.set_xscale("log")
-        ax.set_xlabel("target flux")
-    left.set_yscale("log")
-    for ax in (left, right):  # a tick per decade: the minor ones took half the graph's drawing time
-        ax.minorticks_off()
-    left.set_ylabel("reference flux")
-    right.set_ylabel("each star's flux ratio")
-    values = np.concatenate(star_scales)
-    if np.isfinite(values).any():
-        spread = np.nanpercentile(values, [2, 98])
-        right.set_ylim(spread[0] - 0.1 * abs(spread[0]), spread[1] + 0.1 * abs(spread[1]))
-    left.legend(fontsize=7, loc="upper left")
-    right.legend(fontsize=7, loc="upper right")
+    star_scales = [
+        _photometry_channel(left, right, channel, sub, channel_record(scale, channel), colour)
+        for channel, sub in groups
+    ]
+    _photometry_axes(left, right, np.concatenate(star_scales))
     what = "m" if not colour else "m (channel mean)"
     fig.suptitle(
         f"{title} photometry: {what} = {scale['scale']:.5f} ± {scale['scale_err']:.5f} "
