@@ -97,6 +97,26 @@ class NormalizeResult:
         return curvature(self.gradient)
 
 
+def _checked_frames(target: np.ndarray, reference: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The two frames as the stages take them (:func:`nsgflow.io.clean_frame`), of one supported shape.
+
+    Raises
+    ------
+    FrameError
+        A frame's shape is not supported, or the two differ.
+    """
+    reference, target = clean_frame(reference), clean_frame(target)
+    for name, data in (("reference", reference), ("target", target)):
+        if unsupported_shape(data.shape):
+            raise FrameError(f"{name}: {unsupported_shape(data.shape)}")
+    if target.shape != reference.shape:
+        raise FrameError(
+            f"the target has shape {target.shape} but the reference {reference.shape}; give frames of one "
+            "shape, registered to one grid, both mono (ny, nx) or both colour (3, ny, nx)"
+        )
+    return target, reference
+
+
 def normalize(
     target: np.ndarray,
     reference: np.ndarray,
@@ -144,15 +164,7 @@ def normalize(
     """
     config = resolve_settings(**settings)
     is_reference = target is reference
-    reference, target = clean_frame(reference), clean_frame(target)
-    for name, data in (("reference", reference), ("target", target)):
-        if unsupported_shape(data.shape):
-            raise FrameError(f"{name}: {unsupported_shape(data.shape)}")
-    if target.shape != reference.shape:
-        raise FrameError(
-            f"the target has shape {target.shape} but the reference {reference.shape}; give frames of one "
-            "shape, registered to one grid, both mono (ny, nx) or both colour (3, ny, nx)"
-        )
+    target, reference = _checked_frames(target, reference)
     ref_catalog, ref_stats, ref_defects = detect_frame(reference, reference_header, config["detect"])
     target_catalog, target_stats, target_defects = detect_frame(target, target_header, config["detect"])
     table, aperture = match_and_measure(
