@@ -41,9 +41,9 @@ def find_defects(
     replacement is the mean of that outer ring. Pixels with no data (or the
     frame's edge) within 2 px are left as they are. Stars sharper than about
     1.2 px FWHM would be taken for defects. One pass finds 68 % of a
-    cosmic-ray track's pixels; a second (its inner pixels stand out once its
-    brightest ones are gone: 90 %) made the scale worse on the benchmark's
-    hard set (worst frame 1.1 % instead of 0.93 %).
+    cosmic-ray track's pixels; a second would find 90 % (the inner pixels
+    stand out once the brightest are gone) but makes the scale worse on the
+    accuracy benchmark's hard set, so there is one.
 
     Only the excess over the 8 neighbours is computed for every pixel (in
     blocks of ``chunk_rows`` rows); the rest only where it passes the

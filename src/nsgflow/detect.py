@@ -38,9 +38,9 @@ def estimate_saturation(
     unsaturated star is a single pixel. It is also taken as saturated when
     ``min_clipped`` pixels hold exactly the maximum: stars that only just
     reach the clip level leave a pixel or two at it, too few for a plateau
-    but enough to cost them flux (two such stars, unflagged and the brightest
-    of a frame, biased its scale by 0.3 %), while noise seldom gives two
-    pixels the same largest value.
+    but enough to cost them flux (two such stars left unflagged, the
+    brightest of a frame, can bias its scale by 0.3 %), while noise seldom
+    gives two pixels the same largest value.
 
     Parameters
     ----------
@@ -262,7 +262,7 @@ def detect_stars(
         Thresholds between the detection threshold and an object's peak at
         which sep looks for separate stars in it (``deblend_nthresh``). More
         split close pairs a little more finely and take longer: on a
-        24-megapixel frame 16 cost a third more time than 8, SExtractor's
+        24-megapixel frame 16 take a third more time than 8, SExtractor's
         usual 32 more still, for the same scale and gradient accuracy on the
         benchmark (``benchmarks/accuracy.py``).
     background_box_px : int, default 64

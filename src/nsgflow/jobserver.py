@@ -11,9 +11,9 @@ server forks, and the fork runs the stage with the job's working folder,
 environment, standard output and error, and exits with the stage's status,
 which the job's process then exits with.
 Snakemake still starts, times and tracks one process per job, and every file
-is written as before.
+is written as it is without a server.
 
-The job runs the stage itself, as before, when there is no server (cluster
+The job runs the stage itself when there is no server (cluster
 jobs, ``NSGFLOW_JOBSERVER=off``, a run from another tool, a server that did
 not start), when the job's Python environment or nsgflow source differs
 from the server's (:func:`fingerprint`), or when the arguments are not plain

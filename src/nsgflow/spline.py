@@ -61,9 +61,8 @@ def merge_samples(
 #: Degree of the spline's polynomial part, fitted without smoothing. A smooth sky glow that
 #: enters from an edge bends most at the edge, where the samples end; the thin-plate part,
 #: smoothed, follows that bend only roughly and continues it as a straight line into the
-#: strips only the target covers. A cubic takes the bend (measured on the accuracy benchmark's
-#: hard set, 30 seeds: worst 64-px box 1.60 sigma with degree 1, 1.11 with 2, 0.57 with 3,
-#: 0.65 with 4).
+#: strips only the target covers. A cubic takes the bend; of degrees 1 to 4 it leaves the
+#: smallest worst box on the accuracy benchmark's hard set.
 DEGREE = 3
 
 #: Samples needed per term of the polynomial part: fewer samples get a lower degree.
@@ -442,21 +441,17 @@ def reject_outlier_samples(
     within ``edge_px`` of the frame's edge are dropped only beyond
     ``edge_factor`` times ``clip_sigma``: there the model is least
     constrained, and a steep glow entering from the edge would look like
-    outliers (measured on the accuracy benchmark's bright-sky set), but a
-    trail or a halo in an edge sample, kept, pulled the model in that corner
-    and got good samples next to it dropped instead (hard set, 30 seeds: the
-    worst boxes of 3 frames from 0.57, 0.47 and 0.15 sigma to 0.05, 0.17 and
-    0.05, no frame worse, against keeping every edge sample).
+    outliers; they are not all kept, though: a trail or a halo in an edge
+    sample would pull the model in that corner and get the good samples
+    next to it dropped instead.
 
     A sample is judged by its residual from the model of the others: its
     residual from the model of all divided by ``1 - h``, ``h`` its leverage
     (:func:`sample_leverage`, of the first fit; ``1 - h`` at least
     :data:`MIN_FREEDOM`). Where the model is least constrained, in a corner or beside a
     hole the star masks leave, it follows a spoiled sample most, so the
-    plain residual hid one that the others did not agree with (hard set, 30
-    seeds, with ``samples.min_valid_fraction`` 0.1: a corner sample 1.2 sigma
-    off kept, good ones beside it dropped, a worst box of 0.47 sigma; 0.15
-    with the leverage).
+    plain residual would hide one that the others do not agree with, and
+    good samples beside it would be dropped instead.
 
     The model is the one :func:`fit_gradient` makes, on the grid of
     ``grid_px``, the same setting.
