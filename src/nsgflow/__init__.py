@@ -22,10 +22,10 @@ from importlib import import_module
 #: changes its numbers: the workflow passes it as a rule parameter, so Snakemake
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
-    "detect": 7,
+    "detect": 8,
     "photometry": 9,
     "scale": 3,
-    "samples": 5,
+    "samples": 6,
     "gradient": 7,
     "normalize": 1,
     "diagnostics": 3,

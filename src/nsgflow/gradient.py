@@ -2,11 +2,16 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 import pandas as pd
 import sep
 
 from nsgflow.robust import IQR_TO_SIGMA, MAD_TO_SIGMA
+
+if TYPE_CHECKING:
+    from nsgflow.cores import ReplacedPixels
 
 __all__ = [
     "alpha_from_hlr",
@@ -173,6 +178,7 @@ def matched_difference(
     target_kernel: np.ndarray,
     reference_kernel: np.ndarray,
     valid: np.ndarray,
+    replaced: tuple[ReplacedPixels | None, ReplacedPixels | None] = (None, None),
 ) -> tuple[np.ndarray, np.ndarray]:
     """m*(T * K_R) - R * K_T: the difference of the two frames convolved to one star profile.
 
@@ -184,6 +190,8 @@ def matched_difference(
     convolutions: each is divided by the convolved ``valid``
     (normalized convolution), so borders and masked trails do not leak in.
     The frame is convolved in strips of :data:`MATCHED_STRIP_ROWS` rows by FFT.
+    ``replaced`` holds pixels of the target and the reference read with other
+    values (saturated cores rebuilt, :func:`nsgflow.cores.saturated_cores`).
 
     Returns
     -------
@@ -209,10 +217,12 @@ def matched_difference(
         strip_valid = valid[lo:hi]
         padded[inside] = strip_valid
         coverage = fft.rfft2(padded)
-        for data, kernel, factor in ((target, kernels[0], scale), (reference, kernels[1], -1.0)):
+        frames = ((target, kernels[0], scale, replaced[0]), (reference, kernels[1], -1.0, replaced[1]))
+        for data, kernel, factor, pixels in frames:
             weight = fft.irfft2(coverage * kernel, shape)[strip]
             defined[y0:y1] &= weight >= MIN_MATCHED_COVERAGE
-            padded[inside] = np.where(strip_valid, data[lo:hi], np.float32(0))
+            block = data[lo:hi] if pixels is None else pixels.apply(data[lo:hi].copy(), lo)
+            padded[inside] = np.where(strip_valid, block, np.float32(0))
             light = fft.irfft2(fft.rfft2(padded) * kernel, shape)[strip]
             out[y0:y1] += np.float32(factor) * light / np.maximum(weight, MIN_MATCHED_COVERAGE)
     out[~defined] = 0.0

@@ -41,6 +41,7 @@ __all__ = [
     "profile_covariance",
     "profile_error",
     "profile_fits",
+    "profile_pixels",
     "psf_image",
     "psf_matched_photometry",
 ]
@@ -370,6 +371,19 @@ def _pixel_integrated(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np
         p, (px[:, :, None] + nodes_x).reshape(n, -1), (py[:, :, None] + nodes_y).reshape(n, -1)
     )
     return value.reshape(n, k, 4).mean(axis=2), jac.reshape(n, k, 4, -1).mean(axis=2)
+
+
+def profile_pixels(profile: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
+    """A star profile ``alpha, beta, g1, g2`` of peak 1, averaged over the pixels at offsets ``dx, dy``.
+
+    The model of :func:`profile_fits` (:func:`_pixel_integrated`), for pixels
+    whose centres are ``dx, dy`` from the star's centre (arrays of one shape).
+    """
+    alpha, beta, g1, g2 = profile
+    p = np.array([[0.0, 0.0, 0.0, np.log(alpha), beta, g1, g2, 0.0]])
+    flat_dx, flat_dy = (np.asarray(d, float).reshape(1, -1) for d in np.broadcast_arrays(dx, dy))
+    value, _ = _pixel_integrated(p, flat_dx, flat_dy)
+    return value.reshape(np.shape(dx))
 
 
 def _cost(weight: np.ndarray, value: np.ndarray, light: np.ndarray) -> np.ndarray:

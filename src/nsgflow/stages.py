@@ -17,6 +17,7 @@ import pandas as pd
 import sep
 
 from nsgflow.channels import channel_record, combine, luminance, planes
+from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
 from nsgflow.defects import Defects, defects_replaced, find_defects
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
 from nsgflow.errors import FrameError
@@ -101,14 +102,26 @@ def header_values(header: Mapping[str, Any] | None) -> dict[str, float | None]:
     }
 
 
-def _saturated_in_a_channel(data: np.ndarray, stars: pd.DataFrame, linear_range: float) -> np.ndarray:
+def _saturated_in_a_channel(
+    data: np.ndarray, stars: pd.DataFrame, levels: Sequence[float], linear_range: float
+) -> np.ndarray:
     """True for stars whose centre pixel reaches ``linear_range`` of its channel's saturation level."""
     iy = np.clip(np.rint(stars["y"].to_numpy()).astype(int), 0, data.shape[1] - 1)
     ix = np.clip(np.rint(stars["x"].to_numpy()).astype(int), 0, data.shape[2] - 1)
     saturated = np.zeros(len(stars), bool)
-    for plane in planes(data):
-        saturated |= plane[iy, ix] >= linear_range * estimate_saturation(plane)
+    for plane, level in zip(planes(data), levels, strict=True):
+        saturated |= plane[iy, ix] >= linear_range * level
     return saturated
+
+
+def _level(saturation: float) -> float | None:
+    """A saturation level for the statistics: None for an unsaturated frame."""
+    return None if np.isinf(saturation) else float(saturation)
+
+
+def channel_saturation(stats: dict, channel: int) -> float | None:
+    """A frame's saturation level (:func:`detect_frame`'s statistics) in one channel; None if unsaturated."""
+    return stats["channels"][channel]["saturation"] if "channels" in stats else stats["saturation"]
 
 
 def detect_frame(
@@ -122,14 +135,15 @@ def detect_frame(
     (:func:`defects_table`), for the photometry of every frame measured
     against this one, so no frame is searched twice. The statistics hold the
     shape, star counts, median half-light radius, saturation level (None if
-    unsaturated), background level, flatness and noise
+    unsaturated) and the ``linear_range`` below it, background level, flatness and noise
     (:func:`nsgflow.gradient.background_statistics`) and the header values of
     :data:`HEADER_KEYS`.
 
     A colour frame, shape ``(3, ny, nx)``, is searched on its luminance
     (:func:`nsgflow.channels.luminance`); a star saturated in any channel is
     flagged, and the statistics add ``channels``: each channel's measured
-    ``noise`` and its header's ``noise_header`` (NOISE00, NOISE01, NOISE02).
+    ``noise``, its header's ``noise_header`` (NOISE00, NOISE01, NOISE02) and
+    its ``saturation`` level.
     """
     lum = luminance(data)
     saturation = estimate_saturation(lum)  # found once, used for the flags and the statistics
@@ -141,23 +155,29 @@ def detect_frame(
         if box == STATISTICS_BOX_PX and (lum != 0).any():
             background = sep.Background(lum, mask=lum == 0, bw=box, bh=box)
         stars = detect_stars(lum, saturation=saturation, background=background, **settings)
+    levels = [estimate_saturation(plane) for plane in planes(data)] if data.ndim == 3 else []
     if data.ndim == 3:
-        saturated = _saturated_in_a_channel(data, stars, settings["linear_range"])
+        saturated = _saturated_in_a_channel(data, stars, levels, settings["linear_range"])
         stars["flags"] = stars["flags"] | np.where(saturated, int(StarFlag.SATURATED), 0)
     stats = {
         "shape": list(data.shape),
         "stars": len(stars),
         "stars_clean": int((stars["flags"] == 0).sum()),
         "hlr_px": frame_hlr(stars),
-        "saturation": None if np.isinf(saturation) else saturation,
+        "saturation": _level(saturation),
+        "linear_range": settings["linear_range"],
         "defects": defects,
         **background_statistics(lum, STATISTICS_BOX_PX, background=background),
         **header_values(header),
     }
     if data.ndim == 3:
         stats["channels"] = [
-            {"noise": background_noise(plane), "noise_header": _header_float(header, f"NOISE{c:02d}")}
-            for c, plane in enumerate(planes(data))
+            {
+                "noise": background_noise(plane),
+                "noise_header": _header_float(header, f"NOISE{c:02d}"),
+                "saturation": _level(level),
+            }
+            for c, (plane, level) in enumerate(zip(planes(data), levels, strict=True))
         ]
     per_channel = [found] if data.ndim == 2 else [find_defects(plane) for plane in planes(data)]
     return stars, stats, defects_table(per_channel)
@@ -510,7 +530,7 @@ def gradient_samples(
     if matched:
         del differences
         data &= ~_defect_pixels(data.shape, defects)
-        differences, data = _matched_differences(target, reference, scales, photometry, data)
+        differences, data = _matched_differences(target, reference, scales, photometry, data, catalogs, stats)
     data &= ~stars
     tables = []
     for channel, difference in enumerate(differences):
@@ -565,18 +585,57 @@ KERNEL_HLR = 20.0
 
 
 def _matched_differences(
-    target: np.ndarray, reference: np.ndarray, scales: np.ndarray, photometry: dict, data: np.ndarray
+    target: np.ndarray,
+    reference: np.ndarray,
+    scales: np.ndarray,
+    photometry: dict,
+    data: np.ndarray,
+    catalogs: list[pd.DataFrame],
+    stats: list[dict],
 ) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel."""
+    """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel.
+
+    Saturated stars' clipped cores are rebuilt first in both frames
+    (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.
+    """
     differences, defined = [], data.copy()
+    x, y = saturated_positions(catalogs[::-1], int(StarFlag.SATURATED))  # the reference's first
     for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
         record = channel_record(photometry, channel)
         half = int(np.ceil(KERNEL_HLR * max(record["hlr_ref_px"], record["hlr_target_px"])))
         ref_kernel, target_kernel = (psf_image(np.asarray(p), half) for p in record["profile"])
-        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data)
+        cores = _rebuilt_cores((t, r), x, y, record, stats, channel)
+        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores)
         differences.append(difference)
         defined &= ok
     return differences, defined
+
+
+def _rebuilt_cores(
+    frames: tuple[np.ndarray, np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    record: dict,
+    stats: list[dict],
+    channel: int,
+) -> tuple[ReplacedPixels | None, ReplacedPixels | None]:
+    """The target's and the reference's saturated cores at ``x, y`` (:func:`nsgflow.cores.saturated_cores`).
+
+    Each frame's own profile and half-light radius come from the photometry
+    ``record``; pixels at or above its ``linear_range`` of its saturation
+    level are clipped. None for a frame without saturation.
+    """
+    profiles = {"target": record["profile"][1], "reference": record["profile"][0]}
+    hlr = {"target": record["hlr_target_px"], "reference": record["hlr_ref_px"]}
+    cores = []
+    for plane, frame_stats, name in zip(frames, stats, ("target", "reference"), strict=True):
+        level = channel_saturation(frame_stats, channel)
+        if level is None or not len(x):
+            cores.append(None)
+            continue
+        limit = frame_stats["linear_range"] * level
+        cores.append(saturated_cores(plane, x, y, np.asarray(profiles[name]), hlr[name], limit))
+    return cores[0], cores[1]
 
 
 def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dict) -> float:

@@ -1,0 +1,169 @@
+"""Saturated star cores rebuilt from each frame's fitted star profile.
+
+A saturated star's core is clipped in both frames, but not alike: the sharper
+frame loses more of the star's light. Convolved to one profile
+(:func:`nsgflow.gradient.matched_difference`), what the two frames lack
+differs and spreads as far as the kernels reach, leaving blobs around the
+star's mask in the gradient samples. So each clipped core is replaced by the
+frame's fitted profile (:func:`nsgflow.photometry.profile_pixels`) scaled to
+the unclipped ring just outside it (:func:`saturated_cores`).
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from scipy import ndimage
+from scipy.spatial import cKDTree
+
+from nsgflow.photometry import profile_pixels
+from nsgflow.robust import MAD_TO_SIGMA
+
+__all__ = ["ReplacedPixels", "saturated_cores", "saturated_positions"]
+
+#: Clipped pixels joined to those within this distance (px) of a star's position are its core.
+CORE_REACH_PX = 2.0
+#: Width of the ring fitted outside a core, in half-light radii of the frame's stars (at least
+#: :data:`MIN_RING_PX`): where the star's own profile still outshines its neighbours and halo.
+RING_HLR = 1.5
+MIN_RING_PX = 3.0
+#: Fewest ring pixels for a fit; a core with fewer (on a border) is left as it is.
+MIN_RING_PIXELS = 10
+#: Robust sigmas beyond which ring pixels (neighbours, hot pixels) leave the fit, and its passes.
+RING_CLIP_SIGMA = 4.0
+RING_ITERATIONS = 3
+#: First half-width (px) of the window searched for a core; it doubles while the core reaches
+#: the window's edge, up to :data:`MAX_WINDOW_PX`.
+FIRST_WINDOW_PX = 24
+MAX_WINDOW_PX = 512
+#: Fewest clipped pixels for a core to be rebuilt: a smaller core lost little light, less than the
+#: fitted profile, extrapolated into it, may err by.
+MIN_CORE_PIXELS = 20
+#: Saturated stars of the two catalogs closer than this (px) are one star.
+SAME_STAR_PX = 3.0
+
+
+class ReplacedPixels(NamedTuple):
+    """Pixels of a frame plane to be read with other values: ``plane[rows, cols] = values``."""
+
+    rows: np.ndarray
+    cols: np.ndarray
+    values: np.ndarray
+
+    def apply(self, block: np.ndarray, first_row: int) -> np.ndarray:
+        """``block`` (rows ``first_row`` on of the plane) with the replaced pixels in it, in place."""
+        inside = (self.rows >= first_row) & (self.rows < first_row + block.shape[0])
+        block[self.rows[inside] - first_row, self.cols[inside]] = self.values[inside]
+        return block
+
+
+def saturated_positions(catalogs: list, flag: int) -> tuple[np.ndarray, np.ndarray]:
+    """Positions ``x, y`` of the stars flagged ``flag`` in any of ``catalogs``, each star once.
+
+    Of stars closer than :data:`SAME_STAR_PX`, the one listed first is kept
+    (the reference's, sharper and so better centred, when it comes first).
+    """
+    flagged = [c[(c["flags"].to_numpy() & flag) != 0] for c in catalogs]
+    xy = np.concatenate([np.column_stack([c["x"].to_numpy(float), c["y"].to_numpy(float)]) for c in flagged])
+    later = {j for _, j in cKDTree(xy).query_pairs(SAME_STAR_PX)} if len(xy) else set()
+    keep = np.setdiff1d(np.arange(len(xy)), np.fromiter(later, int, len(later)))
+    return xy[keep, 0], xy[keep, 1]
+
+
+def saturated_cores(
+    plane: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    profile: np.ndarray,
+    hlr_px: float,
+    limit: float,
+) -> ReplacedPixels:
+    """The clipped cores of the stars at ``x, y``, rebuilt from the frame's star ``profile``.
+
+    A star's core is its pixels at or above ``limit`` (the frame's linear
+    range) joined to those within :data:`CORE_REACH_PX` of its position. The
+    profile (``alpha, beta, g1, g2``, :func:`nsgflow.photometry.profile_fits`)
+    at the star's position, times an amplitude, plus a level, is fitted by
+    least squares to the unclipped pixels of a ring :data:`RING_HLR` half-light
+    radii (``hlr_px``) wide just outside the core, and gives the core's pixels;
+    a pixel never drops below its clipped value. Stars without a core, or
+    whose ring is too small or fit not positive, are left as they are.
+
+    Returns
+    -------
+    ReplacedPixels
+        The cores' pixels and their rebuilt values.
+    """
+    found = [_core(plane, x0, y0, profile, hlr_px, limit) for x0, y0 in zip(x, y, strict=True)]
+    found = [f for f in found if f is not None]
+    if not found:
+        empty = np.zeros(0, np.int64)
+        return ReplacedPixels(empty, empty, np.zeros(0, plane.dtype))
+    rows, cols, values = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    return ReplacedPixels(rows, cols, values.astype(plane.dtype))
+
+
+def _core(
+    plane: np.ndarray, x0: float, y0: float, profile: np.ndarray, hlr_px: float, limit: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """One star's core pixels ``rows, cols`` and rebuilt values, or None."""
+    ring_width = max(RING_HLR * hlr_px, MIN_RING_PX)
+    window = _core_window(plane, x0, y0, limit, ring_width)
+    if window is None:
+        return None
+    rows, cols, core, over, radius = window
+    if core.sum() < MIN_CORE_PIXELS:
+        return None
+    values = plane[rows, cols].astype(np.float64)
+    edge = radius[core].max()
+    ring = ~over & (values != 0) & (radius > edge + 0.5) & (radius <= edge + ring_width)
+    if ring.sum() < MIN_RING_PIXELS:
+        return None
+    unit = profile_pixels(profile, cols - x0, rows - y0)
+    amplitude, level = _ring_fit(values, unit, ring)
+    if not amplitude > 0:
+        return None
+    rebuilt = np.maximum(amplitude * unit[core] + level, values[core])
+    return rows[core], cols[core], rebuilt
+
+
+def _core_window(
+    plane: np.ndarray, x0: float, y0: float, limit: float, ring_width: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Rows, columns, core, clipped pixels and radii of a window holding a star's core and ring.
+
+    The window grows until the core and its ring fit inside (or it reaches
+    :data:`MAX_WINDOW_PX`); None when no clipped pixel is near the star.
+    """
+    ny, nx = plane.shape
+    half = FIRST_WINDOW_PX
+    while True:
+        y_lo, y_hi = max(int(y0) - half, 0), min(int(y0) + half + 1, ny)
+        x_lo, x_hi = max(int(x0) - half, 0), min(int(x0) + half + 1, nx)
+        rows, cols = np.mgrid[y_lo:y_hi, x_lo:x_hi]
+        radius = np.hypot(cols - x0, rows - y0)
+        over = plane[y_lo:y_hi, x_lo:x_hi] >= limit
+        labels, _ = ndimage.label(over)
+        near = np.unique(labels[(radius <= CORE_REACH_PX) & over])
+        if not near.size:
+            return None
+        core = np.isin(labels, near)
+        if radius[core].max() + ring_width < half or half >= MAX_WINDOW_PX:
+            return rows, cols, core, over, radius
+        half *= 2
+
+
+def _ring_fit(values: np.ndarray, unit: np.ndarray, ring: np.ndarray) -> tuple[float, float]:
+    """Amplitude and level of ``amplitude * unit + level`` fitted to the ``ring`` pixels, clipped."""
+    keep = ring
+    amplitude, level = 0.0, 0.0
+    for _ in range(RING_ITERATIONS):
+        design = np.stack([unit[keep], np.ones(int(keep.sum()))], axis=1)
+        (amplitude, level), *_ = np.linalg.lstsq(design, values[keep], rcond=None)
+        residual = values - (amplitude * unit + level)
+        spread = MAD_TO_SIGMA * np.median(np.abs(residual[ring]))
+        keep = ring & (np.abs(residual) <= RING_CLIP_SIGMA * spread)
+        if keep.sum() < MIN_RING_PIXELS:
+            break
+    return float(amplitude), float(level)
