@@ -29,10 +29,10 @@ def _stars(n=5, hlr=2.0, saturated=()):
 
 
 def test_image_scale_sets_the_star_size_when_no_star_is_measured():
-    # 4 um pixels at 1000 mm: 4e-3 mm / 1000 mm = 4e-6 rad, x 206265 arcsec/rad = 0.82506 arcsec/px
-    assert image_scale(OPTICS) == pytest.approx(0.82506, rel=1e-6)
-    # 2.5 arcsec of typical seeing / 0.82506 arcsec/px = 3.03008 px
-    assert star_fwhm([OPTICS]) == (pytest.approx(3.03008, rel=1e-5), "2.5 arcsec seeing at 0.83 arcsec/px")
+    # 4 um pixels at 1000 mm: 4e-3 mm / 1000 mm = 4e-6 rad, x 206264.8 arcsec/rad = 0.825059 arcsec/px
+    assert image_scale(OPTICS) == pytest.approx(0.825059, rel=1e-6)
+    # 2.5 arcsec of typical seeing / 0.825059 arcsec/px = 3.030086 px
+    assert star_fwhm([OPTICS]) == (pytest.approx(3.030086, rel=1e-6), "2.5 arcsec seeing at 0.83 arcsec/px")
     # measured star sizes win over the optics: half-light radius 1.26 px / 0.63 = FWHM 2.0 px
     assert star_fwhm([{**OPTICS, "hlr_px": 1.26}]) == (pytest.approx(2.0), "measured star size")
     assert star_fwhm([{"hlr_px": None}])[0] is None
@@ -50,14 +50,16 @@ def test_star_mask_radius_auto_grows_with_peak_and_can_be_set_by_hand():
     # (growth 1: the faintest star's radius is then the floor of two half-light radii)
     from_optics = star_mask_radii(no_size, OPTICS, {**SAMPLES, "star_growth": 1.0})
     assert np.all(np.isfinite(from_optics))
-    # FWHM 3.03008 px (2.5 arcsec at 0.82506 arcsec/px) x 0.63 = half-light radius 1.90895 px, x 2 = 3.81790
-    assert from_optics.min() == pytest.approx(3.81790, rel=1e-5)
+    # FWHM 3.030086 px (2.5 arcsec at 0.825059 arcsec/px) x 0.63 = half-light radius 1.908954 px,
+    # x 2 = 3.817908
+    assert from_optics.min() == pytest.approx(3.817908, rel=1e-6)
 
 
 def test_resolved_settings_record_every_automatic_value():
     stats = [{"hlr_px": 2.0, "noise": 10.0, "focallen": 1000.0, "xpixsz": 4.0}, {"hlr_px": 1.5, "noise": 8.0}]
     resolved = resolved_settings([_stars(), _stars(hlr=1.5)], stats, SAMPLES)
-    assert resolved["image_scale_arcsec_per_px"] == pytest.approx(0.82506, rel=1e-6)  # 206265 x 4e-3 / 1000
+    # 206264.8 arcsec/rad x 4e-3 mm / 1000 mm
+    assert resolved["image_scale_arcsec_per_px"] == pytest.approx(0.825059, rel=1e-6)
     # the broader frame's half-light radius 2.0 px / 0.63 = FWHM 3.1746 px, measured: the optics are not used
     assert resolved["star_fwhm_px"] == pytest.approx(3.1746, rel=1e-4)
     assert resolved["star_fwhm_from"] == "measured star size"

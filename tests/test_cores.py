@@ -36,7 +36,8 @@ def test_a_clipped_core_is_rebuilt_to_the_light_it_lost():
 def test_stars_without_a_clipped_core_are_left_as_they_are():
     profile = np.array([2.0, 3.0, 0.0, 0.0])
     frame = SKY + _star(profile, 60.0, 60.0, 0.5 * LEVEL)
-    cores = saturated_cores(frame, np.array([60.0, 150.0]), np.array([60.0, 150.0]), profile, 1.3, 0.9 * LEVEL)
+    x = y = np.array([60.0, 150.0])  # a star below the clipping, and no star
+    cores = saturated_cores(frame, x, y, profile, 1.3, 0.9 * LEVEL)
     assert cores.rows.size == 0
 
 

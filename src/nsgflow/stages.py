@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import sep
+from astropy import units as u
 
 from nsgflow.channels import channel_record, combine, luminance, planes
 from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
@@ -344,7 +345,8 @@ def image_scale(stats: dict) -> float | None:
     0.388
     """
     if stats.get("focallen") and stats.get("xpixsz"):
-        return 206.265 * stats["xpixsz"] / stats["focallen"]
+        pixel = stats["xpixsz"] * u.um / (stats["focallen"] * u.mm)  # an angle in radians
+        return float(pixel.to_value(u.arcsec, equivalencies=u.dimensionless_angles()))
     return None
 
 
