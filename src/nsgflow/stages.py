@@ -625,7 +625,7 @@ def _rebuilt_cores(
 
     Each frame's own profile and half-light radius come from the photometry
     ``record``; pixels at or above its ``linear_range`` of its saturation
-    level are clipped. None for a frame without saturation.
+    level are clipped. None for a frame without a core to rebuild.
     """
     profiles = {"target": record["profile"][1], "reference": record["profile"][0]}
     hlr = {"target": record["hlr_target_px"], "reference": record["hlr_ref_px"]}
@@ -636,7 +636,8 @@ def _rebuilt_cores(
             cores.append(None)
             continue
         limit = frame_stats["linear_range"] * level
-        cores.append(saturated_cores(plane, x, y, np.asarray(profiles[name]), hlr[name], limit))
+        found = saturated_cores(plane, x, y, np.asarray(profiles[name]), hlr[name], limit)
+        cores.append(found if found.rows.size else None)  # None: the frame is read as it is
     return cores[0], cores[1]
 
 
