@@ -129,7 +129,7 @@ def reference_path(wildcards):
 
 def reference_file(pattern):
     """Input function for one of the reference's own outputs, e.g. reference_file("catalogs/{}.csv")."""
-    return lambda wildcards: f"{RESULTS}/" + pattern.format(reference_name())
+    return lambda wildcards: f"{RESULTS}/{pattern.format(reference_name())}"
 
 
 def frame_path(wildcards):
