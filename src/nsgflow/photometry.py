@@ -451,6 +451,51 @@ def profile_fits(
         its own centre, amplitude and background); NaN with fewer than
         :data:`MIN_PROFILE_STARS`.
     """
+    fits = np.full((len(x), 4), np.nan)
+    shared = np.full(4, np.nan)
+    stars, px, py, light, weight = _star_pixels(data, x, y, bkg, radius, hlr, neighbours, neighbour_radii)
+    if not len(stars):
+        return (fits, shared) if joint else fits
+    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05, -MAX_SHEAR, -MAX_SHEAR, -np.inf])
+    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0, MAX_SHEAR, MAX_SHEAR, np.inf])
+    p = np.zeros((len(stars), 8))
+    p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
+    p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
+    p[:, 4] = 3.0
+    p, converged = _levenberg_marquardt(p, px, py, light, weight, (low, high))
+    at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
+    fitted = np.column_stack([np.exp(p[:, 3]), p[:, 4], p[:, 5], p[:, 6]])
+    good = converged & ~at_bound
+    fits[stars] = np.where(good[:, None], fitted, np.nan)
+    if not joint:
+        return fits
+    good[good] = _typical(p[good][:, SHARED])  # a star on a trail or a halo would pull the joint fit
+    if good.sum() >= MIN_PROFILE_STARS:
+        start = p[good].copy()
+        start[:, SHARED] = np.median(p[good][:, SHARED], axis=0)
+        shared = _joint_fit(start, px[good], py[good], light[good], weight[good], (low, high))
+        shared[0] = np.exp(shared[0])
+    return fits, shared
+
+
+def _star_pixels(
+    data: np.ndarray,
+    x: np.ndarray,
+    y: np.ndarray,
+    bkg: np.ndarray,
+    radius: float,
+    hlr: float,
+    neighbours: np.ndarray,
+    neighbour_radii: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """The pixels :func:`profile_fits` fits: the usable stars and, per star, each pixel's offsets and light.
+
+    Returns the indices of the usable stars (whole disc of ``radius`` on the
+    frame with data, at least half of it and all of its central 2 px free of
+    neighbours), the pixels' offsets ``px, py`` from each star's position,
+    their light less ``bkg`` (0 where left out) and their weights (1 kept, 0
+    a neighbour's or outside the disc); shapes (n,) and (n, pixels).
+    """
     from scipy.spatial import cKDTree
 
     ny, nx = data.shape
@@ -462,10 +507,9 @@ def profile_fits(
     ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
     inside = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half) & np.isfinite(bkg)
     stars = np.flatnonzero(inside)
-    fits = np.full((len(x), 4), np.nan)
-    shared = np.full(4, np.nan)
     if not len(stars):
-        return (fits, shared) if joint else fits
+        empty = np.zeros((0, len(ox)))
+        return stars, empty, empty, empty, empty
     px = ix[stars, None] + ox - x[stars, None]  # offsets from the catalog positions
     py = iy[stars, None] + oy - y[stars, None]
     light = data[iy[stars, None] + oy, ix[stars, None] + ox].astype(np.float64)
@@ -484,21 +528,31 @@ def profile_fits(
     )
     stars, px, py, keep = stars[usable], px[usable], py[usable], keep[usable]
     light = (light[usable] - bkg[stars, None]) * keep
-    if not len(stars):
-        return (fits, shared) if joint else fits
-    weight = keep.astype(np.float64)
-    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05, -MAX_SHEAR, -MAX_SHEAR, -np.inf])
-    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0, MAX_SHEAR, MAX_SHEAR, np.inf])
-    p = np.zeros((len(stars), 8))
-    p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
-    p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
-    p[:, 4] = 3.0
+    return stars, px, py, light, keep.astype(np.float64)
+
+
+def _levenberg_marquardt(
+    p: np.ndarray,
+    px: np.ndarray,
+    py: np.ndarray,
+    light: np.ndarray,
+    weight: np.ndarray,
+    bounds: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Each star's :func:`_pixel_integrated` profile fitted to its ``light`` from the start ``p``.
+
+    Levenberg-Marquardt on all stars at once, each until its own fit
+    converges (steps no longer gain, or all fail), at most
+    :data:`PROFILE_ITERATIONS` steps, parameters kept within ``bounds``.
+    Returns the parameters and which stars converged.
+    """
+    low, high = bounds
     value, jac = _pixel_integrated(p, px, py)
     cost = _cost(weight, value, light)
-    damping = np.full(len(stars), 1e-3)
-    change = np.full(len(stars), np.inf)
-    converged = np.zeros(len(stars), dtype=bool)
-    active = np.arange(len(stars))  # the stars still being fitted: each fit stops when it converges
+    damping = np.full(len(p), 1e-3)
+    change = np.full(len(p), np.inf)
+    converged = np.zeros(len(p), dtype=bool)
+    active = np.arange(len(p))  # the stars still being fitted: each fit stops when it converges
     for _ in range(PROFILE_ITERATIONS):
         jw = (jac[active] * weight[active, :, None]).transpose(0, 2, 1)
         normal = jw @ jac[active]
@@ -515,24 +569,11 @@ def profile_fits(
         p[taken], value[taken] = trial[better], trial_value[better]
         jac[taken], cost[taken] = trial_jac[better], trial_cost[better]
         damping[active] = np.clip(np.where(better, damping[active] / 3, damping[active] * 4), 1e-9, 1e9)
-        # steps no longer gain, or all fail: a minimum
         converged[active] = (change[active] < 1e-8) | (damping[active] > 1e4)
         active = active[~converged[active]]
         if not len(active):
             break
-    at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
-    fitted = np.column_stack([np.exp(p[:, 3]), p[:, 4], p[:, 5], p[:, 6]])
-    good = converged & ~at_bound
-    fits[stars] = np.where(good[:, None], fitted, np.nan)
-    if not joint:
-        return fits
-    good[good] = _typical(p[good][:, SHARED])  # a star on a trail or a halo would pull the joint fit
-    if good.sum() >= MIN_PROFILE_STARS:
-        start = p[good].copy()
-        start[:, SHARED] = np.median(p[good][:, SHARED], axis=0)
-        shared = _joint_fit(start, px[good], py[good], light[good], weight[good], (low, high))
-        shared[0] = np.exp(shared[0])
-    return fits, shared
+    return p, converged
 
 
 #: Robust sigmas from the median beyond which a star's own profile fit is left out of the joint one.
