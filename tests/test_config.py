@@ -1,5 +1,7 @@
 import copy
 import re
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +175,22 @@ def test_function_defaults_agree_with_config_yaml():
         shared = {key for key in DEFAULTS[section] if key in defaults} - {"box_px"}
         assert shared, section
         assert {k: defaults[k] for k in shared} == {k: DEFAULTS[section][k] for k in shared}, section
+
+
+def test_the_workflow_passes_snakemakes_lint(frame_set, tmp_path):
+    """Every rule declares the files it reads and writes (``snakemake --lint`` finds nothing)."""
+    folder = Path(next(iter(frame_set["frames"].values()))["path"]).parent
+    command = [
+        sys.executable,
+        "-c",
+        "import sys\nfrom snakemake.cli import main\nsys.exit(main(sys.argv[1:]))",
+        "--snakefile",
+        str(workflow_dir() / "Snakefile"),
+        "--lint",
+        "--config",
+        f"frames={folder}/*.fits",
+        f"results={tmp_path / 'results'}",
+    ]
+    out = subprocess.run(command, cwd=tmp_path, capture_output=True, text=True, timeout=300)
+    assert out.returncode == 0, out.stdout + out.stderr
+    assert "Lints for" not in out.stdout + out.stderr

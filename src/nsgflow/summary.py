@@ -21,18 +21,9 @@ from nsgflow.diagnostics import _dots, _figure, _save
 from nsgflow.io import atomic_path, read_json, write_csv
 from nsgflow.progress import logged_error
 from nsgflow.weight import rejection_reasons, stats_weight
+from nsgflow.workflow import STAGE_OUTPUTS
 
-__all__ = ["STAGE_OUTPUTS", "failure_reason", "summarize", "summary_graph", "write_summary"]
-
-#: Each rule and the per-frame output that shows it finished, in workflow order.
-STAGE_OUTPUTS = [
-    ("detect_stars", "catalogs/{}.csv"),
-    ("measure_photometry", "photometry/{}.csv"),
-    ("fit_scale", "scale/{}.json"),
-    ("sample_gradient", "samples/{}.csv"),
-    ("fit_gradient", "gradient/{}.fits"),
-    ("normalize_frame", "normalized/{}_nsg.fits"),
-]
+__all__ = ["failure_reason", "summarize", "summary_graph", "write_summary"]
 
 
 def failure_reason(results: Path, name: str) -> str | None:

@@ -18,6 +18,7 @@ from nsgflow.errors import ConfigError, FrameError
 from nsgflow.io import FRAME_SUFFIXES, atomic_path, frame_name, header_shape, read_keywords
 
 __all__ = [
+    "STAGE_OUTPUTS",
     "check_frames",
     "filter_name",
     "find_frames",
@@ -28,6 +29,17 @@ __all__ = [
     "unthrottle_scheduler",
     "validate_config",
     "workflow_dir",
+]
+
+
+#: Each rule and the per-frame output that shows it finished, in workflow order.
+STAGE_OUTPUTS = [
+    ("detect_stars", "catalogs/{}.csv"),
+    ("measure_photometry", "photometry/{}.csv"),
+    ("fit_scale", "scale/{}.json"),
+    ("sample_gradient", "samples/{}.csv"),
+    ("fit_gradient", "gradient/{}.fits"),
+    ("normalize_frame", "normalized/{}_nsg.fits"),
 ]
 
 

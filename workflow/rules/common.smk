@@ -7,7 +7,14 @@ import nsgflow
 from nsgflow import jobserver, progress
 from nsgflow.errors import FrameError
 from nsgflow.io import is_xisf, read_shape
-from nsgflow.workflow import check_frames, find_frames, record_settings, unthrottle_scheduler, validate_config
+from nsgflow.workflow import (
+    STAGE_OUTPUTS,
+    check_frames,
+    find_frames,
+    record_settings,
+    unthrottle_scheduler,
+    validate_config,
+)
 
 validate_config(config)
 

@@ -71,8 +71,9 @@ rule export_xisf:
 
 rule summarize:
     input:
-        expand(f"{RESULTS}/normalized/{{frame}}_nsg.fits", frame=FRAMES),
+        # every frame's statistics and the outputs of each stage, whose headers and records it reads
         expand(f"{RESULTS}/catalogs/{{frame}}.json", frame=FRAMES),
+        [f"{RESULTS}/{pattern.format(name)}" for _, pattern in STAGE_OUTPUTS for name in FRAMES],
         reference_choice,
         settings=SETTINGS["set"],
     output:
@@ -81,7 +82,7 @@ rule summarize:
         weights=f"{RESULTS}/weights.csv",
         accepted=f"{RESULTS}/accepted.txt",
     params:
-        results=RESULTS,
+        results=lambda wildcards, output: str(Path(output.summary).parent),
         frames=FRAMES,
         reference=reference_name,
         reject=config["reject"],
