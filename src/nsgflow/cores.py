@@ -51,10 +51,16 @@ class ReplacedPixels(NamedTuple):
     cols: np.ndarray
     values: np.ndarray
 
-    def apply(self, block: np.ndarray, first_row: int) -> np.ndarray:
-        """``block`` (rows ``first_row`` on of the plane) with the replaced pixels in it, in place."""
-        inside = (self.rows >= first_row) & (self.rows < first_row + block.shape[0])
-        block[self.rows[inside] - first_row, self.cols[inside]] = self.values[inside]
+    def read_rows(self, plane: np.ndarray, first: int, last: int) -> np.ndarray:
+        """Rows ``first`` to ``last`` (exclusive) of ``plane`` read with the replaced pixels.
+
+        The plane's own rows (a view) where none of them has a replaced pixel, else a copy.
+        """
+        inside = (self.rows >= first) & (self.rows < last)
+        if not inside.any():
+            return plane[first:last]
+        block = plane[first:last].copy()
+        block[self.rows[inside] - first, self.cols[inside]] = self.values[inside]
         return block
 
 
@@ -112,10 +118,9 @@ def _core(
     window = _core_window(plane, x0, y0, limit, ring_width)
     if window is None:
         return None
-    rows, cols, core, over, radius = window
+    values, rows, cols, core, over, radius = window
     if core.sum() < MIN_CORE_PIXELS:
         return None
-    values = plane[rows, cols].astype(np.float64)
     edge = radius[core].max()
     ring = ~over & (values != 0) & (radius > edge + 0.5) & (radius <= edge + ring_width)
     if ring.sum() < MIN_RING_PIXELS:
@@ -130,8 +135,10 @@ def _core(
 
 def _core_window(
     plane: np.ndarray, x0: float, y0: float, limit: float, ring_width: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
-    """Rows, columns, core, clipped pixels and radii of a window holding a star's core and ring.
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """Values (float64), rows, columns, core, clipped pixels and radii of a window around a star.
+
+    The window holds the star's core and its ring.
 
     The window grows until the core and its ring fit inside (or it reaches
     :data:`MAX_WINDOW_PX`); None when no clipped pixel is near the star.
@@ -143,14 +150,15 @@ def _core_window(
         x_lo, x_hi = max(int(x0) - half, 0), min(int(x0) + half + 1, nx)
         rows, cols = np.mgrid[y_lo:y_hi, x_lo:x_hi]
         radius = np.hypot(cols - x0, rows - y0)
-        over = plane[y_lo:y_hi, x_lo:x_hi] >= limit
+        values = plane[y_lo:y_hi, x_lo:x_hi].astype(np.float64)
+        over = values >= limit
         labels, _ = ndimage.label(over)
         near = np.unique(labels[(radius <= CORE_REACH_PX) & over])
         if not near.size:
             return None
         core = np.isin(labels, near)
         if radius[core].max() + ring_width < half or half >= MAX_WINDOW_PX:
-            return rows, cols, core, over, radius
+            return values, rows, cols, core, over, radius
         half *= 2
 
 

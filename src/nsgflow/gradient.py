@@ -221,7 +221,7 @@ def matched_difference(
         for data, kernel, factor, pixels in frames:
             weight = fft.irfft2(coverage * kernel, shape)[strip]
             defined[y0:y1] &= weight >= MIN_MATCHED_COVERAGE
-            block = data[lo:hi] if pixels is None else pixels.apply(data[lo:hi].copy(), lo)
+            block = data[lo:hi] if pixels is None else pixels.read_rows(data, lo, hi)
             padded[inside] = np.where(strip_valid, block, np.float32(0))
             light = fft.irfft2(fft.rfft2(padded) * kernel, shape)[strip]
             out[y0:y1] += np.float32(factor) * light / np.maximum(weight, MIN_MATCHED_COVERAGE)

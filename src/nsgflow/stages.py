@@ -625,19 +625,18 @@ def _rebuilt_cores(
 
     Each frame's own profile and half-light radius come from the photometry
     ``record``; pixels at or above its ``linear_range`` of its saturation
-    level are clipped. None for a frame without a core to rebuild.
+    level are clipped. None for a frame without saturation.
     """
-    profiles = {"target": record["profile"][1], "reference": record["profile"][0]}
-    hlr = {"target": record["hlr_target_px"], "reference": record["hlr_ref_px"]}
+    profiles = (record["profile"][1], record["profile"][0])  # the record lists the reference's first
+    radii = (record["hlr_target_px"], record["hlr_ref_px"])
     cores = []
-    for plane, frame_stats, name in zip(frames, stats, ("target", "reference"), strict=True):
+    for plane, frame_stats, profile, hlr_px in zip(frames, stats, profiles, radii, strict=True):
         level = channel_saturation(frame_stats, channel)
         if level is None or not len(x):
             cores.append(None)
             continue
         limit = frame_stats["linear_range"] * level
-        found = saturated_cores(plane, x, y, np.asarray(profiles[name]), hlr[name], limit)
-        cores.append(found if found.rows.size else None)  # None: the frame is read as it is
+        cores.append(saturated_cores(plane, x, y, np.asarray(profile), hlr_px, limit))
     return cores[0], cores[1]
 
 
