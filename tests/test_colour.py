@@ -117,3 +117,17 @@ def test_colour_weight_and_stack_helpers():
     stack, rejected = stack_frames([a, b], [1.0, 3.0])
     np.testing.assert_allclose(stack[:, 0, 0], [10.0, 17.5, 25.0])
     assert stack.shape == rejected.shape == (3, 2, 2)
+
+
+def test_mean_difference_is_the_channels_mean_of_m_t_minus_r():
+    """Trail detection's m*T - R, read in slices, is the mean over the channels."""
+    from nsgflow.stages import MeanDifference
+
+    target, reference = np.random.default_rng(0).normal(100.0, 5.0, (2, 3, 40, 50)).astype(np.float32)
+    scales = np.array([1.2, 0.9, 1.5], np.float32)
+    difference = MeanDifference(target, reference, scales)
+    full = np.mean([m * t - r for m, t, r in zip(scales, target, reference, strict=True)], axis=0)
+    assert difference.shape == (40, 50)
+    np.testing.assert_allclose(difference[10:20, 5:45], full[10:20, 5:45], rtol=1e-5)
+    mono = MeanDifference(target[0], reference[0], scales[:1])
+    np.testing.assert_allclose(mono[:, :], 1.2 * target[0] - reference[0], rtol=1e-5)

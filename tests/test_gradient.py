@@ -120,6 +120,24 @@ def test_matched_difference_cancels_stars_of_different_profiles(strip_rows, monk
     assert not defined[0, 0]
 
 
+@pytest.mark.parametrize("strip_rows", [512, 37, 15])  # 15 rows: less than the kernel's margin of 20
+def test_matched_difference_written_into_the_target_is_the_same(strip_rows, monkeypatch):
+    """The rows of the target still to be read are not overwritten: the same difference as in new memory."""
+    monkeypatch.setattr("nsgflow.gradient.MATCHED_STRIP_ROWS", strip_rows)
+    target, reference, m, (ref_kernel, target_kernel), _ = _matched_frames(np.random.default_rng(5))
+    target, reference = target.astype(np.float32), reference.astype(np.float32)
+    valid = np.ones(target.shape, bool)
+    valid[:, :15] = False
+    expected, expected_defined = matched_difference(target, reference, m, target_kernel, ref_kernel, valid)
+    assert np.abs(expected).max() > 1  # m*T - R is not the target itself
+    difference, defined = matched_difference(
+        target, reference, m, target_kernel, ref_kernel, valid, out=target
+    )
+    assert difference is target
+    np.testing.assert_array_equal(difference, expected)
+    np.testing.assert_array_equal(defined, expected_defined)
+
+
 @pytest.mark.parametrize("strip_rows", [512, 37])
 def test_matched_difference_leaves_out_pixels_without_data(strip_rows, monkeypatch):
     monkeypatch.setattr("nsgflow.gradient.MATCHED_STRIP_ROWS", strip_rows)

@@ -168,7 +168,7 @@ MIN_MATCHED_COVERAGE = 0.5
 
 #: Rows that :func:`matched_difference` convolves at once (overlap-save): its memory stays a small
 #: fraction of a frame's, and a strip's transforms fit the CPU's caches better than a frame's.
-MATCHED_STRIP_ROWS = 512
+MATCHED_STRIP_ROWS = 256
 
 
 def matched_difference(
@@ -179,6 +179,8 @@ def matched_difference(
     reference_kernel: np.ndarray,
     valid: np.ndarray,
     replaced: tuple[ReplacedPixels | None, ReplacedPixels | None] = (None, None),
+    *,
+    out: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """m*(T * K_R) - R * K_T: the difference of the two frames convolved to one star profile.
 
@@ -192,6 +194,8 @@ def matched_difference(
     The frame is convolved in strips of :data:`MATCHED_STRIP_ROWS` rows by FFT.
     ``replaced`` holds pixels of the target and the reference read with other
     values (saturated cores rebuilt, :func:`nsgflow.cores.saturated_cores`).
+    ``out``, float32 of the target's shape, receives the difference; it may
+    be ``target`` itself (its rows are read before they are overwritten).
 
     Returns
     -------
@@ -207,26 +211,69 @@ def matched_difference(
     rows = min(MATCHED_STRIP_ROWS, ny)
     shape = (fft.next_fast_len(rows + 2 * half, real=True), fft.next_fast_len(nx + 2 * half, real=True))
     kernels = [kernel_spectrum(k / k.sum(), shape) for k in (reference_kernel, target_kernel)]
-    out, defined = np.zeros(target.shape, np.float32), valid.copy()
+    out = np.zeros(target.shape, np.float32) if out is None else out
+    in_place = np.shares_memory(out, target)
+    defined = valid.copy()
+    above = target[:0]  # in place: the target's rows above the strip, as read before they were overwritten
     for y0 in range(0, ny, rows):
         y1 = min(y0 + rows, ny)
         lo, hi = max(y0 - half, 0), min(y1 + half, ny)
-        padded = np.zeros(shape, np.float32)  # anew for each strip: the last may be shorter
-        inside = np.s_[half - (y0 - lo) : half + (hi - y0), half : half + nx]
-        strip = np.s_[half : half + y1 - y0, half : half + nx]
-        strip_valid = valid[lo:hi]
-        padded[inside] = strip_valid
-        coverage = fft.rfft2(padded)
-        frames = ((target, kernels[0], scale, replaced[0]), (reference, kernels[1], -1.0, replaced[1]))
-        for data, kernel, factor, pixels in frames:
-            weight = fft.irfft2(coverage * kernel, shape)[strip]
-            defined[y0:y1] &= weight >= MIN_MATCHED_COVERAGE
-            block = data[lo:hi] if pixels is None else pixels.read_rows(data, lo, hi)
-            padded[inside] = np.where(strip_valid, block, np.float32(0))
-            light = fft.irfft2(fft.rfft2(padded) * kernel, shape)[strip]
-            out[y0:y1] += np.float32(factor) * light / np.maximum(weight, MIN_MATCHED_COVERAGE)
+        target_rows = _read_rows(target, y0 if in_place else lo, hi, replaced[0])
+        if in_place:
+            target_rows = np.concatenate([above, target_rows])
+            above = target_rows[max(y1 - half, 0) - lo : y1 - lo].copy()
+        blocks = (target_rows, _read_rows(reference, lo, hi, replaced[1]))
+        window = np.s_[half - (y0 - lo) : half + (hi - y0), half : half + nx]
+        difference, ok = _matched_strip(blocks, (scale, -1.0), kernels, valid[lo:hi], shape, window, y1 - y0)
+        out[y0:y1] = difference
+        defined[y0:y1] &= ok
     out[~defined] = 0.0
     return out, defined
+
+
+def _read_rows(plane: np.ndarray, first: int, last: int, replaced: ReplacedPixels | None) -> np.ndarray:
+    """Rows ``first`` to ``last`` of ``plane``, with the ``replaced`` pixels if any."""
+    return plane[first:last] if replaced is None else replaced.read_rows(plane, first, last)
+
+
+def _matched_strip(
+    blocks: tuple[np.ndarray, np.ndarray],
+    factors: tuple[float, float],
+    kernels: list[np.ndarray],
+    valid: np.ndarray,
+    shape: tuple[int, int],
+    window: tuple[slice, slice],
+    rows: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """One strip of :func:`matched_difference`: the sum of each block's normalized convolution times a factor.
+
+    ``blocks`` and ``valid`` are the strip's rows with their margins, placed at
+    ``window`` of a zero-padded ``shape`` image; ``kernels`` the spectra
+    (:func:`kernel_spectrum`) each block is convolved with. Returns the strip's
+    ``rows`` rows of the sum and of the pixels whose kernels are covered.
+    """
+    from scipy import fft
+
+    half = window[1].start
+    strip = np.s_[half : half + rows, window[1]]
+    padded = np.zeros(shape, np.float32)
+    padded[window] = valid
+    coverage = fft.rfft2(padded)
+    total, defined = np.zeros((rows, window[1].stop - half), np.float32), True
+    for block, factor, kernel in zip(blocks, factors, kernels, strict=True):  # in place: strips count
+        weight = fft.irfft2(coverage * kernel, shape, overwrite_x=True)[strip]
+        defined = defined & (weight >= MIN_MATCHED_COVERAGE)
+        np.maximum(weight, MIN_MATCHED_COVERAGE, out=weight)
+        padded[window] = 0.0
+        np.copyto(padded[window], block, where=valid)
+        spectrum = fft.rfft2(padded)
+        spectrum *= kernel
+        light = fft.irfft2(spectrum, shape, overwrite_x=True)[strip]
+        light *= np.float32(factor)
+        light /= weight
+        total += light
+        del spectrum, light, weight
+    return total, defined
 
 
 def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:

@@ -496,8 +496,8 @@ def gradient_samples(
     neighbours (convolved, a hot pixel would spread beyond the clipping's reach).
     Colour frames take one scale per channel and are sampled per channel in
     the same boxes; the ``channel`` column tells them apart (0 for mono).
-    With ``overwrite_target`` (float32 ``target`` only, frames not matched),
-    m*T - R is computed in ``target``'s memory, which saves a frame's worth.
+    With ``overwrite_target`` (float32 ``target`` only) the difference is
+    computed in ``target``'s memory, which saves a frame's worth.
     """
     if target.shape != reference.shape:
         raise FrameError(f"the frame has shape {target.shape} but the reference has {reference.shape}")
@@ -520,19 +520,14 @@ def gradient_samples(
         data &= plane != 0
     matched = settings["match_profiles"] and photometry is not None
     scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
-    differences = _differences(target, reference, scales, overwrite=overwrite_target and not matched)
-    mean = differences[0]
-    if len(differences) > 1:  # the channels' mean, in place: one plane more
-        mean = mean.copy()
-        for difference in differences[1:]:
-            mean += difference
-        mean /= np.float32(len(differences))
-    data &= ~_trails(mean, data & ~stars)
-    del mean
+    data &= ~_trails(MeanDifference(target, reference, scales), data & ~stars)
     if matched:
-        del differences
         data &= ~_defect_pixels(data.shape, defects)
-        differences, data = _matched_differences(target, reference, scales, photometry, data, catalogs, stats)
+        differences, data = _matched_differences(
+            target, reference, scales, photometry, data, catalogs, stats, overwrite=overwrite_target
+        )
+    else:
+        differences = _differences(target, reference, scales, overwrite=overwrite_target)
     data &= ~stars
     tables = []
     for channel, difference in enumerate(differences):
@@ -556,7 +551,29 @@ def _differences(
     return differences
 
 
-def _trails(difference: np.ndarray, valid: np.ndarray) -> np.ndarray:
+class MeanDifference:
+    """The channels' mean of m*T - R, float32, computed for the rows and columns it is sliced at.
+
+    Trail detection (:func:`nsgflow.trails.find_trails`) reads it in strips,
+    so the difference never takes a frame's memory.
+    """
+
+    def __init__(self, target: np.ndarray, reference: np.ndarray, scales: np.ndarray) -> None:
+        self.planes = list(zip(scales, planes(target), planes(reference), strict=True))
+        self.shape = reference.shape[-2:]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        total = None
+        for m, t, r in self.planes:
+            difference = np.multiply(t[index], m, dtype=np.float32)
+            difference -= r[index]
+            total = difference if total is None else np.add(total, difference, out=total)
+        if len(self.planes) > 1:
+            total /= np.float32(len(self.planes))
+        return total
+
+
+def _trails(difference: MeanDifference | np.ndarray, valid: np.ndarray) -> np.ndarray:
     """Pixels of the trails (:func:`nsgflow.trails.find_trails`) in ``difference``, logged."""
     trails = find_trails(difference, valid)
     for t in trails.itertuples():
@@ -594,22 +611,26 @@ def _matched_differences(
     data: np.ndarray,
     catalogs: list[pd.DataFrame],
     stats: list[dict],
+    *,
+    overwrite: bool,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel.
 
     Saturated stars' clipped cores are rebuilt first in both frames
     (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.
+    With ``overwrite`` (float32 ``target`` only) each difference is written into the target's memory.
     """
-    differences, defined = [], data.copy()
+    differences, defined = [], None
     x, y = saturated_positions(catalogs[::-1], int(StarFlag.SATURATED))  # the reference's first
     for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
         record = channel_record(photometry, channel)
         half = int(np.ceil(KERNEL_HLR * max(record["hlr_ref_px"], record["hlr_target_px"])))
         ref_kernel, target_kernel = (psf_image(np.asarray(p), half) for p in record["profile"])
         cores = _rebuilt_cores((t, r), x, y, record, stats, channel)
-        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores)
+        into = t if overwrite and t.dtype == np.float32 else None
+        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores, out=into)
         differences.append(difference)
-        defined &= ok
+        defined = ok if defined is None else np.logical_and(defined, ok, out=defined)
     return differences, defined
 
 

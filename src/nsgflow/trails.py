@@ -273,7 +273,8 @@ def find_trails(
     Parameters
     ----------
     difference : numpy.ndarray, shape (ny, nx)
-        ``m*T - R``.
+        ``m*T - R``: an array, or anything with a ``shape`` whose slices
+        ``[rows, columns]`` are arrays (it is read a few rows at a time).
     valid : numpy.ndarray of bool, shape (ny, nx)
         Pixels to use: data in both frames, stars masked.
     bin_px : int, optional
