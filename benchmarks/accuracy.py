@@ -264,10 +264,10 @@ def api_settings(configfile: str | None) -> dict:
     """The sections of a ``--configfile`` that :func:`nsgflow.normalize` takes."""
     if not configfile:
         return {}
-    from nsgflow.api import SECTIONS
+    from nsgflow.settings import FRAME_SECTIONS
     from nsgflow.workflow import load_config
 
-    return {k: v for k, v in load_config(Path(configfile)).items() if k in SECTIONS}
+    return {k: v for k, v in load_config(Path(configfile)).items() if k in FRAME_SECTIONS}
 
 
 def failures(summary: dict[str, float]) -> str:

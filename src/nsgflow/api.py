@@ -17,6 +17,7 @@ from nsgflow.channels import channel_values, unsupported_shape
 from nsgflow.errors import FrameError
 from nsgflow.io import clean_frame
 from nsgflow.normalized import normalize_frame
+from nsgflow.settings import FRAME_SECTIONS, merge_sections, package_config
 from nsgflow.spline import curvature
 from nsgflow.stages import (
     detect_frame,
@@ -26,12 +27,9 @@ from nsgflow.stages import (
     scale_from_photometry,
 )
 from nsgflow.weight import stats_weight
-from nsgflow.workflow import load_config, validate_config, workflow_dir
+from nsgflow.workflow import validate_config
 
 __all__ = ["NormalizeResult", "default_settings", "normalize", "resolve_settings"]
-
-#: The configuration sections that shape a normalized frame.
-SECTIONS = ("detect", "match", "photometry", "scale", "samples", "gradient")
 
 
 def default_settings() -> dict:
@@ -47,11 +45,9 @@ def resolve_settings(**sections: dict) -> dict:
     ConfigError
         An unknown section or key, or a value out of range (the message names it).
     """
-    config = load_config(workflow_dir() / "config.yaml")
-    for name, values in sections.items():
-        config[name] = {**config.get(name, {}), **values} if isinstance(values, dict) else values
-    config = validate_config({**copy.deepcopy(config), "frames": "-", "reference": "-"})
-    return {name: config[name] for name in SECTIONS}
+    config = merge_sections(package_config(), copy.deepcopy(sections))
+    config = validate_config({**config, "frames": "-", "reference": "-"})
+    return {name: config[name] for name in FRAME_SECTIONS}
 
 
 @dataclass

@@ -19,7 +19,18 @@ from jsonschema import Draft202012Validator
 from nsgflow.errors import ConfigError, UsageError
 from nsgflow.workflow import load_config, load_schema, validate_config, workflow_dir
 
-__all__ = ["describe", "parse_setting", "read_settings_file", "run_settings"]
+__all__ = [
+    "FRAME_SECTIONS",
+    "describe",
+    "merge_sections",
+    "package_config",
+    "parse_setting",
+    "read_settings_file",
+    "run_settings",
+]
+
+#: The sections of the settings that shape a normalized frame, in the order of the stages.
+FRAME_SECTIONS = ("detect", "match", "photometry", "scale", "samples", "gradient")
 
 #: Settings given by the command's own arguments, not by ``--set``.
 COMMAND_LINE_KEYS = {"frames": "the FRAMES argument", "reference": "--reference", "results": "--results"}
@@ -168,6 +179,19 @@ def describe(schema: dict) -> str:
     return " ".join([text, " and ".join(bounds)]) if bounds else text
 
 
+def package_config() -> dict:
+    """The settings of the ``config.yaml`` that ships with nsgflow (every default), not validated."""
+    return load_config(workflow_dir() / "config.yaml")
+
+
+def merge_sections(config: dict, changes: dict) -> dict:
+    """``config`` with ``changes`` applied, in place: a section given as a dict changes only its keys."""
+    for key, value in changes.items():
+        base = config.get(key)
+        config[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+    return config
+
+
 def run_settings(
     frames: str,
     reference: str,
@@ -193,10 +217,7 @@ def run_settings(
     ConfigError
         ``configfile`` is not a settings file or holds an invalid setting.
     """
-    config = load_config(workflow_dir() / "config.yaml")
-    for key, value in (read_settings_file(configfile) if configfile else {}).items():
-        base = config.get(key)
-        config[key] = {**base, **value} if isinstance(base, dict) and isinstance(value, dict) else value
+    config = merge_sections(package_config(), read_settings_file(configfile) if configfile else {})
     config.update(frames=frames, reference=reference, results=results)
     validate_config(config)
     schema = load_schema()

@@ -7,6 +7,7 @@ import nsgflow
 from nsgflow import jobserver, progress
 from nsgflow.errors import FrameError
 from nsgflow.io import is_xisf, read_shape
+from nsgflow.settings import FRAME_SECTIONS
 from nsgflow.workflow import (
     STAGE_OUTPUTS,
     check_frames,
@@ -30,9 +31,7 @@ FIXED_REFERENCE = next(
 )
 ALGO = nsgflow.ALGORITHM_VERSIONS
 #: every setting that shapes a normalized frame: recorded in its header and provenance record
-FRAME_SETTINGS = {
-    key: config[key] for key in ("detect", "match", "photometry", "scale", "samples", "gradient")
-}
+FRAME_SETTINGS = {key: config[key] for key in FRAME_SECTIONS}
 #: Each stage's settings and algorithm version as its rules' params hold them, and the set-wide rules'
 #: (frame names, reference, reject); kept with the results (settings/{stage}.json, rewritten only on a
 #: change) and an input of the rules that use them: a change reruns them even when the run starts from
@@ -60,7 +59,7 @@ SETTINGS = record_settings(
 
 
 #: the stages before the normalized frame: each job writes provenance/{rule}/{frame}.json, what it wrote
-STAGE_RULES = ["detect_stars", "measure_photometry", "fit_scale", "sample_gradient", "fit_gradient"]
+STAGE_RULES = [name for name, _ in STAGE_OUTPUTS[:-1]]
 #: a frame's files of each stage before the normalized frame: the default target asks for them all, so
 #: that one deleted is made again, and what follows from it (Snakemake does not look for a missing file
 #: of a job whose later outputs are there)
