@@ -19,6 +19,8 @@ runs the whole workflow with Snakemake on them and prints
   the memory's bandwidth make jobs that run side by side slower than either alone);
 * the CPU time the host took for other machines during the run (``steal`` in
   /proc/stat), where the machine is a virtual one;
+* what one rule per stage costs against one job per frame after detection: the more jobs'
+  start-up and reads of a frame (:func:`split_cost`);
 * how long a rerun takes after a change of ``gradient.smoothness``, then after a
   change of a ``samples`` setting (:data:`RERUNS`), against the first run, and which
   rules each reran;
@@ -68,6 +70,11 @@ STARS_PER_PX = 3000 / (600 * 900)
 JOB_IMPORTS = "import snakemake.script, snakemake.iocontainers, snakemake.logging; import nsgflow.jobserver"
 #: what the job server (:mod:`nsgflow.jobserver`) imports once per run, before the jobs' forks
 SERVER_IMPORTS = "import importlib, nsgflow.jobserver as s; [importlib.import_module(m) for m in s.PRELOAD]"
+#: Jobs per frame of the design before one rule per stage: detection, then one job for the rest.
+SINGLE_JOB_DESIGN_JOBS = 2
+#: Frame-sized reads the rules per stage add to that design's one read of the target and the reference:
+#: measure_photometry and sample_gradient each read both, normalize_frame the target and the gradient.
+EXTRA_FRAME_READS = 4
 
 
 def parse_size(text: str) -> tuple[int, int]:
@@ -322,6 +329,41 @@ def job_overhead(repeats: int = 5) -> dict[str, float]:
     return result
 
 
+def frame_read_s(path: str, repeats: int = 5) -> float:
+    """Median time of reading a frame's pixels as the stages do (:func:`nsgflow.io.read_pixels`), cached."""
+    from nsgflow.io import read_pixels
+
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        read_pixels(path)
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def split_cost(run_cpu_s: float, jobs_cpu_s: float, jobs: int, read_s: float, n: int) -> dict:
+    """What one rule per stage costs per frame against :data:`SINGLE_JOB_DESIGN_JOBS` jobs, printed.
+
+    A job's cost beyond its stage's own work is taken as the run's CPU time
+    (``run_cpu_s``) outside the jobs' own (``jobs_cpu_s``) shared among its
+    ``jobs``: Snakemake's bookkeeping and each job's start-up, and the
+    set-wide rules' work too, so it errs high. To the more jobs' cost add
+    :data:`EXTRA_FRAME_READS` frame reads of ``read_s`` each; against the
+    run's CPU time per frame (``n`` frames).
+    """
+    per_job = (run_cpu_s - jobs_cpu_s) / jobs
+    extra_jobs = jobs / n - SINGLE_JOB_DESIGN_JOBS
+    cost = extra_jobs * per_job + EXTRA_FRAME_READS * read_s
+    share = cost / (run_cpu_s / n)
+    print(
+        f"one rule per stage against one job per frame after detection: {extra_jobs:g} more jobs "
+        f"({per_job:.2f} s CPU each, the run's CPU outside the jobs' own shared among them) and "
+        f"{EXTRA_FRAME_READS} more reads of a frame ({read_s:.3f} s each) = {cost:.2f} s CPU per frame, "
+        f"{100 * share:.1f} % of the run's CPU"
+    )
+    return {"per_job_cpu_s": per_job, "frame_read_s": read_s, "cpu_s_per_frame": cost, "share": share}
+
+
 def plan_time(out: Path, truth: dict, n_plan: int, repeats: int) -> list[float]:
     """Time ``snakemake --dry-run`` on ``n_plan`` frames: sparse copies of the rendered frames, cycled.
 
@@ -509,6 +551,8 @@ def main(argv: list[str] | None = None) -> int:
         f"{before['job_imports']:.2f} s before the run, {after['job_imports']:.2f} s after; "
         f"the job server's imports, once per run: {overhead['server_imports']:.2f} s"
     )
+    jobs = sum(stage["jobs"] for stage in summary["stages"].values())
+    summary["split_cost"] = split_cost(user + system, jobs_cpu, jobs, frame_read_s(reference), n)
     summary["reruns"] = rerun_times(out, command, wall, args.frames)
     summary.update(
         frames=args.frames,
