@@ -6,7 +6,7 @@ import pytest
 
 from nsgflow.cores import saturated_cores, saturated_positions
 from nsgflow.gradient import matched_difference
-from nsgflow.photometry import profile_pixels, psf_image
+from nsgflow.profiles import profile_pixels, psf_image
 
 SHAPE = (200, 240)
 LEVEL = 60000.0  # the camera's saturation level, ADU

@@ -14,7 +14,7 @@ from nsgflow.gradient import (
     star_mask,
     star_radius,
 )
-from nsgflow.photometry import psf_image
+from nsgflow.profiles import psf_image
 
 
 def test_background_noise_ignores_smooth_signal_and_no_data():

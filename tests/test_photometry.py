@@ -8,20 +8,22 @@ from nsgflow.api import resolve_settings
 from nsgflow.detect import detect_stars
 from nsgflow.match import match_stars
 from nsgflow.photometry import (
-    ASSUMED_PROFILE_ERROR,
-    PROFILE_SYSTEMATIC,
     annulus_background,
     aperture_photometry,
     frame_hlr,
-    matched_fraction,
     measure_photometry,
     neighbour_mask,
     neighbour_radii,
+    psf_matched_photometry,
+)
+from nsgflow.profiles import (
+    ASSUMED_PROFILE_ERROR,
+    PROFILE_SYSTEMATIC,
+    matched_fraction,
     profile_covariance,
     profile_error,
     profile_fits,
     psf_image,
-    psf_matched_photometry,
 )
 from nsgflow.stages import detect_frame, match_and_measure
 

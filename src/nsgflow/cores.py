@@ -5,7 +5,7 @@ frame loses more of the star's light. Convolved to one profile
 (:func:`nsgflow.gradient.matched_difference`), what the two frames lack
 differs and spreads as far as the kernels reach, leaving blobs around the
 star's mask in the gradient samples. So each clipped core is replaced by the
-frame's fitted profile (:func:`nsgflow.photometry.profile_pixels`) scaled to
+frame's fitted profile (:func:`nsgflow.profiles.profile_pixels`) scaled to
 the unclipped ring just outside it (:func:`saturated_cores`).
 """
 
@@ -17,7 +17,7 @@ import numpy as np
 from scipy import ndimage
 from scipy.spatial import cKDTree
 
-from nsgflow.photometry import profile_pixels
+from nsgflow.profiles import profile_pixels
 from nsgflow.robust import MAD_TO_SIGMA
 
 __all__ = ["ReplacedPixels", "saturated_cores", "saturated_positions"]
@@ -89,7 +89,7 @@ def saturated_cores(
 
     A star's core is its pixels at or above ``limit`` (the frame's linear
     range) joined to those within :data:`CORE_REACH_PX` of its position. The
-    profile (``alpha, beta, g1, g2``, :func:`nsgflow.photometry.profile_fits`)
+    profile (``alpha, beta, g1, g2``, :func:`nsgflow.profiles.profile_fits`)
     at the star's position, times an amplitude, plus a level, is fitted by
     least squares to the unclipped pixels of a ring :data:`RING_HLR` half-light
     radii (``hlr_px``) wide just outside the core, and gives the core's pixels;

@@ -5,13 +5,13 @@ width, wings and elongation. A fixed aperture measures a profile-dependent
 fraction of a star's light, so the same aperture on two frames biases their
 flux ratio. So each frame's brightest stars are fitted, pixel by pixel with
 their neighbours' pixels left out, with one elliptical Moffat profile of the
-frame's own width, beta and elongation (:func:`profile_fits`); each frame is
+frame's own width, beta and elongation (:mod:`nsgflow.profiles`); each frame is
 then convolved with the *other* frame's profile (:func:`psf_matched_photometry`),
 which gives both frames' stars the same profile, and measured in one aperture
 at the same positions, with a plane through a background annulus. What the
 aperture misses is then the same on both; neighbours and nebulosity, the same
 light on both frames, cancel in the ratio. What the fitted profiles do not
-know is the scale's model uncertainty (:func:`profile_error`).
+know is the scale's model uncertainty (:func:`nsgflow.profiles.profile_error`).
 """
 
 from __future__ import annotations
@@ -25,29 +25,27 @@ import sep
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
-from nsgflow.gradient import alpha_from_hlr, background_noise, kernel_spectrum, star_mask, star_radius
+from nsgflow.gradient import background_noise, kernel_spectrum, star_mask, star_radius
+from nsgflow.profiles import (
+    HLR_PER_FWHM,
+    frame_profile,
+    profile_covariance,
+    profile_error,
+    profile_fits,
+    psf_image,
+)
 from nsgflow.robust import MAD_TO_SIGMA, sorted_mad, sorted_median
 
 __all__ = [
     "annulus_background",
     "aperture_photometry",
     "frame_hlr",
-    "frame_profile",
     "mask_noise",
-    "matched_fraction",
     "measure_photometry",
     "neighbour_mask",
     "neighbour_radii",
-    "profile_covariance",
-    "profile_error",
-    "profile_fits",
-    "profile_pixels",
-    "psf_image",
     "psf_matched_photometry",
 ]
-
-#: Moffat beta assumed for a frame whose star profiles cannot be fitted (typical of real seeing).
-FALLBACK_BETA = 3.0
 
 #: Fewest annulus pixels, as a fraction of those with data, that masking neighbours may leave; a
 #: star whose annulus keeps fewer (a very crowded field) gets the median of all of them instead.
@@ -58,20 +56,14 @@ MIN_UNMASKED_FRACTION = 0.25
 MASK_NOISE_PIXELS = 250_000
 
 #: Noise sigmas out to which detected neighbours' pixels are left out of a star's profile fit
-#: (:func:`profile_fits`) when ``neighbour_mask_sigma`` is 0 (annuli keep every pixel).
+#: (:func:`nsgflow.profiles.profile_fits`) when ``neighbour_mask_sigma`` is 0 (annuli keep every pixel).
 PROFILE_MASK_SIGMA = 2.0
-
-#: Fewest stars with a fitted profile for a frame's :func:`psf_image`.
-MIN_PROFILE_STARS = 5
 
 #: Radii, in half-light radii of the broader frame, of the pixels a star's profile is fitted to: the
 #: wider sees more of broad wings (beta 2), the narrower fits in among neighbours (:func:`_frame_profiles`).
 PROFILE_RADII_HLR = (6.0, 4.0)
 #: Fewest stars whose own fits succeed within the wider radius for a frame's profile to be fitted there.
 MIN_WIDE_PROFILE_STARS = 30
-
-#: Half-light radius per FWHM of a typical star (a Moffat of beta 3).
-HLR_PER_FWHM = 0.63
 
 
 def frame_hlr(catalog: pd.DataFrame, stars: int = 200) -> float:
@@ -305,459 +297,6 @@ def neighbour_mask(
     return mask, radii
 
 
-#: Most Levenberg-Marquardt iterations of a star's profile fit (:func:`profile_fits`).
-PROFILE_ITERATIONS = 60
-#: Bound of the profile fits' elongation parameters g1, g2 (1: axis ratio 0.41).
-MAX_SHEAR = 1.0
-
-
-def _quadratic_form(
-    g1: np.ndarray, g2: np.ndarray, dx: np.ndarray, dy: np.ndarray
-) -> tuple[np.ndarray, np.ndarray]:
-    """An elliptical profile's ``Q = (c + g1) dx**2 + 2 g2 dx dy + (c - g1) dy**2`` and ``c``.
-
-    ``c = sqrt(1 + g1**2 + g2**2)`` makes the form's determinant 1, so the
-    elongation ``g1, g2`` leaves the profile's area unchanged.
-    """
-    c = np.sqrt(1 + g1**2 + g2**2)
-    return (c + g1) * dx**2 + 2 * g2 * dx * dy + (c - g1) * dy**2, c
-
-
-def _moffat_pixels(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Elliptical Moffat values on a local background at pixel offsets, and their derivatives.
-
-    ``p`` holds, per star (rows), ``dx, dy, log amplitude, log alpha, beta,
-    g1, g2, background``: the value is ``amplitude * (1 + Q / alpha**2) ** -beta
-    + background`` with the quadratic form ``Q = (c + g1) ex**2 + 2 g2 ex ey +
-    (c - g1) ey**2``, ``c = sqrt(1 + g1**2 + g2**2)`` (determinant 1: alpha
-    sets the area, g1 and g2 the elongation). ``px, py`` are the pixels'
-    offsets from each star's catalog position (rows). Returns the values,
-    shape (n, k), and the Jacobian, shape (n, k, 8).
-    """
-    ex, ey = px - p[:, :1], py - p[:, 1:2]
-    g1, g2 = p[:, 5:6], p[:, 6:7]
-    form, c = _quadratic_form(g1, g2, ex, ey)
-    inv_a2 = np.exp(-2 * p[:, 3:4])
-    xx, yy, xy = ex**2, ey**2, ex * ey
-    u = form * inv_a2
-    log1u = np.log1p(u)
-    profile = np.exp(p[:, 2:3] - p[:, 4:5] * log1u)
-    slope = -p[:, 4:5] * profile / (1 + u)  # d profile / d u
-    jac = np.empty((*profile.shape, 8))  # filled in place: stacking copies of broadcast arrays cost more
-    jac[..., 0] = -2 * ((c + g1) * ex + g2 * ey) * inv_a2 * slope
-    jac[..., 1] = -2 * (g2 * ex + (c - g1) * ey) * inv_a2 * slope
-    jac[..., 2] = profile
-    jac[..., 3] = -2 * u * slope
-    jac[..., 4] = -log1u * profile
-    jac[..., 5] = ((g1 / c + 1) * xx + (g1 / c - 1) * yy) * inv_a2 * slope
-    jac[..., 6] = (g2 / c * (xx + yy) + 2 * xy) * inv_a2 * slope
-    jac[..., 7] = 1.0
-    return profile + p[:, 7:8], jac
-
-
-#: Offsets (px) of the 2-point Gauss-Legendre rule over a pixel: exact for profiles cubic across it.
-PIXEL_NODES = np.array([-0.5, 0.5]) / np.sqrt(3.0)
-
-
-def _pixel_integrated(p: np.ndarray, px: np.ndarray, py: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """:func:`_moffat_pixels` averaged over each pixel (2 x 2 Gauss-Legendre nodes), as pixels record light.
-
-    Sampled at pixel centres, a model takes the pixels' blur of a star's core
-    for a broader core and steeper wings (beta 3.24 for 3 at 4 px FWHM).
-    """
-    n, k = px.shape
-    nodes_x, nodes_y = (v.ravel() for v in np.meshgrid(PIXEL_NODES, PIXEL_NODES))
-    value, jac = _moffat_pixels(
-        p, (px[:, :, None] + nodes_x).reshape(n, -1), (py[:, :, None] + nodes_y).reshape(n, -1)
-    )
-    return value.reshape(n, k, 4).mean(axis=2), jac.reshape(n, k, 4, -1).mean(axis=2)
-
-
-def profile_pixels(profile: np.ndarray, dx: np.ndarray, dy: np.ndarray) -> np.ndarray:
-    """A star profile ``alpha, beta, g1, g2`` of peak 1, averaged over the pixels at offsets ``dx, dy``.
-
-    The model of :func:`profile_fits` (:func:`_pixel_integrated`), for pixels
-    whose centres are ``dx, dy`` from the star's centre (arrays of one shape).
-    """
-    alpha, beta, g1, g2 = profile
-    p = np.array([[0.0, 0.0, 0.0, np.log(alpha), beta, g1, g2, 0.0]])
-    flat_dx, flat_dy = (np.asarray(d, float).reshape(1, -1) for d in np.broadcast_arrays(dx, dy))
-    value, _ = _pixel_integrated(p, flat_dx, flat_dy)
-    return value.reshape(np.shape(dx))
-
-
-def _cost(weight: np.ndarray, value: np.ndarray, light: np.ndarray) -> np.ndarray:
-    """Each star's weighted sum of squared residuals; infinite where a trial step overflowed."""
-    with np.errstate(over="ignore", invalid="ignore"):
-        cost = np.sum(np.where(weight > 0, weight * (value - light) ** 2, 0.0), axis=1)
-    return np.where(np.isfinite(cost), cost, np.inf)
-
-
-def profile_fits(
-    data: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    bkg: np.ndarray,
-    radius: float,
-    hlr: float,
-    neighbours: np.ndarray,
-    neighbour_radii: np.ndarray,
-    *,
-    joint: bool = False,
-) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
-    """Each star's elliptical Moffat profile, from a least-squares fit of its pixels within ``radius``.
-
-    Each star's pixels, less its background ``bkg``, are fitted with an
-    elliptical Moffat profile averaged over each pixel (free centre,
-    amplitude, local background, alpha, beta and elongation; equal weights; Levenberg-Marquardt,
-    all stars at once, each until its own fit converges). The fit sees the
-    whole profile, core and wings, pixel by pixel, so it separates a broad
-    core from broad wings with a single star; and it leaves neighbours out by their
-    pixels, within ``neighbour_radii`` of each of ``neighbours`` (positions
-    of both frames' catalogs; those within ``hlr`` of the star are the star
-    itself), so stars need not be isolated.
-
-    Parameters
-    ----------
-    data : numpy.ndarray, shape (ny, nx)
-        The frame (0 = no data).
-    x, y, bkg : numpy.ndarray, shape (n,)
-        The stars' positions (px) and background levels (the fit adds a
-        local level of its own: neighbours' faint wings and nebulosity
-        differ from one star to the next).
-    radius : float
-        Radius (px) of the pixels fitted.
-    hlr : float
-        Half-light radius (px): the fits' start, and how near a catalog
-        position must be to count as the star itself.
-    neighbours : numpy.ndarray, shape (m, 2)
-        x, y of every detected star.
-    neighbour_radii : numpy.ndarray, shape (m,)
-        Their mask radii (:func:`neighbour_radii`).
-    joint : bool, default False
-        Also fit one profile to all the stars (see Returns).
-
-    Returns
-    -------
-    numpy.ndarray, shape (n, 4)
-        Per star ``alpha`` (px), ``beta``, ``g1``, ``g2`` of the elliptical
-        Moffat (:func:`_moffat_pixels`); NaN where the star's pixels reach the
-        frame's edge or no data, its core (2 px) or half its pixels are a
-        neighbour's, or the fit does not converge or ends at a bound (beta 1.05
-        or 20, centre 2 px off, g1 or g2 at :data:`MAX_SHEAR`).
-    shared : numpy.ndarray, shape (4,)
-        With ``joint`` only: ``alpha, beta, g1, g2`` of one profile fitted to
-        all the stars whose own fits succeeded (:func:`_joint_fit`; each keeps
-        its own centre, amplitude and background); NaN with fewer than
-        :data:`MIN_PROFILE_STARS`.
-    """
-    fits = np.full((len(x), 4), np.nan)
-    shared = np.full(4, np.nan)
-    stars, px, py, light, weight = _star_pixels(data, x, y, bkg, radius, hlr, neighbours, neighbour_radii)
-    if not len(stars):
-        return (fits, shared) if joint else fits
-    low = np.array([-2.0, -2.0, -np.inf, np.log(0.1 * hlr), 1.05, -MAX_SHEAR, -MAX_SHEAR, -np.inf])
-    high = np.array([2.0, 2.0, np.inf, np.log(20 * hlr), 20.0, MAX_SHEAR, MAX_SHEAR, np.inf])
-    p = np.zeros((len(stars), 8))
-    p[:, 2] = np.log(np.maximum(light.max(axis=1), 1.0))
-    p[:, 3] = np.log(hlr / np.sqrt(np.sqrt(2.0) - 1))  # beta 3 to start
-    p[:, 4] = 3.0
-    p, converged = _levenberg_marquardt(p, px, py, light, weight, (low, high))
-    at_bound = ((p <= low + 1e-3) | (p >= high - 1e-3)).any(axis=1)
-    fitted = np.column_stack([np.exp(p[:, 3]), p[:, 4], p[:, 5], p[:, 6]])
-    good = converged & ~at_bound
-    fits[stars] = np.where(good[:, None], fitted, np.nan)
-    if not joint:
-        return fits
-    good[good] = _typical(p[good][:, SHARED])  # a star on a trail or a halo would pull the joint fit
-    if good.sum() >= MIN_PROFILE_STARS:
-        start = p[good].copy()
-        start[:, SHARED] = np.median(p[good][:, SHARED], axis=0)
-        shared = _joint_fit(start, px[good], py[good], light[good], weight[good], (low, high))
-        shared[0] = np.exp(shared[0])
-    return fits, shared
-
-
-def _star_pixels(
-    data: np.ndarray,
-    x: np.ndarray,
-    y: np.ndarray,
-    bkg: np.ndarray,
-    radius: float,
-    hlr: float,
-    neighbours: np.ndarray,
-    neighbour_radii: np.ndarray,
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
-    """The pixels :func:`profile_fits` fits: the usable stars and, per star, each pixel's offsets and light.
-
-    Returns the indices of the usable stars (whole disc of ``radius`` on the
-    frame with data, at least half of it and all of its central 2 px free of
-    neighbours), the pixels' offsets ``px, py`` from each star's position,
-    their light less ``bkg`` (0 where left out) and their weights (1 kept, 0
-    a neighbour's or outside the disc); shapes (n,) and (n, pixels).
-    """
-    from scipy.spatial import cKDTree
-
-    ny, nx = data.shape
-    half = int(np.ceil(radius))
-    oy, ox = np.mgrid[-half : half + 1, -half : half + 1]
-    oy, ox = oy.ravel(), ox.ravel()
-    tree = cKDTree(neighbours)
-    reach = radius + (float(np.max(neighbour_radii)) if len(neighbour_radii) else 0.0)
-    ix, iy = np.rint(x).astype(np.int64), np.rint(y).astype(np.int64)
-    inside = (ix >= half) & (ix < nx - half) & (iy >= half) & (iy < ny - half) & np.isfinite(bkg)
-    stars = np.flatnonzero(inside)
-    if not len(stars):
-        empty = np.zeros((0, len(ox)))
-        return stars, empty, empty, empty, empty
-    px = ix[stars, None] + ox - x[stars, None]  # offsets from the catalog positions
-    py = iy[stars, None] + oy - y[stars, None]
-    light = data[iy[stars, None] + oy, ix[stars, None] + ox].astype(np.float64)
-    r2 = px**2 + py**2
-    disc = r2 <= radius**2
-    keep = disc & (light != 0)
-    complete = ~(disc & (light == 0)).any(axis=1)
-    for row, near in enumerate(tree.query_ball_point(np.column_stack([x[stars], y[stars]]), reach)):
-        offset = neighbours[near] - (x[stars[row]], y[stars[row]])
-        others = np.hypot(offset[:, 0], offset[:, 1]) > hlr  # not the star itself
-        if others.any():
-            ex, ey = px[row, :, None] - offset[others, 0], py[row, :, None] - offset[others, 1]
-            keep[row] &= ~(ex**2 + ey**2 <= neighbour_radii[near][others] ** 2).any(axis=1)
-    usable = (
-        complete & (keep.sum(axis=1) >= 0.5 * disc.sum(axis=1)) & ~(disc & (r2 <= 4.0) & ~keep).any(axis=1)
-    )
-    stars, px, py, keep = stars[usable], px[usable], py[usable], keep[usable]
-    light = (light[usable] - bkg[stars, None]) * keep
-    return stars, px, py, light, keep.astype(np.float64)
-
-
-def _levenberg_marquardt(
-    p: np.ndarray,
-    px: np.ndarray,
-    py: np.ndarray,
-    light: np.ndarray,
-    weight: np.ndarray,
-    bounds: tuple[np.ndarray, np.ndarray],
-) -> tuple[np.ndarray, np.ndarray]:
-    """Each star's :func:`_pixel_integrated` profile fitted to its ``light`` from the start ``p``.
-
-    Levenberg-Marquardt on all stars at once, each until its own fit
-    converges (steps no longer gain, or all fail), at most
-    :data:`PROFILE_ITERATIONS` steps, parameters kept within ``bounds``.
-    Returns the parameters and which stars converged.
-    """
-    low, high = bounds
-    value, jac = _pixel_integrated(p, px, py)
-    cost = _cost(weight, value, light)
-    damping = np.full(len(p), 1e-3)
-    change = np.full(len(p), np.inf)
-    converged = np.zeros(len(p), dtype=bool)
-    active = np.arange(len(p))  # the stars still being fitted: each fit stops when it converges
-    for _ in range(PROFILE_ITERATIONS):
-        jw = (jac[active] * weight[active, :, None]).transpose(0, 2, 1)
-        normal = jw @ jac[active]
-        grad = (jw @ (value[active] - light[active])[:, :, None])[:, :, 0]
-        diagonal = normal[:, np.arange(8), np.arange(8)]
-        system = normal + (damping[active, None] * diagonal + 1e-12)[:, :, None] * np.eye(8)
-        trial = np.clip(p[active] - np.linalg.solve(system, grad[:, :, None])[:, :, 0], low, high)
-        trial_value, trial_jac = _pixel_integrated(trial, px[active], py[active])
-        trial_cost = _cost(weight[active], trial_value, light[active])
-        better = trial_cost < cost[active]
-        gained = (cost[active] - trial_cost) / np.maximum(cost[active], 1e-300)
-        change[active] = np.where(better, gained, change[active])
-        taken = active[better]
-        p[taken], value[taken] = trial[better], trial_value[better]
-        jac[taken], cost[taken] = trial_jac[better], trial_cost[better]
-        damping[active] = np.clip(np.where(better, damping[active] / 3, damping[active] * 4), 1e-9, 1e9)
-        converged[active] = (change[active] < 1e-8) | (damping[active] > 1e4)
-        active = active[~converged[active]]
-        if not len(active):
-            break
-    return p, converged
-
-
-#: Robust sigmas from the median beyond which a star's own profile fit is left out of the joint one.
-TYPICAL_SIGMAS = 3.0
-
-
-def _typical(params: np.ndarray) -> np.ndarray:
-    """Rows within :data:`TYPICAL_SIGMAS` robust sigmas (MAD_TO_SIGMA MADs) of the median in every column."""
-    if not len(params):
-        return np.zeros(0, bool)
-    offset = np.abs(params - np.median(params, axis=0))
-    return np.all(offset <= TYPICAL_SIGMAS * MAD_TO_SIGMA * np.median(offset, axis=0) + 1e-12, axis=1)
-
-
-#: Columns of a profile fit's parameters (:func:`_moffat_pixels`) that :func:`_joint_fit` shares:
-#: log alpha, beta, g1, g2; the others (centre, log amplitude, background) are each star's own.
-SHARED, OWN = np.array([3, 4, 5, 6]), np.array([0, 1, 2, 7])
-
-
-def _joint_fit(
-    p: np.ndarray,
-    px: np.ndarray,
-    py: np.ndarray,
-    light: np.ndarray,
-    weight: np.ndarray,
-    bounds: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray:
-    """One profile (the :data:`SHARED` parameters) fitted to several stars' pixels at once.
-
-    Levenberg-Marquardt on all parameters, the stars' own ones eliminated
-    from each step's normal equations (a Schur complement), so a step costs
-    little more than the stars' separate fits. ``p`` holds the start (the
-    shared columns equal in every row), the rest as :func:`profile_fits`.
-    Returns the shared parameters (log alpha, beta, g1, g2).
-    """
-    value, jac = _pixel_integrated(p, px, py)
-    cost = _cost(weight, value, light).sum()
-    damping = 1e-3
-    for _ in range(PROFILE_ITERATIONS):
-        jw = jac * weight[:, :, None]
-        own, common = jac[:, :, OWN], jac[:, :, SHARED]
-        residual = (value - light)[:, :, None]
-        h_oo = jw[:, :, OWN].transpose(0, 2, 1) @ own
-        h_oc = jw[:, :, OWN].transpose(0, 2, 1) @ common
-        h_cc = np.sum(jw[:, :, SHARED].transpose(0, 2, 1) @ common, axis=0)
-        g_o = (jw[:, :, OWN].transpose(0, 2, 1) @ residual)[:, :, 0]
-        g_c = np.sum(jw[:, :, SHARED].transpose(0, 2, 1) @ residual, axis=0)[:, 0]
-        h_oo = h_oo + (damping * np.diagonal(h_oo, axis1=1, axis2=2) + 1e-12)[:, :, None] * np.eye(4)
-        h_cc = h_cc + (damping * np.diag(h_cc) + 1e-12) * np.eye(4)
-        solved = np.linalg.solve(h_oo, np.concatenate([h_oc, g_o[:, :, None]], axis=2))
-        schur = h_cc - np.sum(h_oc.transpose(0, 2, 1) @ solved[:, :, :4], axis=0)
-        step_c = np.linalg.solve(
-            schur, g_c - np.sum(h_oc.transpose(0, 2, 1) @ solved[:, :, 4:], axis=0)[:, 0]
-        )
-        step_o = solved[:, :, 4] - solved[:, :, :4] @ step_c
-        trial = p.copy()
-        trial[:, OWN] -= step_o
-        trial[:, SHARED] -= step_c
-        trial = np.clip(trial, *bounds)
-        trial_value, trial_jac = _pixel_integrated(trial, px, py)
-        trial_cost = _cost(weight, trial_value, light).sum()
-        if trial_cost < cost:
-            gained = (cost - trial_cost) / max(cost, 1e-300)
-            p, value, jac, cost, damping = trial, trial_value, trial_jac, trial_cost, max(damping / 3, 1e-9)
-            if gained < 1e-8:
-                break
-        else:
-            damping *= 4
-            if damping > 1e4:
-                break
-    return p[0, SHARED].copy()
-
-
-def frame_profile(shared: np.ndarray, hlr: float) -> tuple[np.ndarray, str]:
-    """A frame's star profile ``alpha, beta, g1, g2``: its stars' joint fit, or one assumed from ``hlr``.
-
-    ``shared`` is :func:`profile_fits`' joint profile; where it is NaN (too
-    few fitted stars), a round Moffat of beta :data:`FALLBACK_BETA` and
-    half-light radius ``hlr`` stands in. Returns the profile and which it is.
-    """
-    if np.all(np.isfinite(shared)):
-        return np.asarray(shared, float), "elliptical Moffat fitted to its stars"
-    alpha = alpha_from_hlr(hlr, FALLBACK_BETA)
-    return np.array(
-        [alpha, FALLBACK_BETA, 0.0, 0.0]
-    ), f"half-light radius, Moffat beta {FALLBACK_BETA} assumed"
-
-
-def psf_image(profile: np.ndarray, half: int, oversample: int = 5) -> np.ndarray:
-    """A star profile ``alpha, beta, g1, g2`` as an image of (2 half + 1)**2 pixels, each its pixel's mean.
-
-    The elliptical Moffat of :func:`_moffat_pixels`, normalized so the whole,
-    untruncated profile holds 1.
-    """
-    alpha, beta, g1, g2 = profile
-    offsets = np.arange(-half, half + 1)[:, None] + (np.arange(oversample) + 0.5) / oversample - 0.5
-    fine = offsets.ravel()
-    form, _ = _quadratic_form(g1, g2, fine[None, :], fine[:, None])
-    density = (beta - 1) / (np.pi * alpha**2) * (1 + form / alpha**2) ** -beta
-    n = 2 * half + 1
-    return density.reshape(n, oversample, n, oversample).mean(axis=(1, 3))
-
-
-def matched_fraction(
-    profiles: Sequence[np.ndarray], radius: float, annulus: tuple[float, float], half: int
-) -> float:
-    """Fraction of a star's light that :func:`psf_matched_photometry` measures, for two frames' profiles.
-
-    The star's profile is the two profiles convolved (each frame's convolved
-    with the other's); the aperture of ``radius`` measures its light less the
-    annulus's mean level (a plane through a round annulus's pixels is their mean there).
-    """
-    from scipy.signal import fftconvolve
-
-    images = [psf_image(profile, half) for profile in profiles]
-    star = np.ascontiguousarray(fftconvolve(images[0], images[1], mode="same"))
-    centre = np.array([float(half)])
-    inner, _, _ = sep.sum_circle(star, centre, centre, radius, subpix=5)
-    ring, _, _ = sep.sum_circann(star, centre, centre, *annulus, subpix=5)
-    level = ring[0] / (np.pi * (annulus[1] ** 2 - annulus[0] ** 2))
-    return float(inner[0] - np.pi * radius**2 * level)
-
-
-#: Steps of the profile parameters ``alpha`` (relative), ``beta``, ``g1``, ``g2`` for the derivatives
-#: of :func:`profile_error`.
-PROFILE_STEPS = np.array([1e-3, 1e-3, 1e-3, 1e-3])
-
-
-def profile_error(
-    profiles: Sequence[np.ndarray],
-    covariances: Sequence[np.ndarray],
-    radius: float,
-    annulus: tuple[float, float],
-    half: int,
-) -> float:
-    """Relative error of the scale from the two frames' fitted profiles' own uncertainties.
-
-    A profile that is off makes one frame's convolved stars hold more or less
-    of their light in the aperture than the other's: the scale is off by the
-    change of :func:`matched_fraction`, which is linear in small parameter
-    errors. Each frame's ``covariance`` of ``alpha, beta, g1, g2`` is that of
-    its joint profile (:func:`profile_covariance`).
-    """
-    base = np.log(matched_fraction(profiles, radius, annulus, half))
-    variance = 0.0
-    for k, covariance in enumerate(covariances):
-        gradient = np.empty(4)
-        for j in range(4):
-            step = PROFILE_STEPS[j] * (profiles[k][0] if j == 0 else 1.0)
-            moved = [np.array(profile, float) for profile in profiles]
-            moved[k][j] += step
-            gradient[j] = (np.log(matched_fraction(moved, radius, annulus, half)) - base) / step
-        variance += float(gradient @ covariance @ gradient)
-    return float(np.sqrt(variance))
-
-
-#: Systematic error of a frame's fitted profile, the same for all its stars: ``alpha`` (relative),
-#: ``beta``, ``g1`` and ``g2``. Neighbours' faint light and nebulosity in the wings, and wings a
-#: Moffat only nearly follows, move every star's fit alike, which the stars' scatter cannot show.
-PROFILE_SYSTEMATIC = np.array([0.02, 0.05, 0.01, 0.01])
-
-#: Error of a profile assumed (:func:`frame_profile`), as :data:`PROFILE_SYSTEMATIC`: real seeing
-#: gives beta 2-5 and elongations up to about 0.35.
-ASSUMED_PROFILE_ERROR = np.array([0.1, 1.0, 0.1, 0.1])
-
-
-def profile_covariance(fits: np.ndarray, profile: np.ndarray) -> np.ndarray:
-    """Covariance of a frame's joint ``profile`` (``alpha, beta, g1, g2``), from its stars' own fits.
-
-    The covariance of the stars' :func:`profile_fits` over their number (the
-    stars the joint fit leaves out left out, :func:`_typical`): the stars'
-    scatter holds what each star's noise and neighbours do to its fit. To it
-    is added :data:`PROFILE_SYSTEMATIC`. With fewer than
-    :data:`MIN_PROFILE_STARS` stars the profile was assumed, and its
-    error is :data:`ASSUMED_PROFILE_ERROR`.
-    """
-    good = fits[np.all(np.isfinite(fits), axis=1)]
-    good = good[_typical(good)]
-    units = np.array([profile[0], 1.0, 1.0, 1.0])  # alpha's errors are relative
-    if len(good) < MIN_PROFILE_STARS:
-        return np.diag((ASSUMED_PROFILE_ERROR * units) ** 2)
-    return np.cov(good.T) / len(good) + np.diag((PROFILE_SYSTEMATIC * units) ** 2)
-
-
 def _stamps(data: np.ndarray, ix: np.ndarray, iy: np.ndarray, half: int) -> np.ndarray:
     """Square cut-outs of (2 half + 1)**2 pixels centred on pixels ``ix, iy``; 0 beyond the frame."""
     from numpy.lib.stride_tricks import sliding_window_view
@@ -904,7 +443,7 @@ def _frame_profiles(
     mask: np.ndarray | None,
     own_radius: np.ndarray | None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
+    """:func:`nsgflow.profiles.profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
 
     The pixels within the first of :data:`PROFILE_RADII_HLR` (half-light
     radii) of each star are fitted, or, where fewer than
@@ -951,10 +490,11 @@ def measure_photometry(
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames, each convolved with the other's star profile.
 
-    Each frame's profile is fitted to its brightest stars (:func:`profile_fits`),
-    and both frames are measured with :func:`psf_matched_photometry`. The
-    frames' defects (:func:`nsgflow.defects.find_defects`) are replaced while
-    the stars are measured and restored afterwards.
+    Each frame's profile is fitted to its brightest stars
+    (:func:`nsgflow.profiles.profile_fits`), and both frames are measured with
+    :func:`psf_matched_photometry`. The frames' defects
+    (:func:`nsgflow.defects.find_defects`) are replaced while the stars are
+    measured and restored afterwards.
 
     Parameters
     ----------
@@ -1001,7 +541,7 @@ def measure_photometry(
         Aperture and annulus radii, both frames' half-light radii, fitted
         profiles (``profile``: alpha, beta, g1, g2; ``profile_method``) and
         ``profile_error``, the scale's relative uncertainty from them
-        (:func:`profile_error`).
+        (:func:`nsgflow.profiles.profile_error`).
     """
     hlr = (frame_hlr(ref_catalog), frame_hlr(target_catalog))
     if not np.all(np.isfinite(hlr)):

@@ -31,7 +31,8 @@ from nsgflow.gradient import (
     star_radius,
 )
 from nsgflow.match import estimate_offset, match_stars
-from nsgflow.photometry import HLR_PER_FWHM, frame_hlr, measure_photometry, psf_image
+from nsgflow.photometry import frame_hlr, measure_photometry
+from nsgflow.profiles import HLR_PER_FWHM, psf_image
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
 from nsgflow.trails import find_trails, trail_mask
