@@ -10,21 +10,11 @@ from nsgflow.match import match_stars
 from nsgflow.photometry import (
     annulus_background,
     aperture_photometry,
-    frame_hlr,
     measure_photometry,
     neighbour_mask,
-    neighbour_radii,
     psf_matched_photometry,
 )
-from nsgflow.profiles import (
-    ASSUMED_PROFILE_ERROR,
-    PROFILE_SYSTEMATIC,
-    matched_fraction,
-    profile_covariance,
-    profile_error,
-    profile_fits,
-    psf_image,
-)
+from nsgflow.profiles import psf_image
 from nsgflow.stages import detect_frame, match_and_measure
 
 from .conftest import moffat_enclosed, moffat_star
@@ -140,87 +130,6 @@ def test_psf_matched_photometry_measures_both_frames_alike():
     # the same aperture on the frames as they are: the broad frame loses more light, the ratio is off
     plain = [aperture_photometry(f, xy[:, 0], xy[:, 1], 12.0, (18.0, 26.0))["flux"] for f in (ref, tgt)]
     assert np.median(plain[0] / plain[1]) > 1.02 * m
-
-
-def test_matched_fraction_is_symmetric_and_tends_to_one():
-    a, b = np.array([2.0, 4.5, 0.0, 0.0]), np.array([3.5, 2.5, 0.2, -0.1])
-    small = matched_fraction([a, b], 6.0, (9.0, 13.0), 60)
-    assert small == pytest.approx(matched_fraction([b, a], 6.0, (9.0, 13.0), 60), rel=1e-9)
-    assert 0.5 < small < matched_fraction([a, b], 20.0, (30.0, 44.0), 60) < 1.0
-    # beta 2.5 wings: light beyond 20 px, and the wing in the annulus, about 1.5 % together
-    assert matched_fraction([a, b], 20.0, (30.0, 44.0), 60) == pytest.approx(0.985, abs=0.01)
-
-
-def test_profile_error_follows_the_profiles_uncertainty():
-    """A beta-2 profile known to 0.05 in beta leaves the scale uncertain by a percent; known exactly, 0."""
-    a, b = np.array([2.0, 4.5, 0.0, 0.0]), np.array([3.5, 2.0, 0.0, 0.0])
-    exact = np.zeros((4, 4))
-    beta_known = np.diag([0.0, 0.05**2, 0.0, 0.0])
-    radius, annulus = 10.0, (15.0, 22.0)
-    assert profile_error([a, b], [exact, exact], radius, annulus, 60) == 0.0
-    error = profile_error([a, b], [exact, beta_known], radius, annulus, 60)
-    moved = matched_fraction([a, b + np.array([0, 0.05, 0, 0])], radius, annulus, 60)
-    assert error == pytest.approx(abs(moved / matched_fraction([a, b], radius, annulus, 60) - 1), rel=0.1)
-    assert 0.003 < error < 0.03
-    # from the stars' scatter: 50 stars with beta spread 0.2 give 0.2 / sqrt(50), and the systematic error
-    rng = np.random.default_rng(0)
-    fits = np.column_stack([np.full(50, 3.5), 2.0 + 0.2 * rng.standard_normal(50), np.zeros((50, 2))])
-    expected = np.hypot(0.2 / np.sqrt(50), PROFILE_SYSTEMATIC[1])
-    assert np.sqrt(profile_covariance(fits, b)[1, 1]) == pytest.approx(expected, rel=0.1)
-    assert np.sqrt(profile_covariance(fits, b)[0, 0]) == pytest.approx(PROFILE_SYSTEMATIC[0] * 3.5, rel=0.01)
-    # too few stars: the profile was assumed, and is uncertain as seeing is
-    assert np.sqrt(np.diag(profile_covariance(fits[:4], b))) == pytest.approx(
-        ASSUMED_PROFILE_ERROR * [3.5, 1, 1, 1]
-    )
-
-
-@pytest.mark.parametrize(("beta", "ellipticity"), [(2.5, 0.0), (4.5, 0.0), (3.0, 0.3)])
-def test_profile_fits_find_the_moffat_profile_in_a_crowded_field(beta, ellipticity):
-    """Fits of the brightest stars' pixels, neighbours left out, recover beta and the light fraction."""
-    scene = synthetic.SceneSpec(shape=(300, 400), n_stars=1500, seed=3)
-    spec = synthetic.FrameSpec(
-        "f",
-        fwhm_px=4.0,
-        beta=beta,
-        ellipticity=ellipticity,
-        psf_angle_deg=30,
-        psf_radius_fwhm=8,
-        sky_adu=800,
-        seed=5,
-    )
-    frame = synthetic.render_frame(scene, spec)
-    catalog = detect_stars(frame)
-    bright = catalog[catalog["flags"] == 0].head(60)
-    hlr = frame_hlr(catalog)
-    radius = 4 * hlr
-    annulus = (1.5 * radius, 2.2 * radius)
-    x, y = bright["x"].to_numpy(), bright["y"].to_numpy()
-    background = aperture_photometry(frame, x, y, radius, annulus)["bkg"].to_numpy()
-    (radii,) = neighbour_radii([(frame, catalog)], hlr, 2.0)
-    neighbours = catalog[["x", "y"]].to_numpy()
-    fits, joint = profile_fits(frame, x, y, background, radius, hlr, neighbours, radii, joint=True)
-    good = np.isfinite(fits).all(axis=1)
-    assert good.sum() >= 30
-    assert np.median(fits[good, 1]) == pytest.approx(beta, abs=0.3)
-    assert joint[1] == pytest.approx(beta, rel=0.06)
-    assert joint[0] == pytest.approx(synthetic.moffat_alpha(4.0, beta), rel=0.05)
-    # axis ratio from the fitted quadratic form's eigenvalues (determinant 1)
-    g = np.hypot(fits[good, 2], fits[good, 3])
-    assert np.median(1 - (np.sqrt(1 + g**2) - g)) == pytest.approx(ellipticity, abs=0.05)
-    # what matters: the light an aperture measures of the profile convolved with another, as the truth's
-    axis, angle = np.sqrt(1 - ellipticity), np.deg2rad(30)
-    g1 = (axis**2 - 1 / axis**2) * np.cos(2 * angle) / 2  # the rendered profile's quadratic form
-    g2 = (axis**2 - 1 / axis**2) * np.cos(angle) * np.sin(angle)
-    truth = np.array([synthetic.moffat_alpha(4.0, beta), beta, g1, g2])
-    assert joint[2:] == pytest.approx(truth[2:], abs=0.03)
-    sharp = np.array([2.0, 4.0, 0.0, 0.0])
-    fitted = matched_fraction([sharp, joint], radius, annulus, 60)
-    error = profile_error(
-        [sharp, joint], [np.zeros((4, 4)), profile_covariance(fits, joint)], radius, annulus, 60
-    )
-    assert fitted == pytest.approx(
-        matched_fraction([sharp, truth], radius, annulus, 60), abs=3 * error + 2e-3
-    )
 
 
 def test_at_most_max_stars_are_measured_the_brightest(pair):
