@@ -34,7 +34,7 @@ __all__ = [
 #: Moffat beta assumed for a frame whose star profiles cannot be fitted (typical of real seeing).
 FALLBACK_BETA = 3.0
 
-#: Fewest stars with a fitted profile for a frame's :func:`psf_image`.
+#: Fewest stars whose own fits succeeded for a joint profile fit and its covariance (else assumed).
 MIN_PROFILE_STARS = 5
 
 #: Half-light radius per FWHM of a typical star (a Moffat of beta 3).

@@ -355,7 +355,7 @@ def star_fwhm(stats: list[dict]) -> tuple[float | None, str]:
     """The star FWHM (px) the automatic settings follow, and where it comes from.
 
     The larger of the frames' measured FWHMs (median half-light radius /
-    :data:`HLR_PER_FWHM`); when no frame has measured stars,
+    :data:`nsgflow.profiles.HLR_PER_FWHM`); when no frame has measured stars,
     :data:`TYPICAL_SEEING_ARCSEC` at the image scale (:func:`image_scale`);
     None when neither is known.
 
