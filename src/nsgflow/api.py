@@ -171,6 +171,7 @@ def normalize(
         config["match"],
         config["photometry"],
         defects=[ref_defects, target_defects],
+        stats=[ref_stats, target_stats],
     )
     fit = scale_from_photometry(table, aperture, is_reference=is_reference, settings=config["scale"])
     samples = gradient_samples(

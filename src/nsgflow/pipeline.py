@@ -188,7 +188,9 @@ def run_measure_photometry(
     target, _ = read_pixels(frame)
     ref, _ = read_pixels(reference)
     try:
-        table, aperture = match_and_measure(ref, target, *catalogs, match, settings, defects=defects)
+        table, aperture = match_and_measure(
+            ref, target, *catalogs, match, settings, defects=defects, stats=[reference_stats, target_stats]
+        )
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc
     log.info(

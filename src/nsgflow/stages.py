@@ -126,6 +126,12 @@ def channel_saturation(stats: dict, channel: int) -> float | None:
     return stats["channels"][channel]["saturation"] if "channels" in stats else stats["saturation"]
 
 
+def clip_level(stats: dict, channel: int) -> float | None:
+    """The level at which a channel's stars are clipped (``linear_range`` of its saturation); None: none."""
+    level = channel_saturation(stats, channel)
+    return None if level is None else stats["linear_range"] * level
+
+
 def detect_frame(
     data: np.ndarray, header: Mapping[str, Any] | None, settings: dict
 ) -> tuple[pd.DataFrame, dict, pd.DataFrame]:
@@ -193,11 +199,15 @@ def match_and_measure(
     match_settings: dict,
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
+    stats: Sequence[dict] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Photometry stage (rule ``measure_photometry``): match the catalogs, measure the pairs on both frames.
 
     ``defects`` are the reference's and the target's defect tables from
     :func:`detect_frame`; without them the defects are searched again.
+    ``stats``, the two frames' statistics from :func:`detect_frame`, give
+    each channel's clipping level (``linear_range`` of its saturation level):
+    without them no saturated core is rebuilt.
 
     Colour frames are measured channel by channel with the same pairs and
     aperture: the table has one row per pair and channel (column ``channel``,
@@ -226,8 +236,16 @@ def match_and_measure(
     tables, infos = [], []
     for channel, (ref_plane, target_plane) in enumerate(zip(planes(reference), planes(target), strict=True)):
         found = None if defects is None else [channel_defects(known, channel) for known in defects]
+        levels = [None, None] if stats is None else [clip_level(s, channel) for s in stats]
         table, info = measure_photometry(
-            ref_plane, target_plane, ref_catalog, target_catalog, pairs, **settings, defects=found
+            ref_plane,
+            target_plane,
+            ref_catalog,
+            target_catalog,
+            pairs,
+            **settings,
+            defects=found,
+            clip_levels=levels,
         )
         tables.append(table.assign(channel=channel))
         infos.append(info)
@@ -653,11 +671,10 @@ def _rebuilt_cores(
     radii = (record["hlr_target_px"], record["hlr_ref_px"])
     cores = []
     for plane, frame_stats, profile, hlr_px in zip(frames, stats, profiles, radii, strict=True):
-        level = channel_saturation(frame_stats, channel)
-        if level is None or not len(x):
+        limit = clip_level(frame_stats, channel)
+        if limit is None or not len(x):
             cores.append(None)
             continue
-        limit = frame_stats["linear_range"] * level
         cores.append(saturated_cores(plane, x, y, np.asarray(profile), hlr_px, limit))
     return cores[0], cores[1]
 
