@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import errno
 import json
+import math
 import os
 import re
 import socket
@@ -30,7 +31,7 @@ from nsgflow.channels import unsupported_shape
 from nsgflow.errors import FrameError
 
 if TYPE_CHECKING:
-    from astropy.io import fits  # imported where used: jobs that only read plain FITS do without it
+    from astropy.io import fits  # imported where used: importing nsgflow does without it
 
 __all__ = [
     "FRAME_SUFFIXES",
@@ -44,7 +45,6 @@ __all__ = [
     "read_frame",
     "read_header",
     "read_json",
-    "read_keywords",
     "read_pixels",
     "read_shape",
     "remove_stale_temporaries",
@@ -151,20 +151,29 @@ def _xisf_header(metadata: dict) -> fits.Header:
     return header
 
 
-def read_header(path: str | os.PathLike) -> fits.Header:
-    """Read the header of a frame's image without reading its pixels (FITS, or XISF's FITS keywords)."""
+def _fits_image_header(path: str | os.PathLike) -> tuple[fits.Header, int | None]:
+    """The header of a FITS file's image HDU and where its float32 pixels start (:func:`_float32_offset`)."""
     from astropy.io import fits
 
     try:
-        if is_xisf(path):
-            from xisf import XISF
-
-            return _xisf_header(XISF(str(path)).get_images_metadata()[0])
-        with fits.open(path, memmap=False) as hdul:
-            return _image_hdu(hdul, path).header.copy()
+        with fits.open(path, memmap=False) as hdul:  # HDUs are loaded lazily: only up to the image's header
+            hdu = _image_hdu(hdul, path)
+            return hdu.header, _float32_offset(hdu)
     except FrameError:
         raise
     except Exception as exc:  # astropy raises many types for damaged files
+        raise FrameError(f"{path}: cannot read the header ({exc}); is the file complete?") from exc
+
+
+def read_header(path: str | os.PathLike) -> fits.Header:
+    """Read the header of a frame's image without reading its pixels (FITS, or XISF's FITS keywords)."""
+    if not is_xisf(path):
+        return _fits_image_header(path)[0]
+    from xisf import XISF
+
+    try:
+        return _xisf_header(XISF(str(path)).get_images_metadata()[0])
+    except Exception as exc:
         raise FrameError(f"{path}: cannot read the header ({exc}); is the file complete?") from exc
 
 
@@ -206,9 +215,11 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
             with fits.open(path, memmap=False) as hdul:
                 hdu = _image_hdu(hdul, path)
                 header = hdu.header.copy()
-                data = fresh = _read_float32(hdu, path)
-                if data is None:
+                offset = _float32_offset(hdu)
+                if offset is None:
                     data = np.asarray(hdu.data)
+                else:
+                    data = fresh = _read_float32(path, offset, header_shape(header))
     except FrameError:
         raise
     except Exception as exc:
@@ -220,14 +231,9 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
     return (clean_frame(data) if fresh is None else _cleaned(data)), header
 
 
-def _read_float32(hdu: fits.hdu.base.ExtensionHDU, path: str | os.PathLike) -> np.ndarray | None:
-    """The pixels of an uncompressed, unscaled float32 image HDU, read straight into one native array.
-
-    astropy would hold the file's big-endian array and a native copy at the same
-    time; this reads the bytes into the array that is returned and swaps them in
-    place, so a frame costs its own size in memory once. None for any other kind
-    of HDU (integers, scaling, tile or gzip compression), which astropy reads.
-    """
+def _float32_offset(hdu: fits.hdu.base.ExtensionHDU) -> int | None:
+    """Where the pixels of an uncompressed, unscaled float32 image HDU start in its file; None for any
+    other kind of HDU (integers, scaling, tile or gzip compression), whose pixels astropy reads."""
     from astropy.io import fits
 
     header = hdu.header
@@ -241,104 +247,24 @@ def _read_float32(hdu: fits.hdu.base.ExtensionHDU, path: str | os.PathLike) -> n
         or getattr(info["file"], "compression", None)
     ):
         return None
-    shape = tuple(int(header[f"NAXIS{i}"]) for i in range(int(header["NAXIS"]), 0, -1))
+    return info["datLoc"]
+
+
+def _read_float32(path: str | os.PathLike, offset: int, shape: tuple[int, ...]) -> np.ndarray:
+    """Float32 pixels in FITS byte order from ``offset`` of a file, read straight into one native array.
+
+    astropy would hold the file's big-endian array and a native copy at the same
+    time; this reads the bytes into the array that is returned and swaps them in
+    place, so a frame costs its own size in memory once.
+    """
     count = int(np.prod(shape))
     with open(path, "rb") as handle:
-        handle.seek(info["datLoc"])
+        handle.seek(offset)
         data = np.fromfile(handle, dtype=">f4", count=count)
     if data.size != count:
         raise FrameError(f"{path}: cannot read the image data (the file ends early); is the file complete?")
     data.byteswap(inplace=True)
     return data.view(np.float32).reshape(shape)
-
-
-#: FITS header and data blocks are multiples of this many bytes.
-_BLOCK = 2880
-
-
-def _card_value(text: str) -> object:
-    """The value of a FITS card's value field (after ``= ``); ValueError if it is not a plain one."""
-    text = text.lstrip()
-    if text.startswith("'"):  # a string: '' stands for ', trailing blanks do not count
-        end, value = 1, []
-        while True:
-            close = text.find("'", end)
-            if close < 0:
-                raise ValueError("unterminated string")
-            value.append(text[end:close])
-            if text[close + 1 : close + 2] != "'":
-                break
-            value.append("'")
-            end = close + 2
-        if text[close + 1 :].strip()[:1] not in ("", "/"):
-            raise ValueError("text after a string")
-        return "".join(value).rstrip()
-    token = text.split("/", 1)[0].strip()
-    if token in ("T", "F"):
-        return token == "T"
-    if token == "":
-        return None  # an undefined value
-    try:
-        return int(token)
-    except ValueError:
-        return float(token.replace("D", "E").replace("d", "e"))
-
-
-def _plain_header(path: str | os.PathLike) -> tuple[dict[str, object], int] | None:
-    """The keyword values of a plain FITS file's primary header and the offset of its data.
-
-    Read without astropy (whose import costs each job a quarter of a second).
-    Plain means: a primary HDU holding an uncompressed, unscaled float32 image
-    of 2 or more axes, every header value a plain string, number or logical.
-    None for any other file; astropy reads those. Repeated keywords keep their
-    first value (as ``header[key]`` does).
-    """
-    values: dict[str, object] = {}
-    blocks, ended = 0, False
-    try:
-        with open(path, "rb") as handle:
-            while not ended and blocks < 1000:
-                block = handle.read(_BLOCK)
-                if len(block) < _BLOCK:
-                    return None
-                blocks += 1
-                text = block.decode("ascii")
-                for start in range(0, _BLOCK, 80):
-                    card = text[start : start + 80]
-                    key = card[:8].rstrip()
-                    if key == "END":
-                        ended = True
-                        break
-                    if card[8:10] == "= " and key not in values:
-                        values[key] = _card_value(card[10:])
-    except (OSError, UnicodeDecodeError, ValueError):
-        return None
-    if not ended:
-        return None
-    if any(isinstance(v, str) and v.endswith("&") for v in values.values()):
-        return None  # a long string continued on CONTINUE cards: astropy's business
-    axes = values.get("NAXIS")
-    if (
-        values.get("SIMPLE") is not True
-        or values.get("BITPIX") != -32
-        or type(axes) is not int
-        or axes < 2
-        or not all(
-            type(values.get(f"NAXIS{i}")) is int and values[f"NAXIS{i}"] > 0 for i in range(1, axes + 1)
-        )
-        or values.get("BSCALE", 1) != 1
-        or values.get("BZERO", 0) != 0
-        or values.get("GROUPS") is True
-    ):
-        return None
-    return values, blocks * _BLOCK
-
-
-def read_keywords(path: str | os.PathLike) -> Mapping[str, Any]:
-    """A frame's header keyword values without its pixels: of a plain FITS file (:func:`_plain_header`)
-    read without astropy, else :func:`read_header`'s astropy header."""
-    plain = _plain_header(path) if not is_xisf(path) else None
-    return plain[0] if plain else read_header(path)
 
 
 def header_shape(keywords: Mapping[str, Any]) -> tuple[int, ...]:
@@ -348,55 +274,29 @@ def header_shape(keywords: Mapping[str, Any]) -> tuple[int, ...]:
 
 def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape of a frame's image, numpy order (e.g. ``(ny, nx)``), without reading its pixels."""
-    return header_shape(read_keywords(path))
+    return header_shape(read_header(path))
 
 
-def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
-    """The pixels of a frame as :func:`read_frame` gives them, and its header's keyword values.
+def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
+    """The pixels and header of a frame, as :func:`read_frame` reads them (the stages' name for it)."""
+    return read_frame(path)
 
-    For plain FITS files (:func:`_plain_header`) the values are a dict read
-    without astropy; otherwise :func:`read_frame`'s astropy header. Use
-    :func:`read_frame` where the header itself is written out again.
+
+def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
+    """A frame's pixels mapped from the file (read only as they are used) and its header.
+
+    For a mono FITS image of uncompressed, unscaled float32 pixels the array is
+    a read-only memory map in the file's byte order, with non-finite pixels as
+    they are: pass what is used through :func:`clean_frame`. Other frames are
+    read whole by :func:`read_frame`.
     """
-    plain = _plain_header(path) if not is_xisf(path) else None
-    if plain is None:
+    if is_xisf(path):
         return read_frame(path)
-    values, offset = plain
-    shape = header_shape(values)
-    count = int(np.prod(shape))
-    try:
-        with open(path, "rb") as handle:
-            handle.seek(offset)
-            data = np.fromfile(handle, dtype=">f4", count=count)
-    except OSError as exc:
-        raise FrameError(f"{path}: cannot read the image data ({exc}); is the file complete?") from exc
-    if data.size != count:
-        raise FrameError(f"{path}: cannot read the image data (the file ends early); is the file complete?")
-    data.byteswap(inplace=True)
-    data = data.view(np.float32).reshape(shape)
-    if data.ndim == 3 and data.shape[0] == 1:
-        data = data[0]
-    if unsupported_shape(data.shape):
-        raise FrameError(f"{path}: {unsupported_shape(data.shape)}")
-    return _cleaned(data), values
-
-
-def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, Any]:
-    """A frame's pixels mapped from the file (read only as they are used) and its keyword values.
-
-    For a plain FITS file (:func:`_plain_header`) the array is a read-only
-    memory map in the file's byte order, with non-finite pixels as they are:
-    pass what is used through :func:`clean_frame`. Other files are read whole
-    by :func:`read_pixels`.
-    """
-    plain = _plain_header(path) if not is_xisf(path) else None
-    if plain is None:
-        return read_pixels(path)
-    values, offset = plain
-    shape = header_shape(values)
-    if len(shape) != 2 or os.path.getsize(path) < offset + 4 * int(np.prod(shape)):
-        return read_pixels(path)  # its errors for colour frames and short files
-    return np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape), values
+    header, offset = _fits_image_header(path)
+    shape = header_shape(header)
+    if offset is None or len(shape) != 2 or os.path.getsize(path) < offset + 4 * math.prod(shape):
+        return read_frame(path)  # its errors for colour frames and short files
+    return np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape), header
 
 
 def clean_frame(data: np.ndarray) -> np.ndarray:
@@ -563,7 +463,8 @@ def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
 
     The bytes are those of ``table.to_csv(index=False, float_format="%.10g")``;
     tables of plain numbers, booleans and text that needs no quoting are
-    formatted here, about three times faster than pandas does it.
+    formatted here, as pandas applies ``float_format`` one value at a time and
+    takes 0.17 s longer for a 20000-star catalog, 0.08 s for a frame's samples.
     """
     text = _csv_text(table)
     with atomic_path(path) as tmp:

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator, validators
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, atomic_path, frame_name, header_shape, read_keywords
+from nsgflow.io import FRAME_SUFFIXES, atomic_path, frame_name, header_shape, read_header
 
 __all__ = [
     "STAGE_OUTPUTS",
@@ -265,7 +265,7 @@ def check_frames(
     unreadable: dict[str, str] = {}
     for name, path in frames.items():
         try:
-            keywords = read_keywords(path)
+            keywords = read_header(path)
             shape = header_shape(keywords)
         except FrameError as exc:
             if reference != "auto" and os.path.samefile(path, reference):
