@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jsonschema import Draft202012Validator, validators
+from jsonschema import Draft202012Validator, ValidationError
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
@@ -86,60 +86,50 @@ def workflow_dir() -> Path:
     return path
 
 
-def _with_defaults(cls: type) -> type:
-    """A jsonschema validator class that also fills in the schema's defaults."""
-    check_properties = cls.VALIDATORS["properties"]
-
-    def properties(validator: Any, props: dict, instance: Any, schema: dict) -> Any:
-        if isinstance(instance, dict):
-            for key, sub in props.items():
-                if "default" in sub and key not in instance:
-                    instance[key] = sub["default"] if not isinstance(sub["default"], dict) else {}
-        yield from check_properties(validator, props, instance, schema)
-
-    return validators.extend(cls, {"properties": properties})
-
-
-_Validator = _with_defaults(Draft202012Validator)
-
-
 def validate_config(config: dict, schema_path: str | os.PathLike | None = None) -> dict:
     """Check ``config`` against the schema and fill in defaults, in place.
+
+    Every error is reported at once; the defaults are then filled by
+    :func:`snakemake.utils.validate`, sections and their settings alike.
 
     Raises
     ------
     ConfigError
-        Naming the key, the value given and what is allowed.
+        Naming each wrong key, the value given and what is allowed.
     """
-    schema = load_schema(schema_path)
-    errors = sorted(_Validator(schema).iter_errors(config), key=lambda e: list(e.absolute_path))
-    if errors:
-        lines = []
-        for error in errors:
-            key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
-            sub = error.schema if isinstance(error.schema, dict) else {}
-            allowed = {
-                k: sub[k] for k in ("type", "minimum", "maximum", "exclusiveMinimum", "enum") if k in sub
-            }
-            if error.validator == "oneOf":
-                allowed = {
-                    "one of": [
-                        {k: v for k, v in alt.items() if k != "description"} for alt in error.validator_value
-                    ]
-                }
-            if error.validator == "additionalProperties":
-                allowed = {"keys": sorted(error.schema.get("properties", {}))}
-            lines.append(
-                f"config key '{key}': {error.message}" + (f"; allowed: {allowed}" if allowed else "")
-            )
+    from snakemake.utils import validate
+
+    schema_file = _schema_file(schema_path)
+    errors = Draft202012Validator(load_schema(schema_file)).iter_errors(config)
+    lines = [_error_line(error) for error in sorted(errors, key=lambda e: list(e.absolute_path))]
+    if lines:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines))
+    validate(config, str(schema_file.resolve()), set_default=True)
     return config
+
+
+def _error_line(error: ValidationError) -> str:
+    """One schema error: the key, what is wrong and what is allowed."""
+    key = ".".join(str(p) for p in error.absolute_path) or "(top level)"
+    sub = error.schema if isinstance(error.schema, dict) else {}
+    allowed = {k: sub[k] for k in ("type", "minimum", "maximum", "exclusiveMinimum", "enum") if k in sub}
+    if error.validator == "oneOf":
+        allowed = {
+            "one of": [{k: v for k, v in alt.items() if k != "description"} for alt in error.validator_value]
+        }
+    if error.validator == "additionalProperties":
+        allowed = {"keys": sorted(error.schema.get("properties", {}))}
+    return f"config key '{key}': {error.message}" + (f"; allowed: {allowed}" if allowed else "")
+
+
+def _schema_file(schema_path: str | os.PathLike | None = None) -> Path:
+    """``schema_path``, by default the workflow's ``workflow/schemas/config.schema.yaml``."""
+    return Path(schema_path or workflow_dir() / "workflow" / "schemas" / "config.schema.yaml")
 
 
 def load_schema(schema_path: str | os.PathLike | None = None) -> dict:
     """The configuration's JSON schema; by default ``workflow/schemas/config.schema.yaml``."""
-    schema_path = schema_path or workflow_dir() / "workflow" / "schemas" / "config.schema.yaml"
-    return yaml.safe_load(Path(schema_path).read_text())
+    return yaml.safe_load(_schema_file(schema_path).read_text())
 
 
 def load_config(path: str | os.PathLike) -> dict:
