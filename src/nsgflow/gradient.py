@@ -8,7 +8,7 @@ import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.robust import IQR_TO_SIGMA, MAD_TO_SIGMA
+from nsgflow.robust import IQR_TO_SIGMA, MAD_TO_SIGMA, sorted_quantile
 
 if TYPE_CHECKING:
     from nsgflow.cores import ReplacedPixels
@@ -289,16 +289,6 @@ def kernel_spectrum(kernel: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
     return fft.rfft2(np.roll(padded, (-k, -k), axis=(0, 1)))
 
 
-def _sorted_quantile(ordered: np.ndarray, count: np.ndarray, q: float) -> np.ndarray:
-    """Quantile ``q`` of each row of ``ordered`` (sorted, its first ``count`` values finite), interpolated."""
-    last = np.maximum(count - 1, 0)
-    pos = q * last
-    low = np.floor(pos).astype(np.int64)
-    high = np.minimum(low + 1, last)
-    rows = np.arange(len(ordered))
-    return (1 - (pos - low)) * ordered[rows, low] + (pos - low) * ordered[rows, high]
-
-
 def box_statistic(
     values: np.ndarray, clip_sigma: float = 4.0, iterations: int = 2
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -341,8 +331,8 @@ def box_statistic(
     ordered = np.sort(values, axis=1)  # NaN last
     count = np.isfinite(ordered).sum(axis=1)
     index = np.arange(len(ordered))
-    centre = _sorted_quantile(ordered, count, 0.5)
-    spread = (_sorted_quantile(ordered, count, 0.75) - _sorted_quantile(ordered, count, 0.25)) / IQR_TO_SIGMA
+    centre = sorted_quantile(ordered, count, 0.5)
+    spread = (sorted_quantile(ordered, count, 0.75) - sorted_quantile(ordered, count, 0.25)) / IQR_TO_SIGMA
     # cumulative sums of the values less the median: any window's sum by two look-ups (in float32:
     # the outliers sorted below the window shift its sums by about 1e-7 of theirs)
     offset = ordered - centre[:, None].astype(ordered.dtype)
