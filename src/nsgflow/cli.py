@@ -455,13 +455,8 @@ class _Parser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: error: {message}; see '{self.prog} --help'\n")
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = _Parser(
-        prog="nsgflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument("--version", action="version", version=f"nsgflow {nsgflow.__version__}")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-
+def _add_run_command(sub: argparse._SubParsersAction) -> None:
+    """``nsgflow run``: normalize a set of frames."""
     run = sub.add_parser(
         "run",
         help="normalize a set of frames (runs the Snakemake workflow)",
@@ -492,6 +487,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     run.set_defaults(handler=_cmd_run)
 
+
+def _add_demo_command(sub: argparse._SubParsersAction) -> None:
+    """``nsgflow demo``: normalize a synthetic frame set and compare with its truth."""
     demo = sub.add_parser(
         "demo",
         help="make synthetic frames with known truth, normalize them, compare",
@@ -510,6 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     demo.set_defaults(handler=_cmd_demo)
 
+
+def _add_verify_command(sub: argparse._SubParsersAction) -> None:
+    """``nsgflow verify``: check a finished run's files against its provenance record."""
     verify = sub.add_parser(
         "verify",
         help="re-hash inputs and outputs against results/provenance.json",
@@ -519,6 +520,24 @@ def build_parser() -> argparse.ArgumentParser:
     )
     verify.add_argument("results", help="the results folder of a finished run")
     verify.set_defaults(handler=_cmd_verify)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``nsgflow`` command line: the commands ``run``, ``demo`` and ``verify``, each with its handler.
+
+    Returns
+    -------
+    argparse.ArgumentParser
+        Its parsed arguments' ``handler`` runs the command given.
+    """
+    parser = _Parser(
+        prog="nsgflow", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--version", action="version", version=f"nsgflow {nsgflow.__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_run_command(sub)
+    _add_demo_command(sub)
+    _add_verify_command(sub)
     return parser
 
 
