@@ -463,8 +463,8 @@ def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
 
     The bytes are those of ``table.to_csv(index=False, float_format="%.10g")``;
     tables of plain numbers, booleans and text that needs no quoting are
-    formatted here, as pandas applies ``float_format`` one value at a time and
-    takes 0.17 s longer for a 20000-star catalog, 0.08 s for a frame's samples.
+    formatted here, as pandas takes about 2.5 times as long (0.28 s for a
+    20000-star catalog, 0.12 s for a 6000x4000 frame's samples).
     """
     text = _csv_text(table)
     with atomic_path(path) as tmp:
