@@ -330,13 +330,13 @@ def job_overhead(repeats: int = 5) -> dict[str, float]:
 
 
 def frame_read_s(path: str, repeats: int = 5) -> float:
-    """Median time of reading a frame's pixels as the stages do (:func:`nsgflow.io.read_pixels`), cached."""
-    from nsgflow.io import read_pixels
+    """Median time of reading a frame's pixels as the stages do (:func:`nsgflow.io.read_frame`), cached."""
+    from nsgflow.io import read_frame
 
     times = []
     for _ in range(repeats):
         start = time.perf_counter()
-        read_pixels(path)
+        read_frame(path)
         times.append(time.perf_counter() - start)
     return statistics.median(times)
 

@@ -188,7 +188,7 @@ def test_colour_xisf_round_trip_keeps_channels(tmp_path):
 
 
 def test_float32_pixels_read_from_where_astropy_says_they_start(tmp_path):
-    from nsgflow.io import map_pixels, read_pixels, read_shape
+    from nsgflow.io import map_pixels, read_frame, read_shape
 
     values = np.arange(12 * 10, dtype=np.float32).reshape(12, 10)
     values[3, 4] = np.nan
@@ -201,7 +201,7 @@ def test_float32_pixels_read_from_where_astropy_says_they_start(tmp_path):
     for i in range(40):  # a header of two 2880-byte blocks: the pixels start at 5760
         header[f"KEY{i:02d}"] = i
     fits.PrimaryHDU(values, header).writeto(tmp_path / "plain.fits")
-    data, found = read_pixels(tmp_path / "plain.fits")
+    data, found = read_frame(tmp_path / "plain.fits")
     np.testing.assert_array_equal(data, expected)
     assert (found["EXPTIME"], found["OBJECT"], found["FLAG"]) == (120.5, "M31 'core'", False)
     assert found["LONGSTR"] == "x" * 100
@@ -216,12 +216,12 @@ def test_float32_pixels_read_from_where_astropy_says_they_start(tmp_path):
     fits.HDUList([fits.PrimaryHDU(), fits.ImageHDU(values)]).writeto(tmp_path / "ext.fits")
     fits.PrimaryHDU(values).writeto(tmp_path / "z.fits.gz")
     for name, is_mapped in (("scaled.fits", False), ("ext.fits", True), ("z.fits.gz", False)):
-        data, found = read_pixels(tmp_path / name)
+        data, found = read_frame(tmp_path / name)
         np.testing.assert_array_equal(data, expected)
         mapped, _ = map_pixels(tmp_path / name)
         assert isinstance(mapped, np.memmap) == is_mapped, name
         np.testing.assert_array_equal(np.nan_to_num(mapped, nan=0.0), expected)
     (tmp_path / "cut.fits").write_bytes((tmp_path / "plain.fits").read_bytes()[:6000])
-    for reader in (read_pixels, map_pixels):
+    for reader in (read_frame, map_pixels):
         with pytest.raises(FrameError, match=r"cut.fits: cannot read the image data"):
             reader(tmp_path / "cut.fits")

@@ -45,7 +45,6 @@ __all__ = [
     "read_frame",
     "read_header",
     "read_json",
-    "read_pixels",
     "read_shape",
     "remove_stale_temporaries",
     "write_csv",
@@ -214,7 +213,7 @@ def read_frame(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
         else:
             with fits.open(path, memmap=False) as hdul:
                 hdu = _image_hdu(hdul, path)
-                header = hdu.header.copy()
+                header = hdu.header
                 offset = _float32_offset(hdu)
                 if offset is None:
                     data = np.asarray(hdu.data)
@@ -275,11 +274,6 @@ def header_shape(keywords: Mapping[str, Any]) -> tuple[int, ...]:
 def read_shape(path: str | os.PathLike) -> tuple[int, ...]:
     """The shape of a frame's image, numpy order (e.g. ``(ny, nx)``), without reading its pixels."""
     return header_shape(read_header(path))
-
-
-def read_pixels(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
-    """The pixels and header of a frame, as :func:`read_frame` reads them (the stages' name for it)."""
-    return read_frame(path)
 
 
 def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:

@@ -33,7 +33,6 @@ from nsgflow.io import (
     map_pixels,
     read_frame,
     read_json,
-    read_pixels,
     write_csv,
     write_fits,
     write_json,
@@ -132,7 +131,7 @@ def run_detect(frame: PathLike, outputs: dict[str, PathLike], settings: dict) ->
     """
     catalog, stats, defects = (outputs[key] for key in ("catalog", "stats", "defects"))
     try:
-        data, header = read_pixels(frame)
+        data, header = read_frame(frame)
         stars, summary, found = detect_frame(data, header, settings)
     except FrameError as exc:
         error = str(exc) if str(exc).startswith(str(frame)) else f"{frame}: {exc}"
@@ -185,8 +184,8 @@ def run_measure_photometry(
         raise FrameError(target_stats["error"])
     catalogs = [pd.read_csv(inputs[key]) for key in ("ref_catalog", "catalog")]
     defects = [pd.read_csv(inputs[key]) for key in ("ref_defects", "defects")]
-    target, _ = read_pixels(frame)
-    ref, _ = read_pixels(reference)
+    target, _ = read_frame(frame)
+    ref, _ = read_frame(reference)
     try:
         table, aperture = match_and_measure(
             ref, target, *catalogs, match, settings, defects=defects, stats=[reference_stats, target_stats]
@@ -274,8 +273,8 @@ def run_sample_gradient(
     stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
     catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
     scale = read_json(inputs["scale"])
-    target, _ = read_pixels(frame)
-    ref, _ = read_pixels(reference)
+    target, _ = read_frame(frame)
+    ref, _ = read_frame(reference)
     shape = target.shape[-2:]  # (ny, nx), also of a colour frame
     try:  # m*T - R in the target's memory
         samples = gradient_samples(
@@ -404,7 +403,7 @@ def run_normalize_frame(
 
     stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
     scale = read_json(inputs["scale"])
-    model, keywords = read_pixels(inputs["gradient"])
+    model, keywords = read_frame(inputs["gradient"])
     data, header = read_frame(frame)
     header = _normalized_header(header, frame, reference, scale, stats, settings)
     if "thumbnails" in outputs:  # for the blink view; the input's before it is overwritten
