@@ -157,9 +157,7 @@ def frame_size_mb(path):
 def frame_mb(copies):
     """mem_mb for a job on one frame: `copies` times the frame in memory, at least 500 MB.
 
-    The peak resident memory benchmarks/speed.py reports at 6000x4000 (docs/benchmarks.md, Speed), in
-    frames, Python and its libraries (~100 MB) included: detect_stars 4.6, measure_photometry 5.3,
-    fit_scale 1.6, sample_gradient 7.1, fit_gradient 3.2, normalize_frame 3.9; each rule asks for a
-    little more, in whole frames.
+    Each rule asks for a little more, in whole frames, than the peak resident memory benchmarks/speed.py
+    reports for it at 6000x4000 (docs/benchmarks.md, Speed; Python and its libraries included).
     """
     return lambda wildcards: max(500, int(copies * frame_size_mb(FRAMES[wildcards.frame])))

@@ -29,7 +29,7 @@ rule sample_gradient:
         FRAME_GROUP
     threads: 1
     resources:
-        mem_mb=frame_mb(8),
+        mem_mb=frame_mb(7),
         runtime=10,
     conda:
         "../../envs/nsgflow.yaml"
