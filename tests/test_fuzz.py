@@ -56,10 +56,10 @@ def _through_every_stage(frame: np.ndarray, m: float) -> str:
     except FrameError:
         return "detect"
     assert np.isfinite(cat_r[["x", "y", "flux"]].to_numpy()).all()
-    pairs = match_stars(cat_r, cat_t)
+    pairs = match_stars(cat_t, cat_r)
     assert pairs["ref_index"].is_unique and pairs["target_index"].is_unique
     try:
-        table, info = measure_photometry(frame, target, cat_r, cat_t, pairs)
+        table, info = measure_photometry(target, frame, cat_t, cat_r, pairs)
     except FrameError:
         return "photometry"
     assert len(table) == len(pairs) and np.isfinite(info["profile_error"])

@@ -135,9 +135,9 @@ def test_psf_matched_photometry_measures_both_frames_alike():
 def test_at_most_max_stars_are_measured_the_brightest(pair):
     ref, tgt = pair["ref"], pair["tgt"]
     cat_r, cat_t = detect_stars(ref), detect_stars(tgt)
-    pairs = match_stars(cat_r, cat_t)
+    pairs = match_stars(cat_t, cat_r)
     assert len(pairs) > 50
-    table, _ = measure_photometry(ref, tgt, cat_r, cat_t, pairs, max_stars=50)
+    table, _ = measure_photometry(tgt, ref, cat_t, cat_r, pairs, max_stars=50)
     assert len(table) == 50
     brightest = cat_r.iloc[np.sort(pairs["ref_index"].to_numpy())[:50]]
     assert table["ref_id"].tolist() == brightest["id"].tolist()
@@ -162,14 +162,14 @@ def test_defects_found_at_detection_give_the_same_photometry(colour, monkeypatch
     # every channel's defects: the hot pixels stand out in each channel
     assert sorted(set(defects_t["channel"])) == ([0, 1, 2] if colour else [0])
     assert (defects_t.groupby("channel").size() >= 40).all()
-    searched = match_and_measure(*frames, cat_r, cat_t, settings["match"], settings["photometry"])
+    searched = match_and_measure(*frames[::-1], cat_t, cat_r, settings["match"], settings["photometry"])
 
     def no_search(data):
         raise AssertionError("defects searched again")
 
     monkeypatch.setattr("nsgflow.defects.find_defects", no_search)
     known = match_and_measure(
-        *frames, cat_r, cat_t, settings["match"], settings["photometry"], defects=[defects_r, defects_t]
+        *frames[::-1], cat_t, cat_r, settings["match"], settings["photometry"], defects=[defects_t, defects_r]
     )
     pd.testing.assert_frame_equal(known[0], searched[0])
     assert known[1] == searched[1]

@@ -164,14 +164,14 @@ def normalize(
     ref_catalog, ref_stats, ref_defects = detect_frame(reference, reference_header, config["detect"])
     target_catalog, target_stats, target_defects = detect_frame(target, target_header, config["detect"])
     table, aperture = match_and_measure(
-        reference,
         target,
-        ref_catalog,
+        reference,
         target_catalog,
+        ref_catalog,
         config["match"],
         config["photometry"],
-        defects=[ref_defects, target_defects],
-        stats=[ref_stats, target_stats],
+        defects=[target_defects, ref_defects],
+        stats=[target_stats, ref_stats],
     )
     fit = scale_from_photometry(table, aperture, is_reference=is_reference, settings=config["scale"])
     samples = gradient_samples(

@@ -11,8 +11,8 @@ __all__ = ["estimate_offset", "match_stars"]
 
 
 def match_stars(
-    reference: pd.DataFrame,
     target: pd.DataFrame,
+    reference: pd.DataFrame,
     *,
     tolerance_px: float = 2.0,
     neighbours: int = 4,
@@ -27,7 +27,7 @@ def match_stars(
 
     Parameters
     ----------
-    reference, target : pandas.DataFrame
+    target, reference : pandas.DataFrame
         Catalogs with columns ``x, y, flux`` (see :func:`nsgflow.detect.detect_stars`).
     tolerance_px : float, default 2.0
         Largest distance between partners, px.
@@ -76,7 +76,7 @@ def match_stars(
 
 
 def estimate_offset(
-    reference: pd.DataFrame, target: pd.DataFrame, *, search_px: float = 100.0, stars: int = 200
+    target: pd.DataFrame, reference: pd.DataFrame, *, search_px: float = 100.0, stars: int = 200
 ) -> tuple[float, float, int]:
     """Estimate the shift between two catalogs from their brightest stars.
 

@@ -473,10 +473,10 @@ def _frame_profiles(
 
 
 def measure_photometry(
-    reference: np.ndarray,
     target: np.ndarray,
-    ref_catalog: pd.DataFrame,
+    reference: np.ndarray,
     target_catalog: pd.DataFrame,
+    ref_catalog: pd.DataFrame,
     pairs: pd.DataFrame,
     *,
     aperture_hlr: float = 4.0,
@@ -500,9 +500,9 @@ def measure_photometry(
 
     Parameters
     ----------
-    reference, target : numpy.ndarray, shape (ny, nx)
+    target, reference : numpy.ndarray, shape (ny, nx)
         The two frames (0 = no data).
-    ref_catalog, target_catalog : pandas.DataFrame
+    target_catalog, ref_catalog : pandas.DataFrame
         Their catalogs (:func:`nsgflow.detect.detect_stars`).
     pairs : pandas.DataFrame
         Matches from :func:`nsgflow.match.match_stars`.
@@ -526,10 +526,10 @@ def measure_photometry(
         Measure at most this many pairs, the reference's brightest: fainter
         ones add little weight to the fit, and time.
     defects : sequence of two Defects, optional
-        The reference's and the target's defects if already found (the
+        The target's and the reference's defects if already found (the
         workflow finds them at detection); by default they are found here.
     clip_levels : sequence of two float or None, default (None, None)
-        The reference's and the target's level at which stars are clipped
+        The target's and the reference's level at which stars are clipped
         (their linear range of the saturation level), None for a frame
         without. Saturated stars' clipped cores are rebuilt from the frame's
         fitted profile (:func:`nsgflow.cores.cores_rebuilt`) while the stars
@@ -562,7 +562,8 @@ def measure_photometry(
     tgt = target_catalog.iloc[pairs["target_index"].to_numpy()].reset_index(drop=True)
     flags = ref["flags"].to_numpy() | tgt["flags"].to_numpy()
     # hot pixels and cosmic rays in an aperture or annulus would spoil that star's flux
-    with defects_replaced(reference, target, found=defects) as replaced:
+    found = None if defects is None else defects[::-1]  # the record lists the reference's first
+    with defects_replaced(reference, target, found=found) as replaced:
         both = [(reference, ref_catalog), (target, target_catalog)]
         noise = [mask_noise(data) for data, _ in both]
         # the profile fits leave neighbours' pixels out even when the annuli keep them
@@ -577,7 +578,8 @@ def measure_photometry(
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
         x_sat, y_sat = saturated_positions([ref_catalog, target_catalog], int(StarFlag.SATURATED))
-        rebuilt = cores_rebuilt((reference, target), x_sat, y_sat, [p for p, _ in profiles], hlr, clip_levels)
+        levels = clip_levels[::-1]
+        rebuilt = cores_rebuilt((reference, target), x_sat, y_sat, [p for p, _ in profiles], hlr, levels)
         with rebuilt as cores:
             measured = psf_matched_photometry(
                 (reference, target),

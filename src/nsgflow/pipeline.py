@@ -182,13 +182,13 @@ def run_measure_photometry(
         raise FrameError(f"the reference cannot be used: {reference_stats['error']}")
     if "error" in target_stats:
         raise FrameError(target_stats["error"])
-    catalogs = [pd.read_csv(inputs[key]) for key in ("ref_catalog", "catalog")]
-    defects = [pd.read_csv(inputs[key]) for key in ("ref_defects", "defects")]
+    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
+    defects = [pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")]
     target, _ = read_frame(frame)
     ref, _ = read_frame(reference)
     try:
         table, aperture = match_and_measure(
-            ref, target, *catalogs, match, settings, defects=defects, stats=[reference_stats, target_stats]
+            target, ref, *catalogs, match, settings, defects=defects, stats=[target_stats, reference_stats]
         )
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc

@@ -192,10 +192,10 @@ def detect_frame(
 
 
 def match_and_measure(
-    reference: np.ndarray,
     target: np.ndarray,
-    ref_catalog: pd.DataFrame,
+    reference: np.ndarray,
     target_catalog: pd.DataFrame,
+    ref_catalog: pd.DataFrame,
     match_settings: dict,
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
@@ -203,7 +203,7 @@ def match_and_measure(
 ) -> tuple[pd.DataFrame, dict]:
     """Photometry stage (rule ``measure_photometry``): match the catalogs, measure the pairs on both frames.
 
-    ``defects`` are the reference's and the target's defect tables from
+    ``defects`` are the target's and the reference's defect tables from
     :func:`detect_frame`; without them the defects are searched again.
     ``stats``, the two frames' statistics from :func:`detect_frame`, give
     each channel's clipping level (``linear_range`` of its saturation level):
@@ -220,9 +220,9 @@ def match_and_measure(
         Fewer than 2 matches; when the star fields are offset, the message
         gives the shift (the frames are not registered).
     """
-    pairs = match_stars(ref_catalog, target_catalog, **match_settings)
+    pairs = match_stars(target_catalog, ref_catalog, **match_settings)
     if len(pairs) < max(10, 0.2 * min(len(ref_catalog), len(target_catalog))):
-        dx, dy, votes = estimate_offset(ref_catalog, target_catalog)
+        dx, dy, votes = estimate_offset(target_catalog, ref_catalog)
         if votes >= 5 and np.hypot(dx, dy) > match_settings["tolerance_px"]:
             raise FrameError(
                 f"only {len(pairs)} stars match the reference; the stars are shifted by "
@@ -234,14 +234,14 @@ def match_and_measure(
             "too few to measure the scale."
         )
     tables, infos = [], []
-    for channel, (ref_plane, target_plane) in enumerate(zip(planes(reference), planes(target), strict=True)):
+    for channel, (target_plane, ref_plane) in enumerate(zip(planes(target), planes(reference), strict=True)):
         found = None if defects is None else [channel_defects(known, channel) for known in defects]
         levels = [None, None] if stats is None else [clip_level(s, channel) for s in stats]
         table, info = measure_photometry(
-            ref_plane,
             target_plane,
-            ref_catalog,
+            ref_plane,
             target_catalog,
+            ref_catalog,
             pairs,
             **settings,
             defects=found,
