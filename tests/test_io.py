@@ -6,7 +6,14 @@ import pytest
 from astropy.io import fits
 
 from nsgflow.errors import FrameError
-from nsgflow.io import atomic_path, frame_name, read_frame, write_fits
+from nsgflow.io import (
+    atomic_path,
+    frame_name,
+    read_frame,
+    read_lines,
+    write_fits,
+    write_lines,
+)
 
 
 @pytest.mark.parametrize(
@@ -225,3 +232,11 @@ def test_float32_pixels_read_from_where_astropy_says_they_start(tmp_path):
     for reader in (read_frame, map_pixels):
         with pytest.raises(FrameError, match=r"cut.fits: cannot read the image data"):
             reader(tmp_path / "cut.fits")
+
+
+def test_lines_round_trip_without_empty_lines(tmp_path):
+    write_lines(tmp_path / "list.txt", ["a.fits", "dir/b c.fits"])
+    assert (tmp_path / "list.txt").read_text() == "a.fits\ndir/b c.fits\n"
+    assert read_lines(tmp_path / "list.txt") == ["a.fits", "dir/b c.fits"]
+    write_lines(tmp_path / "empty.txt", [])
+    assert read_lines(tmp_path / "empty.txt") == []

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 from PIL import Image, ImageDraw
 
-from nsgflow.io import atomic_path
+from nsgflow.io import atomic_path, write_text
 from nsgflow.robust import mad_sigma
 
 __all__ = [
@@ -193,5 +193,4 @@ img{{image-rendering:pixelated;border:1px solid #444}} button{{font-size:1em}}</
 {columns}
 <script>{script}</script></body></html>
 """
-    with atomic_path(path) as tmp:
-        tmp.write_text(page)
+    write_text(path, page)

@@ -161,9 +161,10 @@ def _write_settings(config: dict, results: str) -> Path:
     the file is ``RESULTS/.nsgflow/settings.json``, under the run's lock
     (cluster jobs read it again).
     """
+    from nsgflow.io import write_text
+
     path = Path(results, ".nsgflow", "settings.json").resolve()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(json.dumps(config, indent=2) + "\n")
+    write_text(path, json.dumps(config, indent=2) + "\n")
     return path
 
 

@@ -19,7 +19,7 @@ import socket
 import sys
 import tempfile
 import warnings
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -45,11 +45,15 @@ __all__ = [
     "read_frame",
     "read_header",
     "read_json",
+    "read_lines",
     "read_shape",
+    "read_table",
     "remove_stale_temporaries",
     "write_csv",
     "write_fits",
     "write_json",
+    "write_lines",
+    "write_text",
     "write_xisf",
 ]
 
@@ -452,6 +456,11 @@ def write_xisf(path: str | os.PathLike, data: np.ndarray, header: fits.Header, p
         XISF.write(str(tmp), pixels, "nsgflow", image_metadata=metadata)
 
 
+def read_table(path: str | os.PathLike) -> pd.DataFrame:
+    """Read a table written by :func:`write_csv`."""
+    return pd.read_csv(path)
+
+
 def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
     """Write a table as CSV (fixed float format, no index), atomically.
 
@@ -461,11 +470,27 @@ def write_csv(path: str | os.PathLike, table: pd.DataFrame) -> None:
     20000-star catalog, 0.12 s for a 6000x4000 frame's samples).
     """
     text = _csv_text(table)
+    if text is not None:
+        write_text(path, text)
+        return
     with atomic_path(path) as tmp:
-        if text is None:
-            table.to_csv(tmp, index=False, float_format="%.10g")
-        else:
-            tmp.write_text(text)
+        table.to_csv(tmp, index=False, float_format="%.10g")
+
+
+def write_text(path: str | os.PathLike, text: str) -> None:
+    """Write ``text`` to a file, atomically."""
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_lines(path: str | os.PathLike, lines: Iterable[str]) -> None:
+    """Write a list of lines (names, paths), each ended by a newline, atomically."""
+    write_text(path, "".join(f"{line}\n" for line in lines))
+
+
+def read_lines(path: str | os.PathLike) -> list[str]:
+    """The lines of a file written by :func:`write_lines`, without their ends; empty ones are left out."""
+    return [line for line in Path(path).read_text().splitlines() if line]
 
 
 #: Characters that make the csv module quote a field.
@@ -518,8 +543,7 @@ def _json_default(value: Any) -> Any:
 
 def write_json(path: str | os.PathLike, obj: Any) -> None:
     """Write ``obj`` as indented, key-sorted JSON, atomically."""
-    with atomic_path(path) as tmp:
-        tmp.write_text(json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
+    write_text(path, json.dumps(obj, indent=2, sort_keys=True, default=_json_default) + "\n")
 
 
 def read_json(path: str | os.PathLike) -> Any:

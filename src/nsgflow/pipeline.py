@@ -27,15 +27,17 @@ from nsgflow.detect import CATALOG_COLUMNS
 from nsgflow.errors import FrameError, NsgflowError
 from nsgflow.io import (
     NO_SPACE,
-    atomic_path,
     fits_text,
     frame_name,
     map_pixels,
     read_frame,
     read_json,
+    read_lines,
+    read_table,
     write_csv,
     write_fits,
     write_json,
+    write_lines,
     write_xisf,
 )
 from nsgflow.stages import (
@@ -182,8 +184,8 @@ def run_measure_photometry(
         raise FrameError(f"the reference cannot be used: {reference_stats['error']}")
     if "error" in target_stats:
         raise FrameError(target_stats["error"])
-    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
-    defects = [pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")]
+    catalogs = [read_table(inputs[key]) for key in ("catalog", "ref_catalog")]
+    defects = [read_table(inputs[key]) for key in ("defects", "ref_defects")]
     target, _ = read_frame(frame)
     ref, _ = read_frame(reference)
     try:
@@ -222,7 +224,7 @@ def run_fit_scale(
     ``frame`` and ``reference`` are the names of the frame and of the
     reference (whose scale is 1); ``settings`` the ``scale`` section.
     """
-    table = pd.read_csv(photometry)
+    table = read_table(photometry)
     try:
         result = scale_from_photometry(
             table, read_json(aperture), is_reference=frame == reference, settings=settings
@@ -271,7 +273,7 @@ def run_sample_gradient(
     the ``samples`` section.
     """
     stats = [read_json(inputs[key]) for key in ("stats", "ref_stats")]
-    catalogs = [pd.read_csv(inputs[key]) for key in ("catalog", "ref_catalog")]
+    catalogs = [read_table(inputs[key]) for key in ("catalog", "ref_catalog")]
     scale = read_json(inputs["scale"])
     target, _ = read_frame(frame)
     ref, _ = read_frame(reference)
@@ -285,7 +287,7 @@ def run_sample_gradient(
             stats,
             settings,
             photometry=read_json(inputs["photometry"]),
-            defects=[pd.read_csv(inputs[key]) for key in ("defects", "ref_defects")],
+            defects=[read_table(inputs[key]) for key in ("defects", "ref_defects")],
             overwrite_target=True,
         )
     except FrameError as exc:
@@ -335,7 +337,7 @@ def run_fit_gradient(
     from nsgflow.spline import curvature
 
     shape = tuple(read_json(record)["shape"])
-    table = pd.read_csv(samples)
+    table = read_table(samples)
     try:
         model, status, smoothness = gradient_model(table, shape, settings)
     except FrameError as exc:
@@ -524,8 +526,7 @@ def run_choose_reference(stats: list[PathLike], table: PathLike, chosen: PathLik
         raise FrameError("no frame has enough stars to be the reference; see reference.csv")
     log.info("reference: %s (%s)", best["frame"], best["method"])
     write_csv(table, ranking)
-    with atomic_path(chosen) as tmp:
-        tmp.write_text(f"{best['frame']}\n")
+    write_lines(chosen, [best["frame"]])
 
 
 def run_stack(
@@ -536,10 +537,10 @@ def run_stack(
 
     from nsgflow.stack import stack_frames
 
-    paths = [line for line in Path(accepted).read_text().splitlines() if line]
+    paths = read_lines(accepted)
     if not paths:
         raise FrameError(f"{accepted} lists no frame to stack")
-    table = pd.read_csv(weights).set_index("file")
+    table = read_table(weights).set_index("file")
     frames = [fits.getdata(path, memmap=True) for path in paths]
     stack, counts = stack_frames(frames, [table.loc[p, "weight"] for p in paths], **settings)
     header = fits.getheader(paths[0])

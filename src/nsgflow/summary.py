@@ -18,7 +18,7 @@ from matplotlib.ticker import MaxNLocator
 
 from nsgflow.channels import channel_values
 from nsgflow.diagnostics import _dots, _figure, _save
-from nsgflow.io import atomic_path, read_json, write_csv
+from nsgflow.io import read_json, write_csv, write_lines
 from nsgflow.progress import logged_error
 from nsgflow.weight import rejection_reasons, stats_weight
 from nsgflow.workflow import STAGE_OUTPUTS
@@ -211,6 +211,5 @@ def write_summary(
         ),
     )
     accepted = [path for path, keep in zip(normalized, ok["accepted"], strict=True) if keep]
-    with atomic_path(results / "accepted.txt") as tmp:
-        tmp.write_text("".join(f"{path}\n" for path in accepted))
+    write_lines(results / "accepted.txt", accepted)
     return table

@@ -15,7 +15,7 @@ from jsonschema import Draft202012Validator, ValidationError
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, atomic_path, frame_name, header_shape, read_header
+from nsgflow.io import FRAME_SUFFIXES, frame_name, header_shape, read_header, write_text
 
 __all__ = [
     "STAGE_OUTPUTS",
@@ -356,7 +356,6 @@ def record_settings(folder: str | os.PathLike, records: Mapping[str, dict]) -> d
         old = old if isinstance(old, dict) else {}
         if old.get("settings") != settings:
             text = json.dumps({"settings": settings, "revision": old.get("revision", 0) + 1}, indent=2)
-            with atomic_path(path) as tmp:
-                tmp.write_text(text + "\n")
+            write_text(path, text + "\n")
         paths[stage] = str(path)
     return paths
