@@ -1,3 +1,4 @@
+import mmap
 import stat
 import warnings
 
@@ -9,6 +10,7 @@ from nsgflow.errors import FrameError
 from nsgflow.io import (
     atomic_path,
     frame_name,
+    read_fits,
     read_frame,
     read_lines,
     write_fits,
@@ -232,6 +234,16 @@ def test_float32_pixels_read_from_where_astropy_says_they_start(tmp_path):
     for reader in (read_frame, map_pixels):
         with pytest.raises(FrameError, match=r"cut.fits: cannot read the image data"):
             reader(tmp_path / "cut.fits")
+
+
+def test_read_fits_maps_what_write_fits_wrote_as_stored(tmp_path):
+    pixels = np.array([[[1.0, np.nan], [3.0, 4.0]], [[5.0, 6.0], [7.0, 8.0]]], dtype=np.float32)
+    write_fits(tmp_path / "pair.fits", pixels, fits.Header([("NSGTEST", 7, "a keyword")]))
+    data, header = read_fits(tmp_path / "pair.fits")
+    assert isinstance(data.base.base, mmap.mmap)  # mapped, not read whole
+    assert data.dtype == np.dtype(">f4")
+    np.testing.assert_array_equal(data, pixels)  # NaN kept: the pixels as they are in the file
+    assert header["NSGTEST"] == 7
 
 
 def test_lines_round_trip_without_empty_lines(tmp_path):

@@ -42,6 +42,7 @@ __all__ = [
     "header_shape",
     "is_xisf",
     "map_pixels",
+    "read_fits",
     "read_frame",
     "read_header",
     "read_json",
@@ -295,6 +296,19 @@ def map_pixels(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
     if offset is None or len(shape) != 2 or os.path.getsize(path) < offset + 4 * math.prod(shape):
         return read_frame(path)  # its errors for colour frames and short files
     return np.memmap(path, dtype=">f4", mode="r", offset=offset, shape=shape), header
+
+
+def read_fits(path: str | os.PathLike) -> tuple[np.ndarray, fits.Header]:
+    """The pixels and header of a FITS file's primary HDU, as :func:`write_fits` wrote them.
+
+    The pixels are mapped from the file (read only as they are used), in FITS
+    byte order, with non-finite values as they are: this reads nsgflow's own
+    outputs (normalized frames, blink thumbnails), while frames to normalize
+    are read by :func:`read_frame`.
+    """
+    from astropy.io import fits
+
+    return fits.getdata(path, header=True, memmap=True)
 
 
 def clean_frame(data: np.ndarray) -> np.ndarray:

@@ -30,7 +30,9 @@ from nsgflow.io import (
     fits_text,
     frame_name,
     map_pixels,
+    read_fits,
     read_frame,
+    read_header,
     read_json,
     read_lines,
     read_table,
@@ -541,9 +543,9 @@ def run_stack(
     if not paths:
         raise FrameError(f"{accepted} lists no frame to stack")
     table = read_table(weights).set_index("file")
-    frames = [fits.getdata(path, memmap=True) for path in paths]
+    frames = [read_fits(path)[0] for path in paths]
     stack, counts = stack_frames(frames, [table.loc[p, "weight"] for p in paths], **settings)
-    header = fits.getheader(paths[0])
+    header = read_header(paths[0])
     header["NCOMBINE"] = (len(paths), "frames stacked")
     made_by = f"nsgflow {nsgflow.__version__}: weighted mean of {len(paths)} frames"
     header.add_history(f"{made_by}, {json.dumps(settings)}")
@@ -554,10 +556,9 @@ def run_stack(
 
 def run_export_xisf(frame: PathLike, normalized: PathLike, output: PathLike) -> None:
     """Also write an XISF input's normalized frame as XISF: its data and keywords, the input's properties."""
-    from astropy.io import fits
     from xisf import XISF
 
-    data, header = fits.getdata(normalized, header=True)
+    data, header = read_fits(normalized)
     properties = XISF(str(frame)).get_images_metadata()[0].get("XISFProperties", {})
     write_xisf(output, data, header, properties)
     log.info("%s: written %s", frame_name(frame), output)
@@ -576,8 +577,6 @@ def run_blink(
     each normalized frame minus the reference, at the scale of the
     reference's noise (:func:`~nsgflow.blink.difference_image`).
     """
-    from astropy.io import fits
-
     from nsgflow.blink import (
         DIFFERENCE_SIGMAS,
         auto_stretch,
@@ -588,7 +587,7 @@ def run_blink(
     )
     from nsgflow.gradient import background_noise
 
-    pairs = [fits.getdata(path) for path in thumbnails]
+    pairs = [read_fits(path)[0] for path in thumbnails]
     sets = {"inputs": [pair[0] for pair in pairs], "normalized": [pair[1] for pair in pairs]}
     ref = sets["inputs"][names.index(reference)]
     transfer, sigma = auto_stretch(ref), background_noise(ref)

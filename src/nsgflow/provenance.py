@@ -18,7 +18,7 @@ from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 from nsgflow import ALGORITHM_VERSIONS, __version__
-from nsgflow.io import read_json, write_json
+from nsgflow.io import read_header, read_json, write_json
 
 __all__ = [
     "environment",
@@ -161,8 +161,6 @@ def verify(results: str | os.PathLike) -> list[str]:
     (``provenance/{rule}/{frame}.json``, :func:`stage_record`), and
     normalized frames whose header does not carry the recorded settings.
     """
-    from astropy.io import fits
-
     results = Path(results)
     index_path = results / "provenance.json"
     if not index_path.is_file():
@@ -182,7 +180,7 @@ def verify(results: str | os.PathLike) -> list[str]:
                     problems.append(f"{name}: {kind[:-1]} {role} {path} changed since it was recorded")
         normalized = entry["outputs"].get("normalized", {}).get("path")
         if normalized and Path(normalized).is_file():
-            recorded = fits.getheader(normalized).get("NSGSETT")
+            recorded = read_header(normalized).get("NSGSETT")
             expected = settings_digest(entry["settings"])
             if recorded != expected:
                 problems.append(f"{name}: {normalized} was not made with the recorded settings")

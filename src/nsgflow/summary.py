@@ -11,14 +11,13 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
-from astropy.io import fits
 from matplotlib.dates import AutoDateLocator, ConciseDateFormatter
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
 from nsgflow.channels import channel_values
 from nsgflow.diagnostics import _dots, _figure, _save
-from nsgflow.io import read_json, write_csv, write_lines
+from nsgflow.io import read_header, read_json, write_csv, write_lines
 from nsgflow.progress import logged_error
 from nsgflow.weight import rejection_reasons, stats_weight
 from nsgflow.workflow import STAGE_OUTPUTS
@@ -95,10 +94,10 @@ def _header_values(results: Path, name: str) -> dict:
     values = {}
     normalized = results / "normalized" / f"{name}_nsg.fits"
     if normalized.is_file():  # the input's header, also for XISF inputs
-        values["date_obs"] = fits.getheader(normalized).get("DATE-OBS")
+        values["date_obs"] = read_header(normalized).get("DATE-OBS")
     gradient = results / "gradient" / f"{name}.fits"
     if gradient.is_file():
-        header = fits.getheader(gradient)
+        header = read_header(gradient)
         values.update(gradient_min=header.get("NSGGMIN"), gradient_max=header.get("NSGGMAX"))
     return values
 
