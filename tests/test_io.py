@@ -13,6 +13,7 @@ from nsgflow.io import (
     read_fits,
     read_frame,
     read_lines,
+    read_yaml,
     write_fits,
     write_lines,
 )
@@ -252,3 +253,10 @@ def test_lines_round_trip_without_empty_lines(tmp_path):
     assert read_lines(tmp_path / "list.txt") == ["a.fits", "dir/b c.fits"]
     write_lines(tmp_path / "empty.txt", [])
     assert read_lines(tmp_path / "empty.txt") == []
+
+
+def test_read_yaml_of_an_empty_file_is_none(tmp_path):
+    (tmp_path / "empty.yaml").write_text("")
+    (tmp_path / "some.yaml").write_text("gradient:\n  smoothness: 1.5\n")
+    assert read_yaml(tmp_path / "empty.yaml") is None
+    assert read_yaml(tmp_path / "some.yaml") == {"gradient": {"smoothness": 1.5}}

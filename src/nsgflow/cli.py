@@ -363,6 +363,7 @@ def _cmd_run(args: argparse.Namespace, extra: list[str]) -> int:
 
 def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
     from nsgflow import synthetic
+    from nsgflow.io import read_json
 
     out = Path(args.out)
     data = out / "data"
@@ -376,7 +377,7 @@ def _cmd_demo(args: argparse.Namespace, extra: list[str]) -> int:
             reference="frame_01",
             colour=args.colour,
         )
-    truth = json.loads((data / "truth.json").read_text())
+    truth = read_json(data / "truth.json")
     reference = truth["frames"][truth["reference"]]["path"]
     results = str(out / "results")
     start = time.perf_counter()

@@ -1,8 +1,11 @@
-"""Reading frames and writing every output atomically.
+"""Reading and writing nsgflow's files, every output atomically.
 
-All file access of the package lives here. Outputs are written to a temporary
-file in the destination folder and renamed into place, so an interrupted job
-never leaves a half-written file that looks finished.
+The files nsgflow reads and writes (frames, tables, JSON and YAML records,
+lists of lines, pages) are read and written here; locks, logs and the hashing
+of a file's bytes for provenance stay with the code they serve, and graphs are
+saved by the libraries that draw them into :func:`atomic_path`. Outputs are
+written to a temporary file in the destination folder and renamed into place,
+so an interrupted job never leaves a half-written file that looks finished.
 
 Pixel convention: arrays are indexed ``[y, x]``; catalog positions are 0-based
 with (0, 0) at the centre of the first pixel (FITS is 1-based).
@@ -26,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import pandas as pd
+import yaml
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import FrameError
@@ -49,6 +53,7 @@ __all__ = [
     "read_lines",
     "read_shape",
     "read_table",
+    "read_yaml",
     "remove_stale_temporaries",
     "write_csv",
     "write_fits",
@@ -563,3 +568,18 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     """Read a JSON file written by :func:`write_json`."""
     return json.loads(Path(path).read_text())
+
+
+def read_yaml(path: str | os.PathLike) -> Any:
+    """Read a YAML file; None for an empty one.
+
+    Raises
+    ------
+    OSError
+        The file cannot be read.
+    UnicodeDecodeError
+        It is not text.
+    yaml.YAMLError
+        It is not YAML.
+    """
+    return yaml.safe_load(Path(path).read_text())

@@ -10,13 +10,13 @@ from __future__ import annotations
 import math
 import os
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 from jsonschema import Draft202012Validator
 
 from nsgflow.errors import ConfigError, UsageError
+from nsgflow.io import read_yaml
 from nsgflow.workflow import load_config, load_schema, validate_config, workflow_dir
 
 __all__ = [
@@ -50,7 +50,7 @@ def read_settings_file(path: str | os.PathLike) -> dict:
         It is not YAML text, or holds something other than settings by name.
     """
     try:
-        text = Path(path).read_text()
+        settings = read_yaml(path)
     except FileNotFoundError as exc:
         raise UsageError(f"--configfile {path}: no such file; give the path of a YAML settings file") from exc
     except OSError as exc:
@@ -59,8 +59,6 @@ def read_settings_file(path: str | os.PathLike) -> dict:
         ) from exc
     except UnicodeDecodeError as exc:
         raise ConfigError(f"--configfile {path}: not a text file; {FILE_FORMAT}") from exc
-    try:
-        settings = yaml.safe_load(text)
     except yaml.YAMLError as exc:
         raise ConfigError(f"--configfile {path}: not valid YAML{_where(exc)}; {FILE_FORMAT}") from exc
     if settings is None:

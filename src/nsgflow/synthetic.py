@@ -22,7 +22,6 @@ those made before the features existed.
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -31,7 +30,7 @@ from pathlib import Path
 import numpy as np
 from astropy.io import fits
 
-from nsgflow.io import write_fits, write_json
+from nsgflow.io import read_json, write_fits, write_json
 
 __all__ = [
     "CONDITIONS",
@@ -734,7 +733,7 @@ def evaluate(results: str | os.PathLike, truth: dict, box: int = 64) -> list[dic
     reference = channels(truth["frames"][truth["reference"]])
     rows = []
     for name, entry in truth["frames"].items():
-        scale = json.loads((results / "scale" / f"{name}.json").read_text())
+        scale = read_json(results / "scale" / f"{name}.json")
         target, _ = read_frame(entry["path"])
         output, _ = read_frame(results / "normalized" / f"{name}_nsg.fits")
         specs = channels(entry)

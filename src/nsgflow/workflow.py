@@ -10,12 +10,19 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jsonschema import Draft202012Validator, ValidationError
 
 from nsgflow.channels import unsupported_shape
 from nsgflow.errors import ConfigError, FrameError
-from nsgflow.io import FRAME_SUFFIXES, frame_name, header_shape, read_header, write_text
+from nsgflow.io import (
+    FRAME_SUFFIXES,
+    frame_name,
+    header_shape,
+    read_header,
+    read_json,
+    read_yaml,
+    write_text,
+)
 
 __all__ = [
     "STAGE_OUTPUTS",
@@ -129,12 +136,12 @@ def _schema_file(schema_path: str | os.PathLike | None = None) -> Path:
 
 def load_schema(schema_path: str | os.PathLike | None = None) -> dict:
     """The configuration's JSON schema; by default ``workflow/schemas/config.schema.yaml``."""
-    return yaml.safe_load(_schema_file(schema_path).read_text())
+    return read_yaml(_schema_file(schema_path))
 
 
 def load_config(path: str | os.PathLike) -> dict:
     """Read a YAML configuration file (no validation)."""
-    return yaml.safe_load(Path(path).read_text()) or {}
+    return read_yaml(path) or {}
 
 
 def find_frames(pattern: str, reference: str, results: str | None = None) -> dict[str, str]:
@@ -350,7 +357,7 @@ def record_settings(folder: str | os.PathLike, records: Mapping[str, dict]) -> d
         path = Path(folder, f"{stage}.json")
         settings = json.loads(json.dumps(record))  # as read back: tuples are lists
         try:
-            old = json.loads(path.read_text())
+            old = read_json(path)
         except (OSError, ValueError):  # none yet, or not one of these
             old = None
         old = old if isinstance(old, dict) else {}
