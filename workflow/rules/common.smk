@@ -6,7 +6,7 @@ from pathlib import Path
 import nsgflow
 from nsgflow import jobserver, progress
 from nsgflow.errors import FrameError
-from nsgflow.io import is_xisf, read_shape
+from nsgflow.io import is_xisf, read_lines, read_shape
 from nsgflow.settings import FRAME_SECTIONS
 from nsgflow.workflow import (
     STAGE_OUTPUTS,
@@ -105,7 +105,7 @@ def report_failures():
     from nsgflow.summary import write_summary  # here: astropy is imported only by a failing run
 
     chosen = Path(f"{RESULTS}/reference.txt")  # auto reference: known once choose_reference ran
-    reference = FIXED_REFERENCE or (chosen.read_text().strip() if chosen.is_file() else None)
+    reference = FIXED_REFERENCE or (chosen_reference(chosen) if chosen.is_file() else None)
     try:
         table = write_summary(RESULTS, FRAMES, reference, config["reject"])
     except Exception as exc:  # never hide the run's own error behind this one
@@ -121,7 +121,12 @@ def reference_name(wildcards=None):
     """The reference frame's name: as configured, or as chosen by the choose_reference checkpoint."""
     if FIXED_REFERENCE is not None:
         return FIXED_REFERENCE
-    return Path(checkpoints.choose_reference.get().output.chosen).read_text().strip()
+    return chosen_reference(checkpoints.choose_reference.get().output.chosen)
+
+
+def chosen_reference(path):
+    """The frame name the choose_reference checkpoint wrote to ``path``; None if it wrote none."""
+    return next(iter(read_lines(path)), None)
 
 
 def reference_choice(wildcards):
