@@ -11,8 +11,6 @@ the unclipped ring just outside it (:func:`saturated_cores`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -22,7 +20,7 @@ from scipy.spatial import cKDTree
 from nsgflow.profiles import profile_pixels
 from nsgflow.robust import MAD_TO_SIGMA
 
-__all__ = ["ReplacedPixels", "cores_rebuilt", "saturated_cores", "saturated_positions"]
+__all__ = ["ReplacedPixels", "saturated_cores", "saturated_positions"]
 
 #: Clipped pixels joined to those within this distance (px) of a star's position are its core.
 CORE_REACH_PX = 2.0
@@ -77,39 +75,6 @@ def saturated_positions(catalogs: list, flag: int) -> tuple[np.ndarray, np.ndarr
     later = {j for _, j in cKDTree(xy).query_pairs(SAME_STAR_PX)} if len(xy) else set()
     keep = np.setdiff1d(np.arange(len(xy)), np.fromiter(later, int, len(later)))
     return xy[keep, 0], xy[keep, 1]
-
-
-@contextmanager
-def cores_rebuilt(
-    frames: Sequence[np.ndarray],
-    x: np.ndarray,
-    y: np.ndarray,
-    profiles: Sequence[np.ndarray],
-    hlr_px: Sequence[float],
-    limits: Sequence[float | None],
-) -> Iterator[list[int]]:
-    """Rebuild the saturated cores at ``x, y`` in each frame in place for a block, and restore them after.
-
-    Each frame's cores are found and rebuilt by :func:`saturated_cores` with
-    its own profile, half-light radius and clipping level (``limits``; None:
-    the frame is not clipped and is left as it is), all before any is
-    replaced, so the same array may be passed twice. Yields the number of
-    pixels replaced in each frame.
-    """
-    found = [
-        None if limit is None or not len(x) else saturated_cores(frame, x, y, np.asarray(p), h, limit)
-        for frame, p, h, limit in zip(frames, profiles, hlr_px, limits, strict=True)
-    ]
-    originals = [None if f is None else frame[f.rows, f.cols] for frame, f in zip(frames, found, strict=True)]
-    for frame, f in zip(frames, found, strict=True):
-        if f is not None:
-            frame[f.rows, f.cols] = f.values
-    try:
-        yield [0 if f is None else len(f.rows) for f in found]
-    finally:
-        for frame, f, original in reversed(list(zip(frames, found, originals, strict=True))):
-            if f is not None:
-                frame[f.rows, f.cols] = original
 
 
 def saturated_cores(

@@ -22,7 +22,6 @@ import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.cores import cores_rebuilt, saturated_positions
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
@@ -488,7 +487,6 @@ def measure_photometry(
     profile_stars: int = 60,
     max_stars: int = 500,
     defects: Sequence[Defects] | None = None,
-    clip_levels: Sequence[float | None] = (None, None),
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames, each convolved with the other's star profile.
 
@@ -528,13 +526,6 @@ def measure_photometry(
     defects : sequence of two Defects, optional
         The target's and the reference's defects if already found (the
         workflow finds them at detection); by default they are found here.
-    clip_levels : sequence of two float or None, default (None, None)
-        The target's and the reference's level at which stars are clipped
-        (their linear range of the saturation level), None for a frame
-        without. Saturated stars' clipped cores are rebuilt from the frame's
-        fitted profile (:func:`nsgflow.cores.cores_rebuilt`) while the stars
-        are measured: convolved, what a clipped core lacks differs between the
-        frames and reaches its neighbours' apertures and annuli.
 
     Raises
     ------
@@ -577,25 +568,20 @@ def measure_photometry(
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
-        x_sat, y_sat = saturated_positions([ref_catalog, target_catalog], int(StarFlag.SATURATED))
-        levels = clip_levels[::-1]
-        rebuilt = cores_rebuilt((reference, target), x_sat, y_sat, [p for p, _ in profiles], hlr, levels)
-        with rebuilt as cores:
-            measured = psf_matched_photometry(
-                (reference, target),
-                ref["x"].to_numpy(),  # the same positions on both: the same pixels measured
-                ref["y"].to_numpy(),
-                [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
-                radius,
-                annulus,
-                noise,
-                mask=mask,
-                own_radius=own,
-            )
+        measured = psf_matched_photometry(
+            (reference, target),
+            ref["x"].to_numpy(),  # the same positions on both: the same pixels measured
+            ref["y"].to_numpy(),
+            [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
+            radius,
+            annulus,
+            noise,
+            mask=mask,
+            own_radius=own,
+        )
     table = _photometry_table(ref, tgt, measured, flags, min_snr)
     info = {
         "defects_replaced": replaced,
-        "cores_rebuilt": cores,
         "aperture_radius_px": radius,
         "annulus_px": list(annulus),
         "hlr_ref_px": hlr[0],

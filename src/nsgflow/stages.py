@@ -199,15 +199,11 @@ def match_and_measure(
     match_settings: dict,
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
-    stats: Sequence[dict] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Photometry stage (rule ``measure_photometry``): match the catalogs, measure the pairs on both frames.
 
     ``defects`` are the target's and the reference's defect tables from
     :func:`detect_frame`; without them the defects are searched again.
-    ``stats``, the two frames' statistics from :func:`detect_frame`, give
-    each channel's clipping level (``linear_range`` of its saturation level):
-    without them no saturated core is rebuilt.
 
     Colour frames are measured channel by channel with the same pairs and
     aperture: the table has one row per pair and channel (column ``channel``,
@@ -236,7 +232,6 @@ def match_and_measure(
     tables, infos = [], []
     for channel, (target_plane, ref_plane) in enumerate(zip(planes(target), planes(reference), strict=True)):
         found = None if defects is None else [channel_defects(known, channel) for known in defects]
-        levels = [None, None] if stats is None else [clip_level(s, channel) for s in stats]
         table, info = measure_photometry(
             target_plane,
             ref_plane,
@@ -245,7 +240,6 @@ def match_and_measure(
             pairs,
             **settings,
             defects=found,
-            clip_levels=levels,
         )
         tables.append(table.assign(channel=channel))
         infos.append(info)
