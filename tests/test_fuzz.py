@@ -65,7 +65,7 @@ def _through_every_stage(frame: np.ndarray, m: float) -> str:
     assert len(table) == len(pairs) and np.isfinite(info["profile_error"])
     used = table[table["status"] == "used"]
     try:
-        fit = fit_scale(used["flux_ref"], used["flux_target"], used["flux_err_ref"], used["flux_err_target"])
+        fit = fit_scale(used["flux_target"], used["flux_ref"], used["flux_err_target"], used["flux_err_ref"])
         scale = fit.scale
         assert np.isfinite(scale) and np.isfinite(fit.scale_err)
     except FrameError:

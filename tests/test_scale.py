@@ -10,7 +10,7 @@ def _stars(rng, n, m, noise=30.0, offset=0.0, scatter=0.0):
     err_r = np.sqrt(noise**2 * 100 + m * flux_t)
     obs_t = flux_t + rng.normal(0, err_t)
     obs_r = m * flux_t + offset + rng.normal(0, err_r) + rng.normal(0, scatter, n)
-    return obs_r, obs_t, err_r, err_t
+    return obs_t, obs_r, err_t, err_r
 
 
 def test_recovers_scale_and_intercept():
@@ -33,9 +33,9 @@ def test_fits_through_the_origin_by_default():
 
 def test_outliers_are_rejected():
     rng = np.random.default_rng(1)
-    ref, tgt, er, et = _stars(rng, 200, 0.8)
+    tgt, ref, et, er = _stars(rng, 200, 0.8)
     ref[:10] *= 1.5  # variable stars, blends, cosmic rays
-    fit = fit_scale(ref, tgt, er, et)
+    fit = fit_scale(tgt, ref, et, er)
     # every outlier beyond 5 sigmas of its errors is rejected (a 4-sigma clip may keep a faint one)
     significance = 0.5 * 0.8 * tgt[:10] / np.hypot(er[:10], 0.8 * et[:10])
     assert not fit.used[:10][significance > 5].any()
@@ -45,8 +45,8 @@ def test_outliers_are_rejected():
 
 def test_few_stars_fit_through_the_origin():
     fit = fit_scale(
-        np.array([200.0, 410.0, 590.0]),
         np.array([100.0, 200.0, 300.0]),
+        np.array([200.0, 410.0, 590.0]),
         np.ones(3),
         np.ones(3),
         intercept=True,

@@ -75,10 +75,10 @@ MIN_STARS_FOR_INTERCEPT = 6
 
 
 def fit_scale(
-    flux_ref: np.ndarray,
     flux_target: np.ndarray,
-    err_ref: np.ndarray,
+    flux_ref: np.ndarray,
     err_target: np.ndarray,
+    err_ref: np.ndarray,
     *,
     clip_sigma: float = 4.0,
     intercept: bool = False,
@@ -104,9 +104,9 @@ def fit_scale(
 
     Parameters
     ----------
-    flux_ref, flux_target : numpy.ndarray, shape (n,)
+    flux_target, flux_ref : numpy.ndarray, shape (n,)
         Fluxes of the same stars on both frames.
-    err_ref, err_target : numpy.ndarray, shape (n,)
+    err_target, err_ref : numpy.ndarray, shape (n,)
         Their 1-sigma errors.
     clip_sigma : float, default 4.0
         Rejection threshold on normalized residuals.
@@ -128,7 +128,7 @@ def fit_scale(
     --------
     >>> import numpy as np
     >>> f = np.array([1e4, 2e4, 5e4, 1e5, 3e5, 6e5, 1e6])
-    >>> fit = fit_scale(1.25 * f + 50.0, f, np.sqrt(f), np.sqrt(f), intercept=True)
+    >>> fit = fit_scale(f, 1.25 * f + 50.0, np.sqrt(f), np.sqrt(f), intercept=True)
     >>> round(fit.scale, 6), round(fit.intercept, 3), int(fit.used.sum())
     (1.25, 50.0, 7)
     """

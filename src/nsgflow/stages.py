@@ -316,10 +316,10 @@ def _channel_scale(table: pd.DataFrame, info: dict, *, is_reference: bool, setti
         )
     sub = table[candidates]
     fit = fit_scale(
-        sub["flux_ref"].to_numpy(),
         sub["flux_target"].to_numpy(),
-        sub["flux_err_ref"].to_numpy(),
+        sub["flux_ref"].to_numpy(),
         sub["flux_err_target"].to_numpy(),
+        sub["flux_err_ref"].to_numpy(),
         **settings,
     )
     status = table["status"].to_numpy(dtype=object).copy()
