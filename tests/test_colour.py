@@ -109,7 +109,7 @@ def test_api_normalizes_colour_arrays_per_channel():
 
 
 def test_colour_weight_and_stack_helpers():
-    assert frame_weight([4.0, 4.0, 4.0], [2.0, 4.0, 4.0], [1.0, 1.0, 2.0]) == pytest.approx(
+    assert frame_weight([2.0, 4.0, 4.0], [4.0, 4.0, 4.0], [1.0, 1.0, 2.0]) == pytest.approx(
         (4 + 1 + 0.25) / 3
     )
     a = np.full((3, 2, 2), 10.0)

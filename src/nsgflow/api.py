@@ -190,7 +190,7 @@ def normalize(
         scale=fit["scale"],
         scale_err=fit["scale_err"],
         gradient=model,
-        weight=stats_weight(ref_stats, target_stats, fit),
+        weight=stats_weight(target_stats, ref_stats, fit),
         ref_catalog=ref_catalog,
         target_catalog=target_catalog,
         photometry=table,

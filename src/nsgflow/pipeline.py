@@ -439,7 +439,7 @@ def _normalized_header(
 
     target_stats, reference_stats = stats
     keys = {
-        "WEIGHT": stats_weight(reference_stats, target_stats, scale),
+        "WEIGHT": stats_weight(target_stats, reference_stats, scale),
         "NSGNOISE": target_stats["noise"],
         "NSGTRANS": 1.0 / scale["scale"],
         "NSGVER": nsgflow.__version__,

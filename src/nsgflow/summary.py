@@ -83,7 +83,7 @@ def _scale_values(scale: dict, stats: dict, ref_stats: dict | None) -> dict:
     }
     exptime = stats.get("exptime")
     values["transmission_per_s"] = values["transmission"] / exptime if exptime else None
-    values["weight"] = stats_weight(ref_stats, stats, scale) if (ref_stats and stats) else None
+    values["weight"] = stats_weight(stats, ref_stats, scale) if (ref_stats and stats) else None
     if "channels" in scale:
         values["channel_scales"] = " ".join(f"{m:.6g}" for m in channel_values(scale, "scale"))
     return values

@@ -13,7 +13,7 @@ __all__ = ["frame_weight", "rejection_reasons", "stats_weight", "weight_noise"]
 
 
 def frame_weight(
-    noise_ref: float | Sequence[float], noise_target: float | Sequence[float], scale: float | Sequence[float]
+    noise_target: float | Sequence[float], noise_ref: float | Sequence[float], scale: float | Sequence[float]
 ) -> float:
     """NormalizeScaleGradient's weight: ``(noise_ref / (scale * noise_target))**2``, averaged over channels.
 
@@ -27,18 +27,18 @@ def frame_weight(
     --------
     >>> frame_weight(10.0, 10.0, 2.0)
     0.25
-    >>> frame_weight([10.0, 10.0], [10.0, 5.0], [2.0, 2.0])
+    >>> frame_weight([10.0, 5.0], [10.0, 10.0], [2.0, 2.0])
     0.625
     """
-    noise_ref, noise_target, scale = (np.asarray(v, np.float64) for v in (noise_ref, noise_target, scale))
+    noise_target, noise_ref, scale = (np.asarray(v, np.float64) for v in (noise_target, noise_ref, scale))
     if not (np.all(noise_ref > 0) and np.all(noise_target > 0) and np.all(scale > 0)):
         return float("nan")
     return float(np.mean((noise_ref / (scale * noise_target)) ** 2))
 
 
-def stats_weight(ref_stats: dict, target_stats: dict, scale: dict) -> float:
+def stats_weight(target_stats: dict, ref_stats: dict, scale: dict) -> float:
     """:func:`frame_weight` of a target from both frames' statistics and its scale record (per channel)."""
-    return frame_weight(weight_noise(ref_stats), weight_noise(target_stats), channel_values(scale, "scale"))
+    return frame_weight(weight_noise(target_stats), weight_noise(ref_stats), channel_values(scale, "scale"))
 
 
 def rejection_reasons(row: dict, settings: dict) -> list[str]:
