@@ -58,7 +58,7 @@ import numpy as np
 
 from nsgflow import synthetic
 from nsgflow.cli import snakemake_command
-from nsgflow.summary import STAGE_OUTPUTS
+from nsgflow.workflow import STAGE_OUTPUTS
 
 #: the per-frame rules with a benchmark directive, in workflow order
 STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)

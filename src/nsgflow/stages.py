@@ -556,12 +556,19 @@ def _differences(
 ) -> list[np.ndarray]:
     """Each channel's m*T - R, float32; in ``target``'s memory with ``overwrite`` (float32 only)."""
     overwrite = overwrite and target.dtype == np.float32
-    differences = []
-    for m, t, r in zip(scales, planes(target), planes(reference), strict=True):
-        difference = np.multiply(t, m, out=t if overwrite else None, dtype=np.float32)
-        difference -= r
-        differences.append(difference)
-    return differences
+    return [
+        _difference(t, r, m, out=t if overwrite else None)
+        for m, t, r in zip(scales, planes(target), planes(reference), strict=True)
+    ]
+
+
+def _difference(
+    target: np.ndarray, reference: np.ndarray, scale: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """m*T - R of one plane (or part of one), float32; in ``out`` if given."""
+    difference = np.multiply(target, scale, out=out, dtype=np.float32)
+    difference -= reference
+    return difference
 
 
 class MeanDifference:
@@ -578,8 +585,7 @@ class MeanDifference:
     def __getitem__(self, index: Any) -> np.ndarray:
         total = None
         for m, t, r in self.planes:
-            difference = np.multiply(t[index], m, dtype=np.float32)
-            difference -= r[index]
+            difference = _difference(t[index], r[index], m)
             total = difference if total is None else np.add(total, difference, out=total)
         if len(self.planes) > 1:
             total /= np.float32(len(self.planes))
