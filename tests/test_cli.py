@@ -3,6 +3,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -124,6 +126,51 @@ def test_set_reaches_the_run_and_an_empty_settings_file_changes_nothing(tmp_path
     assert record["settings"]["detect"]["threshold_sigma"] == 5.0  # config.yaml's
     assert fits.getheader(tmp_path / "results" / "gradient" / "frame_00.fits")["NSGSMOOT"] == 1.5
     assert not (tmp_path / "results" / "diagnostics").exists()
+
+
+@pytest.mark.parametrize("later", [0.0, 0.5])  # 0: while Snakemake starts; 0.5: while nsgflow waits for it
+def test_ctrl_c_taken_by_another_thread_reaches_snakemake(monkeypatch, later):
+    # A Ctrl-C goes to any thread that does not block it (numpy starts threads): it must neither be
+    # raised inside Popen, leaving Snakemake running unwatched, nor wait for Snakemake's end to be seen.
+    from nsgflow.cli import _run_snakemake
+
+    go, sent = threading.Event(), threading.Event()
+
+    def ctrl_c() -> None:  # a Ctrl-C this thread takes: Python's C-level handler runs here
+        go.wait()
+        time.sleep(later)
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+        sent.set()
+
+    real_popen = subprocess.Popen
+    started = []
+
+    def popen_then_ctrl_c(*args: object, **kwargs: object) -> subprocess.Popen:
+        started.append(real_popen(*args, **kwargs))
+        go.set()
+        if not later:
+            sent.wait()
+        for _ in range(1000):  # bytecode, at which the main thread runs the signal's handler
+            pass
+        return started[0]
+
+    helper = threading.Thread(target=ctrl_c)
+    helper.start()
+    monkeypatch.setattr(subprocess, "Popen", popen_then_ctrl_c)
+    waits_for_sigint = (
+        "import signal, sys, time\n"
+        "try:\n"
+        "    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})\n"
+        "    time.sleep(120)\n"
+        "except KeyboardInterrupt:\n"
+        "    sys.exit(130)\n"
+    )
+    begun = time.monotonic()
+    with pytest.raises(KeyboardInterrupt):
+        _run_snakemake([sys.executable, "-c", waits_for_sigint])
+    helper.join()
+    assert time.monotonic() - begun < 60
+    assert started[0].returncode == 130  # stopped by the Ctrl-C sent on, and waited for
 
 
 def test_importing_the_command_loads_no_libraries():

@@ -71,13 +71,18 @@ DRY_RUN_OPTIONS = ("-n", "--dry-run", "--dryrun")
 
 #: Runs Snakemake's command line. It starts with Ctrl-C (SIGINT) blocked (:func:`_run_snakemake`) and
 #: takes it once its imports are done: a Ctrl-C while Python or Snakemake start is held until then,
-#: and ends it quietly instead of with the traceback of an interrupted import.
+#: and ends it quietly instead of with the traceback of an interrupted import. The first SIGINT stops
+#: the run; later ones (nsgflow sends each of its own on, so one Ctrl-C may arrive twice) do not
+#: interrupt the stopping of its jobs.
 SNAKEMAKE_MAIN = """\
 import signal, sys
 from snakemake.cli import main
 sys.argv[0] = "snakemake"  # the command it records, instead of -c
+def stop(signum, frame):
+    signal.signal(signal.SIGINT, lambda signum, frame: None)
+    raise KeyboardInterrupt
 try:
-    signal.signal(signal.SIGINT, signal.default_int_handler)  # even if started with it ignored
+    signal.signal(signal.SIGINT, stop)  # even if started with it ignored
     signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
     main()
 except KeyboardInterrupt:
@@ -176,46 +181,62 @@ def _run_snakemake(command: list[str], log: Path | None = None, keep_fds: Sequen
     the compact display on this process's standard error instead.
     Ctrl-C at the terminal reaches Snakemake too (the same process group),
     which stops its jobs and removes its lock: killing it would leave them.
-    It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`). SIGTERM and
-    SIGHUP sent to nsgflow alone reach Snakemake as that SIGINT, and nsgflow
-    waits for it: stopping nsgflow stops the run. Snakemake inherits
-    ``keep_fds`` (the run's locks, :func:`_run_lock`).
+    It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`). SIGINT, SIGTERM
+    and SIGHUP that nsgflow takes reach Snakemake as SIGINT, also while it
+    starts, and nsgflow waits for it: stopping nsgflow stops the run.
+    Snakemake inherits ``keep_fds`` (the run's locks, :func:`_run_lock`).
     """
     started: list[subprocess.Popen] = []
     stop: list[int] = []
 
     def forward(signum: int, frame: object) -> None:
+        # Any thread may take a signal sent to the process (numpy's own threads too), and the main thread
+        # runs this later, at whatever line it is on: a KeyboardInterrupt there could leave Snakemake
+        # running unwatched, and a Ctrl-C taken before Snakemake started would not reach it.
         stop.append(signum)
         for process in started:
             process.send_signal(signal.SIGINT)
 
-    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGTERM, signal.SIGHUP)}
-    mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})
+    handlers = {sig: signal.signal(sig, forward) for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)}
     display = os.dup(sys.stderr.fileno()) if log else None
     try:
-        with open(log or os.devnull, "w") as output:
-            if display is not None:
-                command = [*command, "--logger", "nsgflow", "--logger-nsgflow-fd", str(display)]
-            process = subprocess.Popen(
-                command,
-                stderr=output if log else None,
-                pass_fds=(*keep_fds, *(() if display is None else (display,))),
-            )
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT})  # for Snakemake to start with
+        try:
+            with open(log or os.devnull, "w") as output:
+                if display is not None:
+                    command = [*command, "--logger", "nsgflow", "--logger-nsgflow-fd", str(display)]
+                process = subprocess.Popen(
+                    command,
+                    stderr=output if log else None,
+                    pass_fds=(*keep_fds, *(() if display is None else (display,))),
+                )
+        finally:
+            signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         started.append(process)
         if stop:  # a signal came while Snakemake started
             process.send_signal(signal.SIGINT)
-        try:
-            signal.pthread_sigmask(signal.SIG_SETMASK, mask)  # a Ctrl-C held since the block is raised here
-            return process.wait()
-        except KeyboardInterrupt:
-            process.wait()
-            raise
+        status = _wait(process)
     finally:
-        signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         for sig, handler in handlers.items():
             signal.signal(sig, handler)
         if display is not None:
             os.close(display)
+    if signal.SIGINT in stop:
+        raise KeyboardInterrupt
+    return status
+
+
+def _wait(process: subprocess.Popen) -> int:
+    """Wait for ``process`` to end and return its exit status, running signal handlers as it waits.
+
+    A signal another thread took interrupts no system call of the main
+    thread, so a plain wait would run its handler only once the process ended.
+    """
+    while True:
+        try:
+            return process.wait(timeout=1)  # polls, with Python's signal checks between polls
+        except subprocess.TimeoutExpired:
+            continue
 
 
 def _run_log(results: str, extra: list[str], verbose: bool) -> Path | None:
