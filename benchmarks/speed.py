@@ -27,6 +27,11 @@ runs the whole workflow with Snakemake on them and prints
 * how long ``snakemake --dry-run`` takes to plan a large set (``--plan-frames``,
   default 500: sparse copies of the synthetic frames, planning reads no pixels).
 
+With ``--compare-one-job PAIRS`` it measures instead what one rule per stage costs a first
+run: the workflow as it is, and the same stages run one after the other in one job per frame
+after detection (``benchmarks/one_job_per_frame.smk``), each from empty results, alternated
+(:func:`compare_one_job`).
+
 Nothing in the workflow is changed; this only measures it. Everything is written
 under ``--out`` (default /tmp/nsgflow-bench), including Snakemake's ``.snakemake``
 folder, so the repository stays clean. Options nsgflow does not know go to
@@ -36,6 +41,7 @@ Examples::
 
     .venv/bin/python benchmarks/speed.py --frames 8 --size 900x600 --cores 1
     .venv/bin/python benchmarks/speed.py --frames 8 --size 6000x4000 --cores 2 --out /tmp/bench24mp
+    .venv/bin/python benchmarks/speed.py --frames 8 --size 6000x4000 --cores 2 --compare-one-job 3
 """
 
 from __future__ import annotations
@@ -58,7 +64,7 @@ import numpy as np
 
 from nsgflow import synthetic
 from nsgflow.cli import snakemake_command
-from nsgflow.workflow import STAGE_OUTPUTS
+from nsgflow.workflow import STAGE_OUTPUTS, WORKFLOW_ENV, workflow_dir
 
 #: the per-frame rules with a benchmark directive, in workflow order
 STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)
@@ -118,12 +124,16 @@ def children_cpu() -> tuple[float, float]:
     return usage.ru_utime, usage.ru_stime
 
 
-def timed(command: list[str], cwd: Path, log: Path, timeout: float | None = None) -> float:
+def timed(
+    command: list[str], cwd: Path, log: Path, timeout: float | None = None, env: dict | None = None
+) -> float:
     """Run ``command`` in ``cwd`` with its output in ``log``; return the wall time, raise on failure."""
     cwd.mkdir(parents=True, exist_ok=True)
     start = time.perf_counter()
     with open(log, "w") as out:
-        status = subprocess.run(command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout)
+        status = subprocess.run(
+            command, cwd=cwd, stdout=out, stderr=subprocess.STDOUT, timeout=timeout, env=env
+        )
     took = time.perf_counter() - start
     if status.returncode != 0:
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
@@ -364,6 +374,84 @@ def split_cost(run_cpu_s: float, jobs_cpu_s: float, jobs: int, read_s: float, n:
     return {"per_job_cpu_s": per_job, "frame_read_s": read_s, "cpu_s_per_frame": cost, "share": share}
 
 
+#: The rule that runs the stages after detection in one job per frame (:func:`compare_one_job`).
+ONE_JOB_RULES = Path(__file__).resolve().with_name("one_job_per_frame.smk")
+
+
+def one_job_workflow(folder: Path) -> Path:
+    """A folder of links to the workflow's files whose Snakefile also includes :data:`ONE_JOB_RULES`."""
+    source = workflow_dir()
+    if folder.exists():
+        shutil.rmtree(folder)
+    folder.mkdir(parents=True)
+    for entry in source.iterdir():
+        if entry.name != "Snakefile":
+            (folder / entry.name).symlink_to(entry.resolve())
+    snakefile = (source / "Snakefile").read_text()
+    (folder / "Snakefile").write_text(f'{snakefile}\n\ninclude: "{ONE_JOB_RULES}"\n')
+    return folder
+
+
+def compare_one_job(
+    out: Path, frames_glob: str, reference: str, cores: str, extra: list[str], pairs: int
+) -> dict:
+    """Time first runs of one rule per stage and of one job per frame after detection, alternated; print them.
+
+    Both run the same stage functions on the same frames from empty results
+    folders; the one-job design is :data:`ONE_JOB_RULES`, whose job runs the
+    stage rules' scripts in turn in one fork of the job server. The runs go
+    A B, B A, A B, ...: a drift in the machine's speed falls on both alike.
+    Returns each design's wall and CPU times (s per frame) and their medians.
+    """
+    n = len(list(Path(frames_glob).parent.glob(Path(frames_glob).name)))
+    designs = {
+        "rule per stage": (workflow_dir(), dict(os.environ)),
+        "one job per frame": (
+            one_job_workflow(out / "one_job_workflow"),
+            {
+                **os.environ,
+                "PYTHONPATH": os.pathsep.join(
+                    filter(None, [str(ONE_JOB_RULES.parent), os.environ.get("PYTHONPATH")])
+                ),
+            },
+        ),
+    }
+    found: dict[str, dict[str, list[float]]] = {name: {"wall_s": [], "cpu_s": []} for name in designs}
+    for i in range(pairs):
+        for name in list(designs)[:: 1 if i % 2 == 0 else -1]:
+            folder, env = designs[name]
+            results = out / "compare" / name.replace(" ", "_")
+            if results.exists():
+                shutil.rmtree(results)
+            os.environ[WORKFLOW_ENV] = str(folder)  # snakemake_command's Snakefile
+            try:
+                command = snakemake_command(frames_glob, reference, str(results), cores, None, extra)
+            finally:
+                os.environ.pop(WORKFLOW_ENV)
+            cpu = sum(children_cpu())
+            wall = timed(command, out, out / f"compare_{i}_{name.replace(' ', '_')}.log", env=env)
+            cpu = sum(children_cpu()) - cpu
+            found[name]["wall_s"].append(wall / n)
+            found[name]["cpu_s"].append(cpu / n)
+            print(
+                f"pair {i + 1}, {name}: first run {wall / n:.2f} s/frame, CPU {cpu / n:.2f} s/frame",
+                flush=True,
+            )
+    summary = {
+        name: {**times, **{f"median_{key}": statistics.median(v) for key, v in times.items()}}
+        for name, times in found.items()
+    }
+    split, one = summary["rule per stage"], summary["one job per frame"]
+    for key, label in (("wall_s", "wall time"), ("cpu_s", "CPU time")):
+        per_stage, per_frame = split[f"median_{key}"], one[f"median_{key}"]
+        summary[f"{key}_slower"] = per_stage / per_frame - 1
+        print(
+            f"first run, {label} per frame (median of {pairs}): one rule per stage {per_stage:.2f} s, "
+            f"one job per frame after detection {per_frame:.2f} s: {100 * (per_stage / per_frame - 1):+.1f} %"
+        )
+    return summary
+
+
 def plan_time(out: Path, truth: dict, n_plan: int, repeats: int) -> list[float]:
     """Time ``snakemake --dry-run`` on ``n_plan`` frames: sparse copies of the rendered frames, cycled.
 
@@ -484,6 +572,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--timeout", type=float, default=None, help="give up the workflow run after this many s"
     )
+    parser.add_argument(
+        "--compare-one-job",
+        type=int,
+        default=0,
+        metavar="PAIRS",
+        help="instead: time PAIRS first runs of each design, one rule per stage and one job per frame "
+        "after detection, alternated",
+    )
     args, extra = parser.parse_known_args(argv)
     if args.frames < 2:
         parser.error("--frames must be at least 2 (frame_01 is the reference)")
@@ -498,6 +594,11 @@ def main(argv: list[str] | None = None) -> int:
     results = out / "results"
     if results.exists():
         shutil.rmtree(results)
+    if args.compare_one_job:
+        found = compare_one_job(out, frames_glob, reference, args.cores, extra, args.compare_one_job)
+        (out / "compare_one_job.json").write_text(json.dumps(found, indent=2) + "\n")
+        print(f"summary: {out / 'compare_one_job.json'}")
+        return 0
 
     dry_log = out / "dry_run.log"
     dry_s = timed(
