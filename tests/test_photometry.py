@@ -7,13 +7,8 @@ from nsgflow import synthetic
 from nsgflow.api import resolve_settings
 from nsgflow.detect import detect_stars
 from nsgflow.match import match_stars
-from nsgflow.photometry import (
-    annulus_background,
-    aperture_photometry,
-    measure_photometry,
-    neighbour_mask,
-    psf_matched_photometry,
-)
+from nsgflow.neighbours import annulus_background, neighbour_mask
+from nsgflow.photometry import aperture_photometry, measure_photometry, psf_matched_photometry
 from nsgflow.profiles import psf_image
 from nsgflow.stages import detect_frame, match_and_measure
 

@@ -3,7 +3,8 @@ import pytest
 
 from nsgflow import synthetic
 from nsgflow.detect import detect_stars
-from nsgflow.photometry import aperture_photometry, frame_hlr, neighbour_radii
+from nsgflow.neighbours import neighbour_radii
+from nsgflow.photometry import aperture_photometry, frame_hlr
 from nsgflow.profiles import (
     ASSUMED_PROFILE_ERROR,
     PROFILE_SYSTEMATIC,

@@ -5,7 +5,9 @@ frame's brightest stars are fitted pixel by pixel, their neighbours' pixels
 left out, with an elliptical Moffat averaged over each pixel
 (:func:`profile_fits`): each star on its own, then all of them with one shared
 profile, the frame's (:func:`frame_profile`; assumed from the star size where
-too few stars are fitted). :func:`psf_image` draws a profile as the kernel of
+too few stars are fitted). :func:`frame_profile_fits` fits the same stars on
+two frames, within a radius that leaves enough of them clear of neighbours
+(:mod:`nsgflow.neighbours`). :func:`psf_image` draws a profile as the kernel of
 the PSF-matched photometry (:func:`nsgflow.photometry.psf_matched_photometry`),
 and :func:`profile_error` gives the scale's uncertainty from the two frames'
 profiles' own (:func:`profile_covariance`).
@@ -16,13 +18,16 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import pandas as pd
 import sep
 
 from nsgflow.gradient import alpha_from_hlr
+from nsgflow.neighbours import annulus_background
 from nsgflow.robust import MAD_TO_SIGMA
 
 __all__ = [
     "frame_profile",
+    "frame_profile_fits",
     "matched_fraction",
     "profile_covariance",
     "profile_error",
@@ -168,7 +173,7 @@ def profile_fits(
     neighbours : numpy.ndarray, shape (m, 2)
         x, y of every detected star.
     neighbour_radii : numpy.ndarray, shape (m,)
-        Their mask radii (:func:`nsgflow.photometry.neighbour_radii`).
+        Their mask radii (:func:`nsgflow.neighbours.neighbour_radii`).
     joint : bool, default False
         Also fit one profile to all the stars (see Returns).
 
@@ -380,6 +385,52 @@ def _joint_fit(
             if damping > 1e4:
                 break
     return p[0, SHARED].copy()
+
+
+#: Radii, in half-light radii of the broader frame, of the pixels a star's profile is fitted to: the
+#: wider sees more of broad wings (beta 2), the narrower fits in among neighbours
+#: (:func:`frame_profile_fits`).
+PROFILE_RADII_HLR = (6.0, 4.0)
+#: Fewest stars whose own fits succeed within the wider radius for a frame's profile to be fitted there.
+MIN_WIDE_PROFILE_STARS = 30
+
+
+def frame_profile_fits(
+    frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
+    stars: Sequence[pd.DataFrame],
+    rows: np.ndarray,
+    broad: float,
+    radii: Sequence[np.ndarray],
+    mask: np.ndarray | None,
+    own_radius: np.ndarray | None,
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """:func:`profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
+
+    The pixels within the first of :data:`PROFILE_RADII_HLR` (half-light
+    radii) of each star are fitted, or, where fewer than
+    :data:`MIN_WIDE_PROFILE_STARS` stars' own fits succeed there (neighbours
+    in many of those pixels: a crowded field), within the next; less a first
+    background, the median of an annulus beyond them, neighbours masked
+    (``mask``, ``own_radius``: :func:`nsgflow.neighbours.annulus_background`).
+    ``radii`` are each catalog's neighbour radii
+    (:func:`nsgflow.neighbours.neighbour_radii`), whose pixels the fits leave
+    out.
+    """
+    radii = np.concatenate(radii)
+    neighbours = np.concatenate([c[["x", "y"]].to_numpy() for _, c in frames])
+    fits = []
+    for (data, _), measured in zip(frames, stars, strict=True):
+        x, y = measured["x"].to_numpy()[rows], measured["y"].to_numpy()[rows]
+        own = None if own_radius is None else own_radius[rows]
+        for factor in PROFILE_RADII_HLR:
+            radius = factor * broad
+            annulus = (1.5 * radius, 2.2 * radius)
+            bkg, _, _ = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)
+            fit = profile_fits(data, x, y, bkg, radius, broad, neighbours, radii, joint=True)
+            if np.isfinite(fit[0]).all(axis=1).sum() >= MIN_WIDE_PROFILE_STARS:
+                break
+        fits.append(fit)
+    return fits
 
 
 def frame_profile(shared: np.ndarray, hlr: float) -> tuple[np.ndarray, str]:
