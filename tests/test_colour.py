@@ -121,7 +121,7 @@ def test_colour_weight_and_stack_helpers():
 
 def test_mean_difference_is_the_channels_mean_of_m_t_minus_r():
     """Trail detection's m*T - R, read in slices, is the mean over the channels."""
-    from nsgflow.stages import MeanDifference
+    from nsgflow.differences import MeanDifference
 
     target, reference = np.random.default_rng(0).normal(100.0, 5.0, (2, 3, 40, 50)).astype(np.float32)
     scales = np.array([1.2, 0.9, 1.5], np.float32)

@@ -18,21 +18,20 @@ import sep
 from astropy import units as u
 
 from nsgflow.channels import channel_record, combine, luminance, planes
-from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
 from nsgflow.defects import Defects, defects_replaced, find_defects
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
+from nsgflow.differences import MeanDifference, channel_differences, matched_differences
 from nsgflow.errors import FrameError
 from nsgflow.gradient import (
     background_noise,
     background_statistics,
-    matched_difference,
     sample_background,
     star_mask,
     star_radius,
 )
 from nsgflow.match import estimate_offset, match_stars
 from nsgflow.photometry import frame_hlr, measure_photometry
-from nsgflow.profiles import HLR_PER_FWHM, psf_image
+from nsgflow.profiles import HLR_PER_FWHM
 from nsgflow.scale import fit_scale
 from nsgflow.spline import fit_gradient, gcv_smoothness, reject_outlier_samples
 from nsgflow.trails import find_trails, trail_mask
@@ -119,17 +118,6 @@ def _saturated_in_a_channel(
 def _level(saturation: float) -> float | None:
     """A saturation level for the statistics: None for an unsaturated frame."""
     return None if np.isinf(saturation) else float(saturation)
-
-
-def channel_saturation(stats: dict, channel: int) -> float | None:
-    """A frame's saturation level (:func:`detect_frame`'s statistics) in one channel; None if unsaturated."""
-    return stats["channels"][channel]["saturation"] if "channels" in stats else stats["saturation"]
-
-
-def clip_level(stats: dict, channel: int) -> float | None:
-    """The level at which a channel's stars are clipped (``linear_range`` of its saturation); None: none."""
-    level = channel_saturation(stats, channel)
-    return None if level is None else stats["linear_range"] * level
 
 
 def detect_frame(
@@ -536,11 +524,11 @@ def gradient_samples(
     data &= ~_trails(MeanDifference(target, reference, scales), data & ~stars)
     if matched:
         data &= ~_defect_pixels(data.shape, defects)
-        differences, data = _matched_differences(
+        differences, data = matched_differences(
             target, reference, scales, photometry, data, catalogs, stats, overwrite=overwrite_target
         )
     else:
-        differences = _differences(target, reference, scales, overwrite=overwrite_target)
+        differences = channel_differences(target, reference, scales, overwrite=overwrite_target)
     data &= ~stars
     tables = []
     for channel, difference in enumerate(differences):
@@ -549,47 +537,6 @@ def gradient_samples(
         )
         tables.append(samples.assign(channel=channel))
     return pd.concat(tables, ignore_index=True)
-
-
-def _differences(
-    target: np.ndarray, reference: np.ndarray, scales: np.ndarray, *, overwrite: bool
-) -> list[np.ndarray]:
-    """Each channel's m*T - R, float32; in ``target``'s memory with ``overwrite`` (float32 only)."""
-    overwrite = overwrite and target.dtype == np.float32
-    return [
-        _difference(t, r, m, out=t if overwrite else None)
-        for m, t, r in zip(scales, planes(target), planes(reference), strict=True)
-    ]
-
-
-def _difference(
-    target: np.ndarray, reference: np.ndarray, scale: float, out: np.ndarray | None = None
-) -> np.ndarray:
-    """m*T - R of one plane (or part of one), float32; in ``out`` if given."""
-    difference = np.multiply(target, scale, out=out, dtype=np.float32)
-    difference -= reference
-    return difference
-
-
-class MeanDifference:
-    """The channels' mean of m*T - R, float32, computed for the rows and columns it is sliced at.
-
-    Trail detection (:func:`nsgflow.trails.find_trails`) reads it in strips,
-    so the difference never takes a frame's memory.
-    """
-
-    def __init__(self, target: np.ndarray, reference: np.ndarray, scales: np.ndarray) -> None:
-        self.planes = list(zip(scales, planes(target), planes(reference), strict=True))
-        self.shape = reference.shape[-2:]
-
-    def __getitem__(self, index: Any) -> np.ndarray:
-        total = None
-        for m, t, r in self.planes:
-            difference = _difference(t[index], r[index], m)
-            total = difference if total is None else np.add(total, difference, out=total)
-        if len(self.planes) > 1:
-            total /= np.float32(len(self.planes))
-        return total
 
 
 def _trails(difference: MeanDifference | np.ndarray, valid: np.ndarray) -> np.ndarray:
@@ -615,68 +562,6 @@ def _defect_pixels(shape: tuple[int, int], tables: Sequence[pd.DataFrame]) -> np
         for dx in (-1, 0, 1):
             found[np.clip(rows + dy, 0, shape[0] - 1), np.clip(cols + dx, 0, shape[1] - 1)] = True
     return found
-
-
-#: Matched-difference kernels reach this many half-light radii of the broader frame's stars: a
-#: beta-2 profile still holds 0.6 % of its light beyond.
-KERNEL_HLR = 20.0
-
-
-def _matched_differences(
-    target: np.ndarray,
-    reference: np.ndarray,
-    scales: np.ndarray,
-    photometry: dict,
-    data: np.ndarray,
-    catalogs: list[pd.DataFrame],
-    stats: list[dict],
-    *,
-    overwrite: bool,
-) -> tuple[list[np.ndarray], np.ndarray]:
-    """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel.
-
-    Saturated stars' clipped cores are rebuilt first in both frames
-    (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.
-    With ``overwrite`` (float32 ``target`` only) each difference is written into the target's memory.
-    """
-    differences, defined = [], None
-    x, y = saturated_positions(catalogs[::-1], int(StarFlag.SATURATED))  # the reference's first
-    for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
-        record = channel_record(photometry, channel)
-        half = int(np.ceil(KERNEL_HLR * max(record["hlr_ref_px"], record["hlr_target_px"])))
-        ref_kernel, target_kernel = (psf_image(np.asarray(p), half) for p in record["profile"])
-        cores = _rebuilt_cores((t, r), x, y, record, stats, channel)
-        into = t if overwrite and t.dtype == np.float32 else None
-        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores, out=into)
-        differences.append(difference)
-        defined = ok if defined is None else np.logical_and(defined, ok, out=defined)
-    return differences, defined
-
-
-def _rebuilt_cores(
-    frames: tuple[np.ndarray, np.ndarray],
-    x: np.ndarray,
-    y: np.ndarray,
-    record: dict,
-    stats: list[dict],
-    channel: int,
-) -> tuple[ReplacedPixels | None, ReplacedPixels | None]:
-    """The target's and the reference's saturated cores at ``x, y`` (:func:`nsgflow.cores.saturated_cores`).
-
-    Each frame's own profile and half-light radius come from the photometry
-    ``record``; pixels at or above its ``linear_range`` of its saturation
-    level are clipped. None for a frame without saturation.
-    """
-    profiles = (record["profile"][1], record["profile"][0])  # the record lists the reference's first
-    radii = (record["hlr_target_px"], record["hlr_ref_px"])
-    cores = []
-    for plane, frame_stats, profile, hlr_px in zip(frames, stats, profiles, radii, strict=True):
-        limit = clip_level(frame_stats, channel)
-        if limit is None or not len(x):
-            cores.append(None)
-            continue
-        cores.append(saturated_cores(plane, x, y, np.asarray(profile), hlr_px, limit))
-    return cores[0], cores[1]
 
 
 def _smoothness(columns: list[np.ndarray], shape: tuple[int, int], settings: dict) -> float:

@@ -1,0 +1,142 @@
+"""The difference m*T - R of a frame and the reference, the gradient samples' image.
+
+Each channel's difference of the frames as they are
+(:func:`channel_differences`), or of the frames convolved to one star
+profile, each with the other's fitted profile, saturated stars' clipped cores
+rebuilt first (:func:`matched_differences`); and the channels' mean,
+computed for the rows and columns it is read at (:class:`MeanDifference`),
+for the trail detection. The stage that samples them is
+:func:`nsgflow.stages.gradient_samples`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from nsgflow.channels import channel_record, planes
+from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
+from nsgflow.detect import StarFlag
+from nsgflow.gradient import matched_difference
+from nsgflow.profiles import psf_image
+
+__all__ = ["MeanDifference", "channel_differences", "matched_differences"]
+
+
+def _difference(
+    target: np.ndarray, reference: np.ndarray, scale: float, out: np.ndarray | None = None
+) -> np.ndarray:
+    """m*T - R of one plane (or part of one), float32; in ``out`` if given."""
+    difference = np.multiply(target, scale, out=out, dtype=np.float32)
+    difference -= reference
+    return difference
+
+
+def channel_differences(
+    target: np.ndarray, reference: np.ndarray, scales: np.ndarray, *, overwrite: bool
+) -> list[np.ndarray]:
+    """Each channel's m*T - R, float32; in ``target``'s memory with ``overwrite`` (float32 only)."""
+    overwrite = overwrite and target.dtype == np.float32
+    return [
+        _difference(t, r, m, out=t if overwrite else None)
+        for m, t, r in zip(scales, planes(target), planes(reference), strict=True)
+    ]
+
+
+class MeanDifference:
+    """The channels' mean of m*T - R, float32, computed for the rows and columns it is sliced at.
+
+    Trail detection (:func:`nsgflow.trails.find_trails`) reads it in strips,
+    so the difference never takes a frame's memory.
+    """
+
+    def __init__(self, target: np.ndarray, reference: np.ndarray, scales: np.ndarray) -> None:
+        self.planes = list(zip(scales, planes(target), planes(reference), strict=True))
+        self.shape = reference.shape[-2:]
+
+    def __getitem__(self, index: Any) -> np.ndarray:
+        total = None
+        for m, t, r in self.planes:
+            difference = _difference(t[index], r[index], m)
+            total = difference if total is None else np.add(total, difference, out=total)
+        if len(self.planes) > 1:
+            total /= np.float32(len(self.planes))
+        return total
+
+
+#: Matched-difference kernels reach this many half-light radii of the broader frame's stars: a
+#: beta-2 profile still holds 0.6 % of its light beyond.
+KERNEL_HLR = 20.0
+
+
+def matched_differences(
+    target: np.ndarray,
+    reference: np.ndarray,
+    scales: np.ndarray,
+    photometry: dict,
+    data: np.ndarray,
+    catalogs: list[pd.DataFrame],
+    stats: list[dict],
+    *,
+    overwrite: bool,
+) -> tuple[list[np.ndarray], np.ndarray]:
+    """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel.
+
+    Saturated stars' clipped cores are rebuilt first in both frames
+    (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.
+    With ``overwrite`` (float32 ``target`` only) each difference is written into the target's memory.
+    """
+    differences, defined = [], None
+    x, y = saturated_positions(catalogs[::-1], int(StarFlag.SATURATED))  # the reference's first
+    for channel, (m, t, r) in enumerate(zip(scales, planes(target), planes(reference), strict=True)):
+        record = channel_record(photometry, channel)
+        half = int(np.ceil(KERNEL_HLR * max(record["hlr_ref_px"], record["hlr_target_px"])))
+        ref_kernel, target_kernel = (psf_image(np.asarray(p), half) for p in record["profile"])
+        cores = _rebuilt_cores((t, r), x, y, record, stats, channel)
+        into = t if overwrite and t.dtype == np.float32 else None
+        difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores, out=into)
+        differences.append(difference)
+        defined = ok if defined is None else np.logical_and(defined, ok, out=defined)
+    return differences, defined
+
+
+def _rebuilt_cores(
+    frames: tuple[np.ndarray, np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    record: dict,
+    stats: list[dict],
+    channel: int,
+) -> tuple[ReplacedPixels | None, ReplacedPixels | None]:
+    """The target's and the reference's saturated cores at ``x, y`` (:func:`nsgflow.cores.saturated_cores`).
+
+    Each frame's own profile and half-light radius come from the photometry
+    ``record``; pixels at or above its ``linear_range`` of its saturation
+    level are clipped. None for a frame without saturation.
+    """
+    profiles = (record["profile"][1], record["profile"][0])  # the record lists the reference's first
+    radii = (record["hlr_target_px"], record["hlr_ref_px"])
+    cores = []
+    for plane, frame_stats, profile, hlr_px in zip(frames, stats, profiles, radii, strict=True):
+        limit = clip_level(frame_stats, channel)
+        if limit is None or not len(x):
+            cores.append(None)
+            continue
+        cores.append(saturated_cores(plane, x, y, np.asarray(profile), hlr_px, limit))
+    return cores[0], cores[1]
+
+
+def channel_saturation(stats: dict, channel: int) -> float | None:
+    """A frame's saturation level in one channel; None if unsaturated.
+
+    ``stats`` are the frame's statistics (:func:`nsgflow.stages.detect_frame`).
+    """
+    return stats["channels"][channel]["saturation"] if "channels" in stats else stats["saturation"]
+
+
+def clip_level(stats: dict, channel: int) -> float | None:
+    """The level at which a channel's stars are clipped (``linear_range`` of its saturation); None: none."""
+    level = channel_saturation(stats, channel)
+    return None if level is None else stats["linear_range"] * level
