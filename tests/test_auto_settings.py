@@ -6,7 +6,7 @@ import pytest
 
 from nsgflow import normalize
 from nsgflow.api import default_settings
-from nsgflow.stages import image_scale, resolved_settings, star_fwhm, star_mask_radii
+from nsgflow.sample_settings import image_scale, resolved_settings, star_fwhm, star_mask_radii
 
 SAMPLES = {**default_settings()["samples"], "star_mask_sigma": 1.0}  # faint stars above the minimum
 OPTICS = {"hlr_px": None, "focallen": 1000.0, "xpixsz": 4.0, "noise": 10.0}

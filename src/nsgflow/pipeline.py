@@ -42,13 +42,13 @@ from nsgflow.io import (
     write_lines,
     write_xisf,
 )
+from nsgflow.sample_settings import resolved_settings
 from nsgflow.stages import (
     DEFECT_COLUMNS,
     detect_frame,
     gradient_model,
     gradient_samples,
     match_and_measure,
-    resolved_settings,
     scale_from_photometry,
 )
 from nsgflow.weight import stats_weight
@@ -267,7 +267,7 @@ def run_sample_gradient(
     ``stats``, ``ref_catalog``, ``ref_stats``; ``outputs`` the paths of
     ``samples`` (the table, CSV), ``record`` (JSON: the frame's shape, which
     the gradient stage needs, and the values the automatic sample settings
-    took, :func:`nsgflow.stages.resolved_settings`) and, when graphs are
+    took, :func:`nsgflow.sample_settings.resolved_settings`) and, when graphs are
     wanted, ``graph``: the sample map (PNG), the frame with the sample boxes,
     drawn from every few pixels of the frame's file, mapped. ``settings`` is
     the ``samples`` section.
