@@ -1,6 +1,6 @@
 """Accuracy benchmark: nsgflow against two simple baselines on synthetic frames with known truth.
 
-For every condition of :mod:`nsgflow.synthetic` (the hard ones: ``seeing``,
+For every condition of :mod:`nsgflow.synthetic_conditions` (the hard ones: ``seeing``,
 ``artifacts``, ``extended``, ``borders``, ``trails``, ``sky``, ``cloud``; the
 profile ones: ``psf``, ``crowded``, ``aureole``) and for the named sets
 ``hard`` (every hard condition) and ``extreme`` (those, ``psf`` and
@@ -52,7 +52,7 @@ from pathlib import Path
 import numpy as np
 
 import nsgflow
-from nsgflow import synthetic
+from nsgflow import synthetic, synthetic_conditions
 from nsgflow.cli import run_workflow
 from nsgflow.io import read_frame
 
@@ -60,7 +60,11 @@ from nsgflow.io import read_frame
 TARGETS = {"scale_median": 0.003, "scale_worst": 0.006, "rms": 0.05, "worst_box": 0.3}
 METHODS = ("nsgflow", "additive", "no gradient")
 #: Every condition the benchmark runs by default: each alone, then the named sets.
-ALL_CONDITIONS = (*synthetic.CONDITIONS, *synthetic.PROFILE_CONDITIONS, *synthetic.CONDITION_SETS)
+ALL_CONDITIONS = (
+    *synthetic_conditions.CONDITIONS,
+    *synthetic_conditions.PROFILE_CONDITIONS,
+    *synthetic_conditions.CONDITION_SETS,
+)
 
 
 def robust_sigma(values: np.ndarray) -> float:
@@ -220,8 +224,8 @@ def run_condition(
     name: str, folder: Path, args: argparse.Namespace, seed: int
 ) -> tuple[dict, list[dict], dict]:
     """Make one condition's frame set in ``folder``, normalize it, return summaries, our rows and times."""
-    conditions = synthetic.CONDITION_SETS.get(name, name.split("+"))
-    scene, specs, reference = synthetic.condition_specs(conditions, args.size, args.frames, seed)
+    conditions = synthetic_conditions.CONDITION_SETS.get(name, name.split("+"))
+    scene, specs, reference = synthetic_conditions.condition_specs(conditions, args.size, args.frames, seed)
     if folder.exists():
         if not (folder / "data" / "truth.json").is_file():
             sys.exit(

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 
 import nsgflow
-from nsgflow import synthetic
+from nsgflow import synthetic, synthetic_conditions
 from nsgflow.defects import find_defects
 from nsgflow.detect import detect_stars
 from nsgflow.trails import find_trails
@@ -24,7 +24,7 @@ TARGETS = {"scale_median": 0.003, "scale_worst": 0.006, "rms": 0.05, "worst_box"
 
 def _normalize_set(conditions, shape, n_frames, seed):
     """Render a condition set in memory and normalize every target; per-frame errors."""
-    scene, specs, reference = synthetic.condition_specs(conditions, shape, n_frames, seed)
+    scene, specs, reference = synthetic_conditions.condition_specs(conditions, shape, n_frames, seed)
     frames = {spec.name: synthetic.render_frame(scene, spec) for spec in specs}
     ref_spec = next(s for s in specs if s.name == reference)
     noise = synthetic.sky_noise(ref_spec)
@@ -82,7 +82,7 @@ def test_each_hard_condition_meets_the_targets(condition):
 @pytest.fixture(scope="module")
 def hard_set():
     """All conditions at once, as the benchmark's hard set: 600x900 px, 6 frames, seed 0."""
-    return _normalize_set(synthetic.CONDITIONS, (600, 900), 6, seed=0)
+    return _normalize_set(synthetic_conditions.CONDITIONS, (600, 900), 6, seed=0)
 
 
 def test_hard_set_scale(hard_set):
@@ -110,7 +110,7 @@ def _true_trails(spec, shape):
 
 def test_trails_of_both_frames_are_found_and_nothing_else():
     shape = (400, 600)
-    scene, specs, reference = synthetic.condition_specs(["trails", "artifacts"], shape, 4, seed=1)
+    scene, specs, reference = synthetic_conditions.condition_specs(["trails", "artifacts"], shape, 4, seed=1)
     ref_spec = next(s for s in specs if s.name == reference)
     ref = synthetic.render_frame(scene, ref_spec)
     for spec in specs:

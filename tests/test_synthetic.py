@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import sep
 
-from nsgflow import synthetic
+from nsgflow import synthetic, synthetic_conditions
 
 from .conftest import moffat_enclosed
 
@@ -29,15 +29,15 @@ def test_psf_stamps_hold_the_moffat_light_and_the_aureole_share(aureole):
 
 
 def test_profile_conditions_spread_over_the_targets():
-    scene, specs, reference = synthetic.condition_specs(["psf", "aureole"], (200, 300), 6, seed=3)
+    scene, specs, reference = synthetic_conditions.condition_specs(["psf", "aureole"], (200, 300), 6, seed=3)
     targets = [s for s in specs if s.name != reference]
     assert sorted(s.fwhm_px for s in targets) == pytest.approx(np.linspace(1.4, 6.0, 5))
     assert sorted(s.beta for s in targets) == pytest.approx(np.linspace(2.0, 5.0, 5))
     assert sorted(s.aureole_fraction for s in targets) == pytest.approx(np.linspace(0.0, 0.1, 5))
     assert next(s for s in specs if s.name == reference).fwhm_px == 2.5
     assert all(s.psf_radius_fwhm == 30.0 for s in specs)
-    assert "aureole" not in synthetic.CONDITION_SETS["extreme"]
-    plain = synthetic.condition_specs([], (200, 300), 6, seed=3)[0]
-    crowded = synthetic.condition_specs(["crowded"], (200, 300), 6, seed=3)[0]
+    assert "aureole" not in synthetic_conditions.CONDITION_SETS["extreme"]
+    plain = synthetic_conditions.condition_specs([], (200, 300), 6, seed=3)[0]
+    crowded = synthetic_conditions.condition_specs(["crowded"], (200, 300), 6, seed=3)[0]
     assert scene.n_stars == plain.n_stars
     assert crowded.n_stars == 3 * plain.n_stars and crowded.nebula_flux == 2000.0
