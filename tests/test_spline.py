@@ -1,8 +1,8 @@
 import numpy as np
 import pytest
 
+from nsgflow.gridded import GriddedSurface
 from nsgflow.spline import (
-    GriddedSurface,
     ThinPlateSpline,
     fit_gradient,
     merge_samples,
