@@ -400,11 +400,12 @@ def compare_one_job(
     Both run the same stage functions on the same frames from empty results
     folders; the one-job design is :data:`ONE_JOB_RULES`, whose job runs the
     stage rules' scripts in turn in one fork of the job server. The runs go
-    A B, B A, A B, ...: a drift in the machine's speed falls on both alike.
-    Both designs read the frames in each stage; a single job could read
-    them once, so the rules' :data:`EXTRA_FRAME_READS` reads are also charged
-    to them once more. Returns each design's wall and CPU times (s per frame),
-    their medians and how much slower the rules are.
+    A B, B A, A B, ...: the two runs of a pair follow each other, and each
+    pair gives how much slower the rules are (the machine's speed drifts
+    between pairs). Both designs read the frames in each stage; a single job
+    could read them once, so the rules' :data:`EXTRA_FRAME_READS` reads are
+    also charged to them once more. Returns each design's wall and CPU times
+    (s per frame) and, per pair, how much slower the rules are.
     """
     n = len(list(Path(frames_glob).parent.glob(Path(frames_glob).name)))
     designs = {
@@ -440,23 +441,22 @@ def compare_one_job(
                 f"pair {i + 1}, {name}: first run {wall / n:.2f} s/frame, CPU {cpu / n:.2f} s/frame",
                 flush=True,
             )
-    summary = {
-        name: {**times, **{f"median_{key}": statistics.median(v) for key, v in times.items()}}
-        for name, times in found.items()
-    }
-    split, one = summary["rule per stage"], summary["one job per frame"]
+    summary: dict = {name: dict(times) for name, times in found.items()}
+    split, one = found["rule per stage"], found["one job per frame"]
     # the one-job design runs the stages' scripts, which read the frames as the rules do
     reads = EXTRA_FRAME_READS * frame_read_s(reference)
     summary["extra_frame_reads_s"] = reads
     for key, label in (("wall_s", "wall time"), ("cpu_s", "CPU time")):
-        per_stage, per_frame = split[f"median_{key}"], one[f"median_{key}"]
-        slower = summary[f"{key}_slower"] = per_stage / per_frame - 1
-        charged = summary[f"{key}_slower_reads_charged"] = (per_stage + reads) / per_frame - 1
+        slower = [a / b - 1 for a, b in zip(split[key], one[key], strict=True)]
+        charged = [(a + reads) / b - 1 for a, b in zip(split[key], one[key], strict=True)]
+        summary[f"{key}_slower"] = slower
+        summary[f"{key}_slower_reads_charged"] = charged
+        pairwise = ", ".join(f"{100 * v:+.1f}" for v in slower)
         print(
-            f"first run, {label} per frame (median of {pairs}): one rule per stage {per_stage:.2f} s, "
-            f"one job per frame after detection {per_frame:.2f} s: {100 * slower:+.1f} %; "
-            f"{100 * charged:+.1f} % with the rules' {EXTRA_FRAME_READS} more frame reads ({reads:.2f} s) "
-            "charged again"
+            f"first run, {label}: one rule per stage against one job per frame after detection, each pair "
+            f"{pairwise} %, median {100 * statistics.median(slower):+.1f} %; with the rules' "
+            f"{EXTRA_FRAME_READS} more frame reads ({reads:.2f} s per frame) charged again, "
+            f"median {100 * statistics.median(charged):+.1f} %"
         )
     return summary
 
