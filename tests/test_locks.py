@@ -82,12 +82,14 @@ def test_runs_into_different_results_go_side_by_side(data, tmp_path):
         assert verify(tmp_path / f"results{i}") == []
 
 
-def test_stopping_nsgflow_stops_its_run_and_the_next_run_completes_it(data, tmp_path):
+@pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT])
+def test_stopping_nsgflow_stops_its_run_and_the_next_run_completes_it(data, tmp_path, stop):
     results = tmp_path / "results"
     run = start(data, results, tmp_path)
     wait_for_photometry(results, run)
-    os.kill(run.pid, signal.SIGTERM)  # nsgflow alone, not its process group
+    os.kill(run.pid, stop)  # nsgflow alone, not its process group
     assert run.wait(timeout=120) != 0
+    assert stop != signal.SIGINT or run.returncode == 130  # as after Ctrl-C
     # Snakemake held the results folder's lock too: it has ended
     with open(results / ".nsgflow" / "lock") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
