@@ -19,8 +19,6 @@ runs the whole workflow with Snakemake on them and prints
   the memory's bandwidth make jobs that run side by side slower than either alone);
 * the CPU time the host took for other machines during the run (``steal`` in
   /proc/stat), where the machine is a virtual one;
-* what one rule per stage costs against one job per frame after detection: the more jobs'
-  start-up and reads of a frame (:func:`split_cost`);
 * how long a rerun takes after a change of ``gradient.smoothness``, then after a
   change of a ``samples`` setting (:data:`RERUNS`), against the first run, and which
   rules each reran;
@@ -64,7 +62,7 @@ import numpy as np
 
 from nsgflow import synthetic
 from nsgflow.cli import snakemake_command
-from nsgflow.workflow import STAGE_OUTPUTS, WORKFLOW_ENV, workflow_dir
+from nsgflow.workflow import STAGE_OUTPUTS, workflow_dir
 
 #: the per-frame rules with a benchmark directive, in workflow order
 STAGES = tuple(rule for rule, _ in STAGE_OUTPUTS)
@@ -76,10 +74,9 @@ STARS_PER_PX = 3000 / (600 * 900)
 JOB_IMPORTS = "import snakemake.script, snakemake.iocontainers, snakemake.logging; import nsgflow.jobserver"
 #: what the job server (:mod:`nsgflow.jobserver`) imports once per run, before the jobs' forks
 SERVER_IMPORTS = "import importlib, nsgflow.jobserver as s; [importlib.import_module(m) for m in s.PRELOAD]"
-#: Jobs per frame of the design before one rule per stage: detection, then one job for the rest.
-SINGLE_JOB_DESIGN_JOBS = 2
-#: Frame-sized reads the rules per stage add to that design's one read of the target and the reference:
-#: measure_photometry and sample_gradient each read both, normalize_frame the target and the gradient.
+#: Frame-sized reads one rule per stage adds to one job per frame's one read of the target and the
+#: reference: measure_photometry and sample_gradient each read both, normalize_frame the target and
+#: the gradient.
 EXTRA_FRAME_READS = 4
 
 
@@ -351,29 +348,6 @@ def frame_read_s(path: str, repeats: int = 5) -> float:
     return statistics.median(times)
 
 
-def split_cost(run_cpu_s: float, jobs_cpu_s: float, jobs: int, read_s: float, n: int) -> dict:
-    """What one rule per stage costs per frame against :data:`SINGLE_JOB_DESIGN_JOBS` jobs, printed.
-
-    A job's cost beyond its stage's own work is taken as the run's CPU time
-    (``run_cpu_s``) outside the jobs' own (``jobs_cpu_s``) shared among its
-    ``jobs``: Snakemake's bookkeeping and each job's start-up, and the
-    set-wide rules' work too, so it errs high. To the more jobs' cost add
-    :data:`EXTRA_FRAME_READS` frame reads of ``read_s`` each; against the
-    run's CPU time per frame (``n`` frames).
-    """
-    per_job = (run_cpu_s - jobs_cpu_s) / jobs
-    extra_jobs = jobs / n - SINGLE_JOB_DESIGN_JOBS
-    cost = extra_jobs * per_job + EXTRA_FRAME_READS * read_s
-    share = cost / (run_cpu_s / n)
-    print(
-        f"one rule per stage against one job per frame after detection: {extra_jobs:g} more jobs "
-        f"({per_job:.2f} s CPU each, the run's CPU outside the jobs' own shared among them) and "
-        f"{EXTRA_FRAME_READS} more reads of a frame ({read_s:.3f} s each) = {cost:.2f} s CPU per frame, "
-        f"{100 * share:.1f} % of the run's CPU"
-    )
-    return {"per_job_cpu_s": per_job, "frame_read_s": read_s, "cpu_s_per_frame": cost, "share": share}
-
-
 #: The rule that runs the stages after detection in one job per frame (:func:`compare_one_job`).
 ONE_JOB_RULES = Path(__file__).resolve().with_name("one_job_per_frame.smk")
 
@@ -393,7 +367,7 @@ def one_job_workflow(folder: Path) -> Path:
 
 
 def compare_one_job(
-    out: Path, frames_glob: str, reference: str, cores: str, extra: list[str], pairs: int
+    out: Path, frames_glob: str, n: int, reference: str, cores: str, extra: list[str], pairs: int
 ) -> dict:
     """Time first runs of one rule per stage and of one job per frame after detection, alternated; print them.
 
@@ -407,7 +381,6 @@ def compare_one_job(
     also charged to them once more. Returns each design's wall and CPU times
     (s per frame) and, per pair, how much slower the rules are.
     """
-    n = len(list(Path(frames_glob).parent.glob(Path(frames_glob).name)))
     designs = {
         "rule per stage": (workflow_dir(), dict(os.environ)),
         "one job per frame": (
@@ -427,11 +400,7 @@ def compare_one_job(
             results = out / "compare" / name.replace(" ", "_")
             if results.exists():
                 shutil.rmtree(results)
-            os.environ[WORKFLOW_ENV] = str(folder)  # snakemake_command's Snakefile
-            try:
-                command = snakemake_command(frames_glob, reference, str(results), cores, None, extra)
-            finally:
-                os.environ.pop(WORKFLOW_ENV)
+            command = snakemake_command(frames_glob, reference, str(results), cores, None, extra, folder)
             cpu = sum(children_cpu())
             wall = timed(command, out, out / f"compare_{i}_{name.replace(' ', '_')}.log", env=env)
             cpu = sum(children_cpu()) - cpu
@@ -604,7 +573,9 @@ def main(argv: list[str] | None = None) -> int:
     if results.exists():
         shutil.rmtree(results)
     if args.compare_one_job:
-        found = compare_one_job(out, frames_glob, reference, args.cores, extra, args.compare_one_job)
+        found = compare_one_job(
+            out, frames_glob, args.frames, reference, args.cores, extra, args.compare_one_job
+        )
         (out / "compare_one_job.json").write_text(json.dumps(found, indent=2) + "\n")
         print(f"summary: {out / 'compare_one_job.json'}")
         return 0
@@ -661,8 +632,6 @@ def main(argv: list[str] | None = None) -> int:
         f"{before['job_imports']:.2f} s before the run, {after['job_imports']:.2f} s after; "
         f"the job server's imports, once per run: {overhead['server_imports']:.2f} s"
     )
-    jobs = sum(stage["jobs"] for stage in summary["stages"].values())
-    summary["split_cost"] = split_cost(user + system, jobs_cpu, jobs, frame_read_s(reference), n)
     summary["reruns"] = rerun_times(out, command, wall, args.frames)
     summary.update(
         frames=args.frames,

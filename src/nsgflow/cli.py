@@ -91,15 +91,22 @@ except KeyboardInterrupt:
 
 
 def snakemake_command(
-    frames: str, reference: str, results: str, cores: str, configfile: str | None, extra: list[str]
+    frames: str,
+    reference: str,
+    results: str,
+    cores: str,
+    configfile: str | None,
+    extra: list[str],
+    workflow: Path | None = None,
 ) -> list[str]:
     """The command that runs the workflow with Snakemake in this Python environment.
 
-    ``configfile`` is a settings file for Snakemake's ``--configfile``, or None.
+    ``configfile`` is a settings file for Snakemake's ``--configfile``, or None;
+    ``workflow`` the folder of the Snakefile, by default :func:`nsgflow.workflow.workflow_dir`.
     """
     from nsgflow.workflow import workflow_dir
 
-    folder = workflow_dir()
+    folder = workflow or workflow_dir()
     command = [sys.executable, "-c", SNAKEMAKE_MAIN, "--snakefile", str(folder / "Snakefile")]
     if configfile:  # before --cores: --configfile takes every word up to the next option
         command += ["--configfile", configfile]
