@@ -57,6 +57,7 @@ import sys
 import time
 from collections import Counter
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -136,6 +137,14 @@ def timed(
         tail = "".join(log.read_text().splitlines(keepends=True)[-30:])
         raise SystemExit(f"failed ({status.returncode}): {' '.join(command)}\n--- {log} (end) ---\n{tail}")
     return took
+
+
+def timed_cpu(command: list[str], cwd: Path, log: Path, **kwargs: Any) -> tuple[float, tuple[float, float]]:
+    """:func:`timed`, with the user and system CPU time its processes took (:func:`children_cpu`)."""
+    user, system = children_cpu()
+    wall = timed(command, cwd, log, **kwargs)
+    now = children_cpu()
+    return wall, (now[0] - user, now[1] - system)
 
 
 def requested_mem_mb(dry_run_log: Path) -> dict[str, int]:
@@ -401,9 +410,8 @@ def compare_one_job(
             if results.exists():
                 shutil.rmtree(results)
             command = snakemake_command(frames_glob, reference, str(results), cores, None, extra, folder)
-            cpu = sum(children_cpu())
-            wall = timed(command, out, out / f"compare_{i}_{name.replace(' ', '_')}.log", env=env)
-            cpu = sum(children_cpu()) - cpu
+            wall, times = timed_cpu(command, out, out / f"compare_{i}_{name.replace(' ', '_')}.log", env=env)
+            cpu = sum(times)
             found[name]["wall_s"].append(wall / n)
             found[name]["cpu_s"].append(cpu / n)
             print(
@@ -600,10 +608,8 @@ def main(argv: list[str] | None = None) -> int:
     before = job_overhead()
     print(f"running the workflow (log: {out / 'snakemake.log'}) ...", flush=True)
     command = snakemake_command(frames_glob, reference, str(results), args.cores, None, extra)
-    user, system = children_cpu()
     stolen = steal_s()
-    wall = timed(command, out, out / "snakemake.log", timeout=args.timeout)
-    user, system = (now - then for now, then in zip(children_cpu(), (user, system), strict=True))
+    wall, (user, system) = timed_cpu(command, out, out / "snakemake.log", timeout=args.timeout)
     stolen_after = steal_s()
     stolen = None if stolen is None or stolen_after is None else stolen_after - stolen
     if stolen is not None:
