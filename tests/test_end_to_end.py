@@ -94,6 +94,7 @@ def test_photometry_and_samples_tables_explain_rejections(run):
         "saturated",
         "near_border",
         "blended",
+        "frames_disagree",
         "no_data_in_aperture",
         "non_positive_flux",
         "low_snr",

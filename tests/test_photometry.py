@@ -117,9 +117,10 @@ def test_psf_matched_photometry_measures_both_frames_alike():
     ref = _moffat_frame(shape, stars, profiles[0], 300.0, 1)
     tgt = _moffat_frame(shape, [(x, y, f / m) for x, y, f in stars], profiles[1], 300.0, 2)
     kernels = [psf_image(profiles[1], 40), psf_image(profiles[0], 40)]
-    measured = psf_matched_photometry(
+    measured, disagreement = psf_matched_photometry(
         (ref, tgt), xy[:, 0], xy[:, 1], kernels, 12.0, (18.0, 26.0), (17.3, 17.3)
     )
+    assert np.nanmax(disagreement) < 2.0  # nothing but noise differs between the convolved frames
     ratio = measured[0]["flux"] / measured[1]["flux"]
     assert np.median(ratio) == pytest.approx(m, rel=2e-3)
     # the same aperture on the frames as they are: the broad frame loses more light, the ratio is off
@@ -218,3 +219,22 @@ def test_scale_holds_when_the_frames_star_profiles_differ(case):
     """Each frame's own profile: the scale within 0.3 % of the truth."""
     error, _ = _profile_case(case)
     assert abs(error) < 0.003
+
+
+def test_stars_beside_a_trail_in_one_frame_are_left_out(pair):
+    """A satellite trail in the reference: the stars whose annulus it crosses, and few others, disagree."""
+    ref, tgt = pair["ref"], pair["tgt"]
+    cat_r, cat_t = detect_stars(ref), detect_stars(tgt)
+    pairs = match_stars(cat_t, cat_r)
+    yy, xx = np.mgrid[0 : ref.shape[0], 0 : ref.shape[1]]
+    angle, through = np.deg2rad(25.0), (0.5 * ref.shape[1], 0.4 * ref.shape[0])
+    distance = (xx - through[0]) * np.sin(angle) - (yy - through[1]) * np.cos(angle)
+    trailed = np.where(ref != 0, ref + 300.0 * np.exp(-0.5 * (distance / 1.5) ** 2), 0.0).astype(np.float32)
+    clean, info = measure_photometry(tgt, ref, cat_t, cat_r, pairs)
+    crossed, _ = measure_photometry(tgt, trailed, cat_t, cat_r, pairs)
+    assert (clean["status"] == "frames_disagree").mean() < 0.02
+    star = (clean["x_ref"] - through[0]) * np.sin(angle) - (clean["y_ref"] - through[1]) * np.cos(angle)
+    reach, flagged = info["annulus_px"][1], crossed["status"] == "frames_disagree"
+    measured = clean["status"] == "used"
+    assert flagged[measured & (np.abs(star) < reach - 3)].mean() > 0.9
+    assert flagged[measured & (np.abs(star) > reach + 15)].mean() < 0.02

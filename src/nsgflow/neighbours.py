@@ -24,6 +24,7 @@ __all__ = [
     "mask_noise",
     "neighbour_mask",
     "neighbour_radii",
+    "plane_fit",
 ]
 
 #: Fewest annulus pixels, as a fraction of those with data, that masking neighbours may leave; a
@@ -122,10 +123,28 @@ def _plane_at_centre(values: np.ndarray, ok: np.ndarray, dx: np.ndarray, dy: np.
     A plane, not a level: masked neighbours leave annuli lopsided, and the
     mean of a sloping sky over a lopsided annulus is not its value at the centre.
     """
+    level, _ = plane_fit(values, ok, dx, dy)
+    return level
+
+
+def plane_fit(
+    values: np.ndarray, ok: np.ndarray, dx: np.ndarray, dy: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """Per row, the least-squares plane through ``values`` where ``ok``: its value at (0, 0) and the RMS.
+
+    ``dx, dy`` are the pixels' offsets (arrays broadcastable to ``values``,
+    shape (n, k)). The RMS of the residuals is over the pixels less the
+    plane's 3 parameters; NaN with fewer than 4 pixels.
+    """
     columns = np.stack(np.broadcast_arrays(np.ones_like(dx), dx, dy), axis=-1) * ok[:, :, None]
+    kept = np.where(ok, values, 0.0)
     normal = columns.transpose(0, 2, 1) @ columns + 1e-9 * np.eye(3)
-    rhs = columns.transpose(0, 2, 1) @ np.where(ok, values, 0.0)[:, :, None]
-    return np.linalg.solve(normal, rhs)[:, 0, 0]
+    rhs = columns.transpose(0, 2, 1) @ kept[:, :, None]
+    coefficients = np.linalg.solve(normal, rhs)
+    square = np.einsum("nk,nk->n", kept, kept) - np.sum(coefficients * rhs, axis=(1, 2))
+    count = ok.sum(axis=1)
+    rms = np.sqrt(np.maximum(square, 0.0) / np.maximum(count - 3, 1))
+    return coefficients[:, 0, 0], np.where(count >= 4, rms, np.nan)
 
 
 def neighbour_radii(

@@ -27,7 +27,7 @@ from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
 from nsgflow.gradient import kernel_spectrum
-from nsgflow.neighbours import annulus_background, mask_noise, neighbour_mask
+from nsgflow.neighbours import annulus_background, mask_noise, neighbour_mask, plane_fit
 from nsgflow.profiles import (
     HLR_PER_FWHM,
     frame_profile,
@@ -195,7 +195,7 @@ def psf_matched_photometry(
     *,
     mask: np.ndarray | None = None,
     own_radius: np.ndarray | None = None,
-) -> list[pd.DataFrame]:
+) -> tuple[list[pd.DataFrame], np.ndarray]:
     """Aperture photometry of two frames, each convolved with the other's star profile (``kernels``).
 
     Convolved so, both frames' stars have one profile, so one aperture
@@ -209,11 +209,21 @@ def psf_matched_photometry(
     ``noise`` holds each frame's per-pixel noise before convolution (which
     smooths the annulus but hardly the aperture's sum), for the flux errors.
 
+    Convolved to one profile, the two frames differ around a star only by
+    the scale, the smooth background difference and noise; where they differ
+    by more (a satellite trail or a saturated star's spill in one frame, a
+    cosmic ray's halo), the star's fluxes do too.
+    ``disagreement`` measures it (:func:`_disagreement`).
+
     Returns
     -------
-    list of two pandas.DataFrame
+    tables : list of two pandas.DataFrame
         As :func:`aperture_photometry`; ``nodata`` where the aperture of either
         convolved frame lacks data.
+    disagreement : numpy.ndarray, shape (n,)
+        Per star, the scatter of the two convolved frames' difference in its
+        annulus, the first frame less the median flux ratio times the second,
+        about a plane, over the median star's (NaN where no annulus pixel).
     """
     reach = int(np.ceil(annulus[1])) + 1
     side = 2 * reach + 1
@@ -228,7 +238,7 @@ def psf_matched_photometry(
     lacking = np.logical_or(*lost)  # the same pixels left out of both frames
     stack = np.arange(len(x)) * side + reach
     stamp_mask = None if mask is None else _stamps(mask, ix, iy, reach).reshape(-1, side)
-    return [
+    tables = [
         aperture_photometry(
             np.ascontiguousarray(np.where(lacking, 0.0, image).reshape(-1, side)),
             reach + x - ix,
@@ -242,6 +252,61 @@ def psf_matched_photometry(
         )
         for image, frame_noise in zip(convolved, noise, strict=True)
     ]
+    fluxes = [table["flux"].to_numpy() for table in tables]
+    with_data = (fluxes[0] > 0) & (fluxes[1] > 0) & ~tables[0]["nodata"].to_numpy()
+    ratio = float(np.median(fluxes[0][with_data] / fluxes[1][with_data])) if with_data.any() else 1.0
+    offsets = (x - ix, y - iy)
+    ring = _annulus_pixels(offsets, reach, annulus, ~lacking, stamp_mask, own_radius)
+    scatter = _disagreement(convolved, ratio, offsets, ring)
+    typical = np.nanmedian(scatter[with_data]) if np.isfinite(scatter[with_data]).any() else np.nan
+    return tables, scatter / typical
+
+
+def _annulus_pixels(
+    offsets: tuple[np.ndarray, np.ndarray],
+    reach: int,
+    annulus: tuple[float, float],
+    usable: np.ndarray,
+    stamp_mask: np.ndarray | None,
+    own_radius: np.ndarray | None,
+) -> np.ndarray:
+    """Each cut-out's annulus pixels with data, neighbours left out as :func:`aperture_photometry` does.
+
+    ``offsets`` are the stars' positions less their cut-outs' centre pixels;
+    ``usable`` (n, side, side) the pixels with data; ``stamp_mask`` the
+    neighbours' pixels (n * side, side), except those within ``own_radius``.
+    """
+    side = 2 * reach + 1
+    grid = np.arange(side, dtype=np.float64) - reach
+    r2 = (grid[None, None, :] - offsets[0][:, None, None]) ** 2 + (
+        grid[None, :, None] - offsets[1][:, None, None]
+    ) ** 2
+    ring = usable & (r2 >= annulus[0] ** 2) & (r2 <= annulus[1] ** 2)
+    if stamp_mask is not None:
+        others = stamp_mask.reshape(ring.shape)
+        if own_radius is not None:
+            others = others & (r2 > np.asarray(own_radius, np.float64)[:, None, None] ** 2)
+        ring &= ~others
+    return ring
+
+
+def _disagreement(
+    convolved: Sequence[np.ndarray], ratio: float, offsets: tuple[np.ndarray, np.ndarray], ring: np.ndarray
+) -> np.ndarray:
+    """RMS about a plane (:func:`nsgflow.neighbours.plane_fit`) of ``convolved[0] - ratio * convolved[1]``.
+
+    Over each cut-out's ``ring`` pixels, a few cut-outs at a time; NaN where fewer than 4.
+    """
+    n, side, _ = ring.shape
+    grid = np.arange(side, dtype=np.float64) - side // 2
+    rms = np.full(n, np.nan)
+    for start in range(0, n, STAMP_CHUNK):
+        pick = slice(start, start + STAMP_CHUNK)
+        dx = np.broadcast_to(grid[None, None, :] - offsets[0][pick, None, None], ring[pick].shape)
+        dy = np.broadcast_to(grid[None, :, None] - offsets[1][pick, None, None], ring[pick].shape)
+        difference = convolved[0][pick] - ratio * convolved[1][pick]
+        _, rms[pick] = plane_fit(*(a.reshape(len(difference), -1) for a in (difference, ring[pick], dx, dy)))
+    return rms
 
 
 def measure_photometry(
@@ -257,6 +322,7 @@ def measure_photometry(
     annulus_outer: float = 2.2,
     neighbour_mask_sigma: float = 2.0,
     min_snr: float = 10.0,
+    max_disagreement: float = 3.0,
     profile_stars: int = 60,
     max_stars: int = 500,
     defects: Sequence[Defects] | None = None,
@@ -291,6 +357,11 @@ def measure_photometry(
         of the background, and out of the profile fits; 0 keeps them all.
     min_snr : float, default 10
         Pairs below this signal-to-noise ratio in either frame are rejected.
+    max_disagreement : float, default 3.0
+        Pairs around which the two convolved frames differ by more than this
+        many times as much as around the median pair (the ``disagreement``
+        of :func:`psf_matched_photometry`: a satellite trail, a saturated
+        star's spill) are rejected; 0 keeps them.
     profile_stars : int, default 60
         The brightest usable pairs whose profiles are fitted in each frame.
     max_stars : int, default 500
@@ -308,8 +379,8 @@ def measure_photometry(
     Returns
     -------
     table : pandas.DataFrame
-        One row per pair: ids, positions and fluxes on both frames, and
-        ``status`` (``used`` or the reason for rejection).
+        One row per pair: ids, positions and fluxes on both frames, their
+        ``disagreement`` and ``status`` (``used`` or the reason for rejection).
     info : dict
         Aperture and annulus radii, both frames' half-light radii, fitted
         profiles (``profile``: alpha, beta, g1, g2; ``profile_method``) and
@@ -341,7 +412,7 @@ def measure_photometry(
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
-        measured = psf_matched_photometry(
+        measured, disagreement = psf_matched_photometry(
             (reference, target),
             ref["x"].to_numpy(),  # the same positions on both: the same pixels measured
             ref["y"].to_numpy(),
@@ -352,7 +423,7 @@ def measure_photometry(
             mask=mask,
             own_radius=own,
         )
-    table = _photometry_table(ref, tgt, measured, flags, min_snr)
+    table = _photometry_table(ref, tgt, measured, disagreement, flags, (min_snr, max_disagreement))
     info = {
         "defects_replaced": replaced,
         "aperture_radius_px": radius,
@@ -373,9 +444,18 @@ def measure_photometry(
 
 
 def _photometry_table(
-    ref: pd.DataFrame, tgt: pd.DataFrame, measured: Sequence[pd.DataFrame], flags: np.ndarray, min_snr: float
+    ref: pd.DataFrame,
+    tgt: pd.DataFrame,
+    measured: Sequence[pd.DataFrame],
+    disagreement: np.ndarray,
+    flags: np.ndarray,
+    limits: tuple[float, float],
 ) -> pd.DataFrame:
-    """:func:`measure_photometry`'s table: both frames' measurements of each pair and its ``status``."""
+    """:func:`measure_photometry`'s table: both frames' measurements of each pair and its ``status``.
+
+    ``limits`` are the lowest signal-to-noise ratio and the largest disagreement (0: any) of a used pair.
+    """
+    min_snr, max_disagreement = limits
     phot_ref, phot_tgt = measured
     snr = np.minimum(phot_ref["flux"] / phot_ref["flux_err"], phot_tgt["flux"] / phot_tgt["flux_err"])
     status = np.full(len(ref), "used", dtype=object)
@@ -384,6 +464,7 @@ def _photometry_table(
         ((flags & StarFlag.SATURATED) != 0, "saturated"),
         ((flags & StarFlag.NEAR_BORDER) != 0, "near_border"),
         ((flags & StarFlag.BLENDED) != 0, "blended"),
+        ((disagreement > max_disagreement) & (max_disagreement > 0), "frames_disagree"),
         (~(phot_ref["flux"] > 0) | ~(phot_tgt["flux"] > 0), "non_positive_flux"),
         (~(snr >= min_snr), "low_snr"),
     ]
@@ -404,6 +485,7 @@ def _photometry_table(
             "flux_err_target": phot_tgt["flux_err"],
             "bkg_target": phot_tgt["bkg"],
             "snr": snr,
+            "disagreement": disagreement,
             "status": status,
         }
     )
