@@ -270,11 +270,14 @@ def _annulus_pixels(
     stamp_mask: np.ndarray | None,
     own_radius: np.ndarray | None,
 ) -> np.ndarray:
-    """Each cut-out's annulus pixels with data, neighbours left out as :func:`aperture_photometry` does.
+    """Each cut-out's annulus pixels with data, its neighbours' pixels left out.
 
     ``offsets`` are the stars' positions less their cut-outs' centre pixels;
     ``usable`` (n, side, side) the pixels with data; ``stamp_mask`` the
     neighbours' pixels (n * side, side), except those within ``own_radius``.
+    Unlike the background's annulus (:func:`nsgflow.neighbours.annulus_background`),
+    a crowded annulus keeps only its unmasked pixels: a neighbour's light would
+    count as disagreement.
     """
     side = 2 * reach + 1
     grid = np.arange(side, dtype=np.float64) - reach
