@@ -255,60 +255,49 @@ def psf_matched_photometry(
     fluxes = [table["flux"].to_numpy() for table in tables]
     with_data = (fluxes[0] > 0) & (fluxes[1] > 0) & ~tables[0]["nodata"].to_numpy()
     ratio = float(np.median(fluxes[0][with_data] / fluxes[1][with_data])) if with_data.any() else 1.0
-    offsets = (x - ix, y - iy)
-    ring = _annulus_pixels(offsets, reach, annulus, ~lacking, stamp_mask, own_radius)
-    scatter = _disagreement(convolved, ratio, offsets, ring)
+    scatter = _disagreement(convolved, ratio, (x - ix, y - iy), annulus, ~lacking, stamp_mask, own_radius)
     typical = np.nanmedian(scatter[with_data]) if np.isfinite(scatter[with_data]).any() else np.nan
     return tables, scatter / typical
 
 
-def _annulus_pixels(
+def _disagreement(
+    convolved: Sequence[np.ndarray],
+    ratio: float,
     offsets: tuple[np.ndarray, np.ndarray],
-    reach: int,
     annulus: tuple[float, float],
     usable: np.ndarray,
     stamp_mask: np.ndarray | None,
     own_radius: np.ndarray | None,
 ) -> np.ndarray:
-    """Each cut-out's annulus pixels with data, its neighbours' pixels left out.
-
-    ``offsets`` are the stars' positions less their cut-outs' centre pixels;
-    ``usable`` (n, side, side) the pixels with data; ``stamp_mask`` the
-    neighbours' pixels (n * side, side), except those within ``own_radius``.
-    Unlike the background's annulus (:func:`nsgflow.neighbours.annulus_background`),
-    a crowded annulus keeps only its unmasked pixels: a neighbour's light would
-    count as disagreement.
-    """
-    side = 2 * reach + 1
-    grid = np.arange(side, dtype=np.float64) - reach
-    r2 = (grid[None, None, :] - offsets[0][:, None, None]) ** 2 + (
-        grid[None, :, None] - offsets[1][:, None, None]
-    ) ** 2
-    ring = usable & (r2 >= annulus[0] ** 2) & (r2 <= annulus[1] ** 2)
-    if stamp_mask is not None:
-        others = stamp_mask.reshape(ring.shape)
-        if own_radius is not None:
-            others = others & (r2 > np.asarray(own_radius, np.float64)[:, None, None] ** 2)
-        ring &= ~others
-    return ring
-
-
-def _disagreement(
-    convolved: Sequence[np.ndarray], ratio: float, offsets: tuple[np.ndarray, np.ndarray], ring: np.ndarray
-) -> np.ndarray:
     """RMS about a plane (:func:`nsgflow.neighbours.plane_fit`) of ``convolved[0] - ratio * convolved[1]``.
 
-    Over each cut-out's ``ring`` pixels, a few cut-outs at a time; NaN where fewer than 4.
+    Over each cut-out's annulus pixels that are ``usable`` (n, side, side:
+    with data) and not a neighbour's (``stamp_mask``, (n * side, side),
+    except within ``own_radius``), a few cut-outs at a time; NaN where fewer
+    than 4. ``offsets`` are the stars' positions less their cut-outs' centre
+    pixels. Unlike the background's annulus
+    (:func:`nsgflow.neighbours.annulus_background`), a crowded annulus keeps
+    only its unmasked pixels: a neighbour's light would count as disagreement.
     """
-    n, side, _ = ring.shape
+    n, side, _ = usable.shape
     grid = np.arange(side, dtype=np.float64) - side // 2
+    others = None if stamp_mask is None else stamp_mask.reshape(usable.shape)
     rms = np.full(n, np.nan)
     for start in range(0, n, STAMP_CHUNK):
         pick = slice(start, start + STAMP_CHUNK)
-        dx = np.broadcast_to(grid[None, None, :] - offsets[0][pick, None, None], ring[pick].shape)
-        dy = np.broadcast_to(grid[None, :, None] - offsets[1][pick, None, None], ring[pick].shape)
+        dx, dy = np.broadcast_arrays(
+            grid[None, None, :] - offsets[0][pick, None, None],
+            grid[None, :, None] - offsets[1][pick, None, None],
+        )
+        r2 = dx**2 + dy**2
+        ring = usable[pick] & (r2 >= annulus[0] ** 2) & (r2 <= annulus[1] ** 2)
+        if others is not None:
+            near = others[pick]
+            if own_radius is not None:
+                near = near & (r2 > np.asarray(own_radius, np.float64)[pick, None, None] ** 2)
+            ring &= ~near
         difference = convolved[0][pick] - ratio * convolved[1][pick]
-        _, rms[pick] = plane_fit(*(a.reshape(len(difference), -1) for a in (difference, ring[pick], dx, dy)))
+        _, rms[pick] = plane_fit(*(a.reshape(len(difference), -1) for a in (difference, ring, dx, dy)))
     return rms
 
 
