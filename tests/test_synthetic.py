@@ -28,6 +28,22 @@ def test_psf_stamps_hold_the_moffat_light_and_the_aureole_share(aureole):
         assert _enclosed(stamps[0, 0], radius, -0.25) == pytest.approx(expected, abs=2e-3)
 
 
+def test_extended_light_is_seen_through_the_frames_profile():
+    """A point of nebula becomes the frame's profile (half its peak at FWHM / 2); a flat one stays flat."""
+    spec = synthetic.FrameSpec("f", fwhm_px=4.0, beta=2.5)
+    point = np.zeros((101, 101))
+    point[50, 50] = 1.0
+    seen = synthetic._blurred(point, spec)
+    assert seen.sum() == pytest.approx(1.0, abs=1e-9)
+    assert seen[50, 52] / seen[50, 50] == pytest.approx(0.5, abs=1e-9)
+    assert synthetic._blurred(np.full((40, 60), 7.0), spec) == pytest.approx(np.full((40, 60), 7.0), abs=1e-9)
+    elongated = synthetic.FrameSpec("f", fwhm_px=3.0, ellipticity=0.3, psf_radius_fwhm=8.0)
+    seen = synthetic._blurred(point, elongated)
+    stamp = synthetic.psf_stamps(elongated, phases=1)[0, 0]  # 49 x 49: a radius of 8 FWHM
+    assert seen[26:75, 26:75] == pytest.approx(stamp, abs=1e-9)
+    assert seen.sum() == pytest.approx(1.0, abs=1e-9)
+
+
 def test_profile_conditions_spread_over_the_targets():
     scene, specs, reference = synthetic_conditions.condition_specs(["psf", "aureole"], (200, 300), 6, seed=3)
     targets = [s for s in specs if s.name != reference]

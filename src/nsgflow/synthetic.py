@@ -286,6 +286,29 @@ def _add_stamped_stars(
             signal[y1:y2, x1:x2] += f * stamps[j, i, y1 - cy + r : y2 - cy + r, x1 - cx + r : x2 - cx + r]
 
 
+#: Radius, in FWHM, of the Moffat that blurs a frame's extended light when its stars have no
+#: ``psf_radius_fwhm`` (:func:`_blurred`).
+BLUR_RADIUS_FWHM = 8.0
+
+
+def _blurred(light: np.ndarray, spec: FrameSpec) -> np.ndarray:
+    """Extended ``light`` convolved with the frame's star profile (summing to 1), edges reflected.
+
+    The profile is :func:`psf_stamps`' at a pixel's centre, or, for a frame
+    without ``psf_radius_fwhm``, a round Moffat out to :data:`BLUR_RADIUS_FWHM`.
+    """
+    from scipy.signal import fftconvolve
+
+    if spec.psf_radius_fwhm:
+        stamp = psf_stamps(spec, phases=1)[0, 0]
+    else:
+        r = int(np.ceil(BLUR_RADIUS_FWHM * spec.fwhm_px))
+        stamp = np.zeros((2 * r + 1, 2 * r + 1))
+        _add_star(stamp, r, r, 1.0, moffat_alpha(spec.fwhm_px, spec.beta), spec.beta, r)
+    r = stamp.shape[0] // 2
+    return fftconvolve(np.pad(light, r, mode="reflect"), stamp, mode="valid")
+
+
 def background(shape: tuple[int, int], spec: FrameSpec) -> np.ndarray:
     """Return the frame's additive background (sky, gradient, glow) in its own ADU."""
     ny, nx = shape
@@ -307,8 +330,10 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
     to a radius that grows with the flux, or, with ``spec.psf_radius_fwhm``,
     elliptical and integrated over its pixels (:func:`psf_stamps`). Bright stars put
     ``halo_fraction`` of their flux into a broad halo that is the same in every
-    frame. Trails are light of this frame (own ADU, with noise); hot pixels and
-    cosmic rays are added after the noise, before saturation.
+    frame. The nebula and the galaxy are seen through the frame's own star
+    profile (:func:`_blurred`), as real sky light is. Trails are light of this
+    frame (own ADU, with noise); hot pixels and cosmic rays are added after
+    the noise, before saturation.
     """
     ny, nx = scene.shape
     sx, sy, sflux = _stars(scene)
@@ -330,10 +355,9 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
             _add_star(signal, x0, y0, (1 - scene.halo_fraction) * f / spec.scale, alpha, spec.beta, r)
         if scene.halo_fraction:
             _add_star(signal, x0, y0, scene.halo_fraction * f / spec.scale, halo_alpha, 2.5, halo_r)
-    if scene.galaxy_flux:
-        signal += _galaxy(scene) / spec.scale
-    if scene.nebula_flux:
-        signal += _nebula(scene) / spec.scale
+    if scene.galaxy_flux or scene.nebula_flux:
+        extended = (_galaxy(scene) if scene.galaxy_flux else 0) + (_nebula(scene) if scene.nebula_flux else 0)
+        signal += _blurred(extended, spec) / spec.scale
     signal += background(scene.shape, spec)
     if spec.trails:
         signal += _trails(scene.shape, spec)
