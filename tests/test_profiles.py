@@ -9,6 +9,7 @@ from nsgflow.profiles import (
     ASSUMED_PROFILE_ERROR,
     PROFILE_SYSTEMATIC,
     matched_fraction,
+    on_smooth_sky,
     profile_covariance,
     profile_error,
     profile_fits,
@@ -94,3 +95,16 @@ def test_profile_fits_find_the_moffat_profile_in_a_crowded_field(beta, elliptici
     assert fitted == pytest.approx(
         matched_fraction([sharp, truth], radius, annulus, 60), abs=3 * error + 2e-3
     )
+
+
+def test_stars_on_structured_sky_are_not_on_smooth_sky():
+    """Stars whose sky holds a ripple 1.5 times the noise fail; those on flat sky (the median's) pass."""
+    rng = np.random.default_rng(5)
+    yy, xx = np.mgrid[0:300, 0:600]
+    ripple = 15.0 * np.sqrt(2) * np.sin(xx / 4.0) * (xx >= 300)  # RMS 15, on the right half only
+    frame = (100.0 + rng.normal(0.0, 10.0, yy.shape) + ripple).astype(np.float32)
+    x = np.array([60.0, 120, 180, 240, 60, 120, 180, 400, 460, 520])
+    y = np.array([100.0, 100, 100, 100, 200, 200, 200, 150, 150, 150])
+    # hlr 2: annulus 12-18 px; on the right, scatter 1.6-1.9 times the flat sky's (MAD of noise and ripple)
+    smooth = on_smooth_sky([frame, frame[::-1].copy()], x, y, 2.0, None, None)
+    assert smooth.tolist() == [True] * 7 + [False] * 3

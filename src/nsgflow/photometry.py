@@ -32,6 +32,7 @@ from nsgflow.profiles import (
     HLR_PER_FWHM,
     frame_profile,
     frame_profile_fits,
+    on_smooth_sky,
     profile_covariance,
     profile_error,
     psf_image,
@@ -398,16 +399,21 @@ def measure_photometry(
         own = np.maximum(radii[0][pairs["ref_index"].to_numpy()], radii[1][pairs["target_index"].to_numpy()])
         if neighbour_mask_sigma == 0:
             mask, own = None, None
-        fits = frame_profile_fits(
-            both, (ref, tgt), np.flatnonzero(flags == 0)[:profile_stars], max(hlr), radii, mask, own
+        clean = np.flatnonzero(flags == 0)
+        # the brightest stars on smooth sky first, then the others if too few
+        x, y = ref["x"].to_numpy(), ref["y"].to_numpy()  # the same positions on both: the same pixels
+        smooth = on_smooth_sky(
+            [reference, target], x[clean], y[clean], max(hlr), mask, None if own is None else own[clean]
         )
+        chosen = np.concatenate([clean[smooth], clean[~smooth]])[:profile_stars]
+        fits = frame_profile_fits(both, (ref, tgt), chosen, max(hlr), radii, mask, own)
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
         measured, disagreement = psf_matched_photometry(
             (reference, target),
-            ref["x"].to_numpy(),  # the same positions on both: the same pixels measured
-            ref["y"].to_numpy(),
+            x,
+            y,
             [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
             radius,
             annulus,

@@ -29,6 +29,7 @@ __all__ = [
     "frame_profile",
     "frame_profile_fits",
     "matched_fraction",
+    "on_smooth_sky",
     "profile_covariance",
     "profile_error",
     "profile_fits",
@@ -393,6 +394,42 @@ def _joint_fit(
 PROFILE_RADII_HLR = (6.0, 4.0)
 #: Fewest stars whose own fits succeed within the wider radius for a frame's profile to be fitted there.
 MIN_WIDE_PROFILE_STARS = 30
+
+
+#: Annulus, in units of the wider profile fit's radius, whose scatter tells a star on smooth sky
+#: from one on structured light (:func:`on_smooth_sky`).
+SMOOTH_SKY_ANNULUS = (1.0, 1.5)
+#: Largest scatter in that annulus, over the median star's, of a star on smooth sky.
+MAX_SKY_SCATTER = 1.5
+
+
+def on_smooth_sky(
+    frames: Sequence[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    broad: float,
+    mask: np.ndarray | None,
+    own_radius: np.ndarray | None,
+) -> np.ndarray:
+    """Stars whose sky is as smooth as the median star's in every frame.
+
+    Nebulosity or a galaxy under a star curves its sky, and a profile fit
+    takes the curvature for wing: it moves beta. So each star's sky is the
+    annulus :data:`SMOOTH_SKY_ANNULUS` beyond the pixels the wider profile fit
+    sees (:data:`PROFILE_RADII_HLR`, in half-light radii ``broad``), neighbours
+    masked (``mask``, ``own_radius``: :func:`nsgflow.neighbours.annulus_background`);
+    a star is on smooth sky where that annulus's scatter is at most
+    :data:`MAX_SKY_SCATTER` times the median star's in each frame.
+    """
+    radius = PROFILE_RADII_HLR[0] * broad
+    smooth = np.ones(len(x), dtype=bool)
+    for data in frames:
+        _, scatter, _ = annulus_background(
+            data, x, y, *(f * radius for f in SMOOTH_SKY_ANNULUS), mask=mask, own_radius=own_radius
+        )
+        with np.errstate(invalid="ignore"):
+            smooth &= scatter <= MAX_SKY_SCATTER * np.nanmedian(scatter)
+    return smooth
 
 
 def frame_profile_fits(
