@@ -355,9 +355,8 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
             _add_star(signal, x0, y0, (1 - scene.halo_fraction) * f / spec.scale, alpha, spec.beta, r)
         if scene.halo_fraction:
             _add_star(signal, x0, y0, scene.halo_fraction * f / spec.scale, halo_alpha, 2.5, halo_r)
-    if scene.galaxy_flux or scene.nebula_flux:
-        extended = (_galaxy(scene) if scene.galaxy_flux else 0) + (_nebula(scene) if scene.nebula_flux else 0)
-        signal += _blurred(extended, spec) / spec.scale
+    if scene.galaxy_flux or scene.nebula_flux:  # each is 0 everywhere without its flux
+        signal += _blurred(_galaxy(scene) + _nebula(scene), spec) / spec.scale
     signal += background(scene.shape, spec)
     if spec.trails:
         signal += _trails(scene.shape, spec)
