@@ -44,6 +44,42 @@ def test_extended_light_is_seen_through_the_frames_profile():
     assert seen.sum() == pytest.approx(1.0, abs=1e-9)
 
 
+def test_bright_stars_halos_are_seen_through_the_frames_profile(monkeypatch):
+    """Two frames of a star with a halo, each convolved with the other's profile, are the same star.
+
+    As on real frames, where the optics' scattered light passed the atmosphere too.
+    """
+    from scipy.signal import fftconvolve
+
+    scene = synthetic.SceneSpec(shape=(201, 201), n_stars=0, n_bright=1, halo_fraction=0.05)
+    monkeypatch.setattr(
+        synthetic, "_bright_stars", lambda _: (np.array([100.0]), np.array([100.0]), np.array([1e7]))
+    )
+    specs = [
+        synthetic.FrameSpec(
+            name,
+            fwhm_px=fwhm,
+            beta=beta,
+            psf_radius_fwhm=8.0,
+            sky_adu=0.0,
+            read_noise_adu=0.0,
+            gain_e_per_adu=1e12,
+            saturation_adu=1e12,
+        )
+        for name, fwhm, beta in (("sharp", 2.5, 4.0), ("broad", 5.0, 2.0))
+    ]
+    frames = [synthetic.render_frame(scene, s) - synthetic.background(scene.shape, s) for s in specs]
+    profiles = [synthetic.psf_stamps(s, phases=1)[0, 0] for s in specs]
+    matched = [
+        fftconvolve(frames[0], profiles[1], mode="same"),
+        fftconvolve(frames[1], profiles[0], mode="same"),
+    ]
+    yy, xx = np.mgrid[0:201, 0:201]
+    halo = (np.hypot(xx - 100, yy - 100) >= 10) & (np.hypot(xx - 100, yy - 100) < 30)  # 80-2000 ADU
+    assert matched[0][halo].min() > 50
+    np.testing.assert_allclose(matched[0][halo], matched[1][halo], atol=0.05)  # 13-26 ADU apart if unblurred
+
+
 def test_profile_conditions_spread_over_the_targets():
     scene, specs, reference = synthetic_conditions.condition_specs(["psf", "aureole"], (200, 300), 6, seed=3)
     targets = [s for s in specs if s.name != reference]

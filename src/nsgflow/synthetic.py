@@ -329,9 +329,10 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
     flux (divided by its scale) whatever its PSF: sampled at pixel centres out
     to a radius that grows with the flux, or, with ``spec.psf_radius_fwhm``,
     elliptical and integrated over its pixels (:func:`psf_stamps`). Bright stars put
-    ``halo_fraction`` of their flux into a broad halo that is the same in every
-    frame. The nebula and the galaxy are seen through the frame's own star
-    profile (:func:`_blurred`), as real sky light is. Trails are light of this
+    ``halo_fraction`` of their flux into a broad halo (the optics' scattered
+    light). The halos, the nebula and the galaxy are seen through the frame's
+    own star profile (:func:`_blurred`), as all light that passed the
+    atmosphere is. Trails are light of this
     frame (own ADU, with noise); hot pixels and cosmic rays are added after
     the noise, before saturation.
     """
@@ -349,14 +350,15 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
         for x0, y0, f in zip(sx, sy, sflux / spec.scale, strict=True):
             r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / 1e3, 1.0)))))
             _add_star(signal, x0, y0, f, alpha, spec.beta, r)
+    extended = _galaxy(scene) + _nebula(scene)  # each is 0 everywhere without its flux
     for x0, y0, f in zip(*bright, strict=True):
         if not spec.psf_radius_fwhm:
             r = int(np.ceil(spec.fwhm_px * (4 + 3 * np.log10(max(f / spec.scale / 1e3, 1.0)))))
             _add_star(signal, x0, y0, (1 - scene.halo_fraction) * f / spec.scale, alpha, spec.beta, r)
         if scene.halo_fraction:
-            _add_star(signal, x0, y0, scene.halo_fraction * f / spec.scale, halo_alpha, 2.5, halo_r)
-    if scene.galaxy_flux or scene.nebula_flux:  # each is 0 everywhere without its flux
-        signal += _blurred(_galaxy(scene) + _nebula(scene), spec) / spec.scale
+            _add_star(extended, x0, y0, scene.halo_fraction * f, halo_alpha, 2.5, halo_r)
+    if extended.any():
+        signal += _blurred(extended, spec) / spec.scale
     signal += background(scene.shape, spec)
     if spec.trails:
         signal += _trails(scene.shape, spec)
