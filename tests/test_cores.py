@@ -65,7 +65,7 @@ def test_rebuilt_cores_keep_a_saturated_star_out_of_the_matched_difference(strip
     half = 60
     kernels = [psf_image(profiles[name], half) for name in ("target", "reference")]
     valid = np.ones(SHAPE, bool)
-    args = (frames["target"], frames["reference"], m, *kernels, valid)
+    args = (frames["target"], frames["reference"], m, *kernels, (valid, valid))
     clipped, _ = matched_difference(*args)
     rebuilt, _ = matched_difference(*args, (cores["target"], cores["reference"]))
     yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]

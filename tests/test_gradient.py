@@ -111,7 +111,7 @@ def test_matched_difference_cancels_stars_of_different_profiles(strip_rows, monk
     rng = np.random.default_rng(3)
     target, reference, m, (ref_kernel, target_kernel), truth = _matched_frames(rng)
     valid = np.ones(target.shape, bool)
-    difference, defined = matched_difference(target, reference, m, target_kernel, ref_kernel, valid)
+    difference, defined = matched_difference(target, reference, m, target_kernel, ref_kernel, (valid, valid))
     inner = np.s_[25:-25, 25:-25]  # where the fftconvolve'd frames hold every star's whole profile
     plain = m * target - reference - truth
     assert np.abs(plain[inner]).max() > 100  # the stars' different profiles, unmatched
@@ -128,10 +128,12 @@ def test_matched_difference_written_into_the_target_is_the_same(strip_rows, monk
     target, reference = target.astype(np.float32), reference.astype(np.float32)
     valid = np.ones(target.shape, bool)
     valid[:, :15] = False
-    expected, expected_defined = matched_difference(target, reference, m, target_kernel, ref_kernel, valid)
+    expected, expected_defined = matched_difference(
+        target, reference, m, target_kernel, ref_kernel, (valid, valid)
+    )
     assert np.abs(expected).max() > 1  # m*T - R is not the target itself
     difference, defined = matched_difference(
-        target, reference, m, target_kernel, ref_kernel, valid, out=target
+        target, reference, m, target_kernel, ref_kernel, (valid, valid), out=target
     )
     assert difference is target
     np.testing.assert_array_equal(difference, expected)
@@ -150,13 +152,34 @@ def test_matched_difference_leaves_out_pixels_without_data(strip_rows, monkeypat
     valid[60, 80] = False  # a hot pixel, left out
     target[60, 80] = 1e6
     target += rng.normal(0, 1e-9, shape)  # no exact zeros left by the FFT
-    difference, defined = matched_difference(target, reference, 1.3, kernel, kernel, valid)
+    difference, defined = matched_difference(target, reference, 1.3, kernel, kernel, (valid, reference != 0))
     # normalized convolution: a constant stays constant up to the border and around the hot pixel
     np.testing.assert_allclose(difference[defined], level, rtol=1e-5)
     assert not defined[:, :30].any() and not defined[60, 80]
     inner = np.s_[4:-4, 30:-4]  # a 9 x 9 box kernel keeps 5/9 of its light at the border column
     assert defined[inner].sum() == valid[inner].sum()
     assert (difference[~defined] == 0).all()
+
+
+def test_matched_difference_convolves_a_star_on_one_frames_border_whole():
+    """A star whose core is in the target's border: its wings cancel in the reference's light."""
+    shape, m = (120, 160), 1.3
+    point = np.zeros(shape)
+    point[60, 20] = 1e6  # in the target's border (columns < 30), its wings reaching beyond
+    kernels = [psf_image(np.array(p), 40) for p in ([1.5, 4.0, 0.0, 0.0], [4.0, 2.0, 0.0, 0.0])]
+    kernels = [k / k.sum() for k in kernels]
+    reference = fftconvolve(point, kernels[0], mode="same") + 50.0
+    target = fftconvolve(point, kernels[1], mode="same") / m + 100.0
+    target[:, :30] = 0.0
+    # 5-30 px from the star, 5 px in from the border (normalized convolution's own bias, steep wings)
+    wing = np.s_[40:80, 35:50]
+    assert np.abs(m * target - reference - (m * 100 - 50))[wing].max() > 80
+    own = (target != 0, np.ones(shape, bool))
+    difference, defined = matched_difference(target, reference, m, kernels[1], kernels[0], own)
+    assert defined[wing].all()
+    np.testing.assert_allclose(difference[wing], m * 100 - 50, atol=0.1)
+    common, _ = matched_difference(target, reference, m, kernels[1], kernels[0], (own[0], own[0]))
+    assert np.abs(common[wing] - (m * 100 - 50)).max() > 80  # the reference's core left out: unmatched
 
 
 @pytest.mark.parametrize(("match_profiles", "low", "high"), [(True, 0.0, 0.04), (False, 0.06, 1.0)])

@@ -25,7 +25,7 @@ ALGORITHM_VERSIONS = {
     "detect": 8,
     "photometry": 11,
     "scale": 3,
-    "samples": 6,
+    "samples": 7,
     "gradient": 7,
     "normalize": 1,
     "diagnostics": 3,

@@ -76,13 +76,15 @@ def matched_differences(
     reference: np.ndarray,
     scales: np.ndarray,
     photometry: dict,
-    data: np.ndarray,
+    data: tuple[np.ndarray, np.ndarray],
     catalogs: list[pd.DataFrame],
     stats: list[dict],
     *,
     overwrite: bool,
 ) -> tuple[list[np.ndarray], np.ndarray]:
     """Each channel's :func:`nsgflow.gradient.matched_difference`; the pixels defined in every channel.
+
+    ``data`` holds the target's and the reference's valid pixels.
 
     Saturated stars' clipped cores are rebuilt first in both frames
     (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.

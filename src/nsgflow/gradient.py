@@ -177,7 +177,7 @@ def matched_difference(
     scale: float,
     target_kernel: np.ndarray,
     reference_kernel: np.ndarray,
-    valid: np.ndarray,
+    valid: tuple[np.ndarray, np.ndarray],
     replaced: tuple[ReplacedPixels | None, ReplacedPixels | None] = (None, None),
     *,
     out: np.ndarray | None = None,
@@ -188,9 +188,11 @@ def matched_difference(
     reference's, ``K_T`` the target's, each an odd-sized image), so every
     star, faint or bright, has the same profile in both and cancels in the
     difference, wings included; a smooth background is unchanged, as each
-    kernel is normalized to sum 1. Only ``valid`` pixels enter the
-    convolutions: each is divided by the convolved ``valid``
-    (normalized convolution), so borders and masked trails do not leak in.
+    kernel is normalized to sum 1. Each frame's own ``valid`` pixels (the
+    target's, the reference's) enter its convolution, divided by the
+    convolved ``valid`` (normalized convolution), so borders, trails and hot
+    pixels do not leak in; a star on one frame's border or under its trail
+    is still convolved whole in the other frame, as its wings are there.
     The frame is convolved in strips of :data:`MATCHED_STRIP_ROWS` rows by FFT.
     ``replaced`` holds pixels of the target and the reference read with other
     values (saturated cores rebuilt, :func:`nsgflow.cores.saturated_cores`).
@@ -201,8 +203,9 @@ def matched_difference(
     -------
     difference : numpy.ndarray of float32, shape of ``target``
     defined : numpy.ndarray of bool
-        ``valid`` pixels whose kernels have at least :data:`MIN_MATCHED_COVERAGE`
-        of their light on valid pixels (the frame's edge is a border too).
+        Pixels valid in both frames whose kernels have at least
+        :data:`MIN_MATCHED_COVERAGE` of their light on each frame's valid
+        pixels (the frame's edge is a border too).
     """
     from scipy import fft
 
@@ -213,7 +216,7 @@ def matched_difference(
     kernels = [kernel_spectrum(k / k.sum(), shape) for k in (reference_kernel, target_kernel)]
     out = np.zeros(target.shape, np.float32) if out is None else out
     in_place = np.shares_memory(out, target)
-    defined = valid.copy()
+    defined = valid[0] & valid[1]
     above = target[:0]  # in place: the target's rows above the strip, as read before they were overwritten
     for y0 in range(0, ny, rows):
         y1 = min(y0 + rows, ny)
@@ -224,7 +227,8 @@ def matched_difference(
             above = target_rows[max(y1 - half, 0) - lo : y1 - lo].copy()
         blocks = (target_rows, _read_rows(reference, lo, hi, replaced[1]))
         window = np.s_[half - (y0 - lo) : half + (hi - y0), half : half + nx]
-        difference, ok = _matched_strip(blocks, (scale, -1.0), kernels, valid[lo:hi], shape, window, y1 - y0)
+        masks = (valid[0][lo:hi], valid[1][lo:hi])
+        difference, ok = _matched_strip(blocks, (scale, -1.0), kernels, masks, shape, window, y1 - y0)
         out[y0:y1] = difference
         defined[y0:y1] &= ok
     out[~defined] = 0.0
@@ -240,14 +244,14 @@ def _matched_strip(
     blocks: tuple[np.ndarray, np.ndarray],
     factors: tuple[float, float],
     kernels: list[np.ndarray],
-    valid: np.ndarray,
+    valid: tuple[np.ndarray, np.ndarray],
     shape: tuple[int, int],
     window: tuple[slice, slice],
     rows: int,
 ) -> tuple[np.ndarray, np.ndarray]:
     """One strip of :func:`matched_difference`: the sum of each block's normalized convolution times a factor.
 
-    ``blocks`` and ``valid`` are the strip's rows with their margins, placed at
+    ``blocks`` and their ``valid`` pixels are the strip's rows with their margins, placed at
     ``window`` of a zero-padded ``shape`` image; ``kernels`` the spectra
     (:func:`kernel_spectrum`) each block is convolved with. Returns the strip's
     ``rows`` rows of the sum and of the pixels whose kernels are covered.
@@ -257,15 +261,17 @@ def _matched_strip(
     half = window[1].start
     strip = np.s_[half : half + rows, window[1]]
     padded = np.zeros(shape, np.float32)
-    padded[window] = valid
-    coverage = fft.rfft2(padded)
     total, defined = np.zeros((rows, window[1].stop - half), np.float32), True
-    for block, factor, kernel in zip(blocks, factors, kernels, strict=True):  # in place: strips count
-        weight = fft.irfft2(coverage * kernel, shape, overwrite_x=True)[strip]
+    # in place: strips count
+    for block, mask, factor, kernel in zip(blocks, valid, factors, kernels, strict=True):
+        padded[window] = mask
+        spectrum = fft.rfft2(padded)
+        spectrum *= kernel
+        weight = fft.irfft2(spectrum, shape, overwrite_x=True)[strip]
         defined = defined & (weight >= MIN_MATCHED_COVERAGE)
         np.maximum(weight, MIN_MATCHED_COVERAGE, out=weight)
         padded[window] = 0.0
-        np.copyto(padded[window], block, where=valid)
+        np.copyto(padded[window], block, where=mask)
         spectrum = fft.rfft2(padded)
         spectrum *= kernel
         light = fft.irfft2(spectrum, shape, overwrite_x=True)[strip]

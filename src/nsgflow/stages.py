@@ -348,8 +348,9 @@ def gradient_samples(
     stage's record, gives the frames' fitted star profiles: with
     ``match_profiles`` the samples are of the difference of the two frames
     convolved to one profile (:func:`nsgflow.differences.matched_differences`),
-    leaving out the pixels of both frames' ``defects`` tables and their
-    neighbours (convolved, a hot pixel would spread beyond the clipping's reach).
+    each over its own pixels with data, less its own trails and the pixels of
+    its ``defects`` table and their neighbours (convolved, a hot pixel would
+    spread beyond the clipping's reach).
     Colour frames take one scale per channel and are sampled per channel in
     the same boxes; the ``channel`` column tells them apart (0 for mono).
     With ``overwrite_target`` (float32 ``target`` only) the difference is
@@ -371,18 +372,20 @@ def gradient_samples(
         radii,
     )
     # in place from here: each frame-sized temporary costs 24 or 96 MB
-    data = np.not_equal(planes(target)[0], 0)
-    for plane in [*planes(target)[1:], *planes(reference)]:
-        data &= plane != 0
+    own = [_with_data(frame) for frame in (target, reference)]
+    data = own[0] & own[1]
     matched = settings["match_profiles"] and photometry is not None
     scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
-    data &= ~_trails(MeanDifference(target, reference, scales), data & ~stars)
-    if matched:
-        data &= ~_defect_pixels(data.shape, defects)
+    trails = _trails(MeanDifference(target, reference, scales), data & ~stars)
+    if matched:  # each frame convolved over its own light: a star on the other's border is whole
+        for mask, sign, table in zip(own, (1, -1), list(defects) or [None, None], strict=True):
+            mask &= ~_trail_pixels(data.shape, trails[trails["sign"] == sign])
+            mask &= ~_defect_pixels(data.shape, [] if table is None else [table])
         differences, data = matched_differences(
-            target, reference, scales, photometry, data, catalogs, stats, overwrite=overwrite_target
+            target, reference, scales, photometry, own, catalogs, stats, overwrite=overwrite_target
         )
     else:
+        data &= ~_trail_pixels(data.shape, trails)
         differences = channel_differences(target, reference, scales, overwrite=overwrite_target)
     data &= ~stars
     tables = []
@@ -394,8 +397,21 @@ def gradient_samples(
     return pd.concat(tables, ignore_index=True)
 
 
-def _trails(difference: MeanDifference | np.ndarray, valid: np.ndarray) -> np.ndarray:
-    """Pixels of the trails (:func:`nsgflow.trails.find_trails`) in ``difference``, logged."""
+def _with_data(frame: np.ndarray) -> np.ndarray:
+    """Pixels with data (not 0) in every channel of a frame."""
+    data = np.not_equal(planes(frame)[0], 0)
+    for plane in planes(frame)[1:]:
+        data &= plane != 0
+    return data
+
+
+def _trail_pixels(shape: tuple[int, int], trails: pd.DataFrame) -> np.ndarray:
+    """Pixels of ``trails`` (:func:`nsgflow.trails.trail_mask`)."""
+    return trail_mask(shape, trails) if len(trails) else np.zeros(shape, bool)
+
+
+def _trails(difference: MeanDifference | np.ndarray, valid: np.ndarray) -> pd.DataFrame:
+    """The trails (:func:`nsgflow.trails.find_trails`) in ``difference``, logged."""
     trails = find_trails(difference, valid)
     for t in trails.itertuples():
         log.info(
@@ -405,7 +421,7 @@ def _trails(difference: MeanDifference | np.ndarray, valid: np.ndarray) -> np.nd
             (np.degrees(t.angle) + 90.0) % 180.0,
             abs(t.rho_px),
         )
-    return trail_mask(valid.shape, trails) if len(trails) else np.zeros(valid.shape, bool)
+    return trails
 
 
 def _defect_pixels(shape: tuple[int, int], tables: Sequence[pd.DataFrame]) -> np.ndarray:
