@@ -191,8 +191,8 @@ def matched_difference(
     kernel is normalized to sum 1. Each frame's own ``valid`` pixels (the
     target's, the reference's) enter its convolution, divided by the
     convolved ``valid`` (normalized convolution), so borders, trails and hot
-    pixels do not leak in; a star on one frame's border or under its trail
-    is still convolved whole in the other frame, as its wings are there.
+    pixels do not leak in, and a star in one frame's border or under its
+    trail still enters the other frame's convolution whole.
     The frame is convolved in strips of :data:`MATCHED_STRIP_ROWS` rows by FFT.
     ``replaced`` holds pixels of the target and the reference read with other
     values (saturated cores rebuilt, :func:`nsgflow.cores.saturated_cores`).

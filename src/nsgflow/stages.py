@@ -378,9 +378,10 @@ def gradient_samples(
     scales = np.broadcast_to(np.asarray(scale, np.float32), (len(planes(target)),))
     trails = _trails(MeanDifference(target, reference, scales), data & ~stars)
     if matched:  # each frame convolved over its own light: a star on the other's border is whole
+        del data  # the matched difference gives the pixels it defines
         for mask, sign, table in zip(own, (1, -1), list(defects) or [None, None], strict=True):
-            mask &= ~_trail_pixels(data.shape, trails[trails["sign"] == sign])
-            mask &= ~_defect_pixels(data.shape, [] if table is None else [table])
+            mask &= ~_trail_pixels(mask.shape, trails[trails["sign"] == sign])
+            mask &= ~_defect_pixels(mask.shape, [] if table is None else [table])
         differences, data = matched_differences(
             target, reference, scales, photometry, own, catalogs, stats, overwrite=overwrite_target
         )
