@@ -328,13 +328,12 @@ def render_frame(scene: SceneSpec, spec: FrameSpec) -> np.ndarray:
     enough to hold its visible wings, so every frame holds the same total star
     flux (divided by its scale) whatever its PSF: sampled at pixel centres out
     to a radius that grows with the flux, or, with ``spec.psf_radius_fwhm``,
-    elliptical and integrated over its pixels (:func:`psf_stamps`). Bright stars put
-    ``halo_fraction`` of their flux into a broad halo (the optics' scattered
-    light). The halos, the nebula and the galaxy are seen through the frame's
-    own star profile (:func:`_blurred`), as all light that passed the
-    atmosphere is. Trails are light of this
-    frame (own ADU, with noise); hot pixels and cosmic rays are added after
-    the noise, before saturation.
+    elliptical and integrated over its pixels (:func:`psf_stamps`). Bright
+    stars put ``halo_fraction`` of their flux into a broad halo (the optics'
+    scattered light). The halos, the nebula and the galaxy are seen through
+    the frame's own star profile (:func:`_blurred`), as all light that passed
+    the atmosphere is. Trails are light of this frame (own ADU, with noise);
+    hot pixels and cosmic rays are added after the noise, before saturation.
     """
     ny, nx = scene.shape
     sx, sy, sflux = _stars(scene)
