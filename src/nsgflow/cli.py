@@ -11,7 +11,6 @@ import argparse
 import fcntl
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -115,6 +114,9 @@ def snakemake_command(
         *command,
         "--cores",
         cores,
+        # the results folder's lock (_run_lock) stands in for Snakemake's, whose files in the shared
+        # .snakemake/locks each run removes when it ends, under the feet of a run beside it
+        "--nolock",
         *_workflow_profiles(extra, folder),
         "--config",
         f"frames={frames}",
@@ -191,7 +193,7 @@ def _run_snakemake(command: list[str], log: Path | None = None, keep_fds: Sequen
     It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`). SIGINT, SIGTERM
     and SIGHUP that nsgflow takes reach Snakemake as SIGINT, also while it
     starts, and nsgflow waits for it: stopping nsgflow stops the run.
-    Snakemake inherits ``keep_fds`` (the run's locks, :func:`_run_lock`).
+    Snakemake inherits ``keep_fds`` (the run's lock, :func:`_run_lock`).
     """
     started: list[subprocess.Popen] = []
     stop: list[int] = []
@@ -261,23 +263,18 @@ def _run_log(results: str, extra: list[str], verbose: bool) -> Path | None:
 
 @contextmanager
 def _run_lock(results: str) -> Iterator[list[int]]:
-    """Hold the results folder's lock for the whole run, and share this working directory's; yield their
-    descriptors, for Snakemake to hold them too.
+    """Hold the results folder's lock for the whole run; yield its descriptor, for Snakemake to hold it too.
 
     One run at a time writes into a results folder: a second is refused,
     naming the run that holds the lock (its process and folder, in the lock
-    file ``RESULTS/.nsgflow/lock``). Snakemake inherits the descriptors, so
-    the locks stay held while it runs even when nsgflow itself is killed.
-    The operating system drops a lock when the last process holding it ends,
-    however it ends: a run that finds no other nsgflow run in this working
-    directory knows that a Snakemake lock left in ``.snakemake/locks`` is
-    from a killed run, and removes it. Runs into different results folders
-    may run side by side, from one folder or several.
+    file ``RESULTS/.nsgflow/lock``). Snakemake inherits the descriptor, so
+    the lock stays held while it runs even when nsgflow itself is killed, and
+    the operating system drops it when the last process holding it ends,
+    however it ends: a killed run leaves no lock behind. Runs into different
+    results folders may run side by side, from one folder or several.
     """
-    metadata = Path(".snakemake")
-    metadata.mkdir(exist_ok=True)
     Path(results, ".nsgflow").mkdir(parents=True, exist_ok=True)
-    with open(Path(results, ".nsgflow", "lock"), "a+") as own, open(metadata / "nsgflow.lock", "w") as here:
+    with open(Path(results, ".nsgflow", "lock"), "a+") as own:
         try:
             fcntl.flock(own, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError as exc:
@@ -290,17 +287,7 @@ def _run_lock(results: str) -> Iterator[list[int]]:
         own.truncate()
         own.write(f"the nsgflow run of process {os.getpid()}, started in {Path.cwd()}\n")
         own.flush()
-        try:
-            fcntl.flock(here, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            pass  # another run is active here: the Snakemake lock may be its own
-        else:
-            stale = metadata / "locks"
-            if stale.is_dir() and any(stale.iterdir()):
-                print("nsgflow: removing the lock of an interrupted run", file=sys.stderr)
-                shutil.rmtree(stale)
-        fcntl.flock(here, fcntl.LOCK_SH)
-        yield [own.fileno(), here.fileno()]
+        yield [own.fileno()]
 
 
 def run_workflow(
