@@ -5,6 +5,7 @@ from nsgflow.gridded import GriddedSurface
 from nsgflow.spline import (
     ThinPlateSpline,
     fit_gradient,
+    gcv_smoothness,
     merge_samples,
     polynomial_degree,
     reject_outlier_samples,
@@ -136,6 +137,23 @@ def test_leverage_is_the_pull_of_a_sample_on_its_own_fit(samples):
         assert values[i] - fitted == pytest.approx((1 - full.leverage[i]) * (values[i] - predicted), rel=1e-6)
     corner, middle = full.leverage[0], full.leverage[x.size // 2 + 7]
     assert 0 < middle < corner < 1
+
+
+def test_edge_samples_follow_a_glow_but_not_a_halo():
+    """Near the edge a sample is dropped only 1.5 times further out: a glow stays, a spoiled sample goes."""
+    rng = np.random.default_rng(2)
+    shape = (600, 900)
+    y, x = (v.ravel() for v in np.mgrid[16:600:32, 16:900:32].astype(float))
+    values = 300 * np.exp(-x / 100.0) + 0.01 * y + rng.normal(0, 1.0, x.size)  # a glow from the left edge
+    weight = np.ones_like(x)
+    smoothness = gcv_smoothness(x, y, values, weight, shape)
+    keep = reject_outlier_samples(x, y, values, weight, shape, edge_px=48, smoothness=smoothness)
+    assert keep[x < 48].all()  # without the edge's allowance 3 of these 19 go
+    spoiled = values.copy()
+    halo = np.flatnonzero((x == 16) & (y == 304))
+    spoiled[halo] += 6.0  # 6 sigmas of the samples' noise: within 3 times the limit, beyond 1.5 times
+    keep = reject_outlier_samples(x, y, spoiled, weight, shape, edge_px=48, smoothness=smoothness)
+    assert not keep[halo].any() and keep[x < 48].sum() == 18
 
 
 def test_merged_samples_are_taken_to_pull_their_fit_by_nothing(samples):

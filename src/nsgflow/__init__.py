@@ -26,7 +26,7 @@ ALGORITHM_VERSIONS = {
     "photometry": 11,
     "scale": 3,
     "samples": 7,
-    "gradient": 7,
+    "gradient": 8,
     "normalize": 1,
     "diagnostics": 3,
 }

@@ -425,7 +425,7 @@ def reject_outlier_samples(
     *,
     clip_sigma: float = 3.0,
     edge_px: float = 0.0,
-    edge_factor: float = 3.0,
+    edge_factor: float = 1.5,
     smoothness: float = -2.0,
     max_points: int = 2000,
     iterations: int = 3,

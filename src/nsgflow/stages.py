@@ -450,7 +450,7 @@ def gradient_model(
 
     Samples that disagree with the smooth model of the others by more than
     ``clip_sigma`` robust sigmas are left out (0 turns this off); within 1.5
-    boxes of the frame's edge only those 3 times further
+    boxes of the frame's edge only those 1.5 times further
     (:func:`nsgflow.spline.reject_outlier_samples`); the second value is the sample statuses with
     those marked ``outlier``. With ``smoothness: auto`` the smoothness is the
     one that minimizes the generalized cross-validation score
