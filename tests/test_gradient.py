@@ -1,11 +1,13 @@
 import warnings
 
 import numpy as np
+import pandas as pd
 import pytest
 from scipy.signal import fftconvolve
 
 import nsgflow
 from nsgflow import synthetic
+from nsgflow.differences import stars_held_once
 from nsgflow.gradient import (
     background_noise,
     box_statistic,
@@ -180,6 +182,36 @@ def test_matched_difference_convolves_a_star_on_one_frames_border_whole():
     np.testing.assert_allclose(difference[wing], m * 100 - 50, atol=0.1)
     common, _ = matched_difference(target, reference, m, kernels[1], kernels[0], (own[0], own[0]))
     assert np.abs(common[wing] - (m * 100 - 50)).max() > 80  # the reference's core left out: unmatched
+
+
+def test_the_light_of_a_star_only_one_frame_holds_is_left_out_as_far_as_it_reaches():
+    """A star in the sharp reference's border, whole in the broad target: the reference lacks its light."""
+    shape, m, noise = (160, 200), 1.3, 1.0
+    point = np.zeros(shape)
+    point[20, 100] = 1e6  # in the reference's border (rows < 30)
+    profiles = [np.array([1.5, 4.0, 0.0, 0.0]), np.array([3.0, 2.0, 0.0, 0.0])]  # the reference's first
+    kernels = [k / k.sum() for k in (psf_image(p, 60) for p in profiles)]
+    whole = [fftconvolve(point, k, mode="same") for k in kernels[::-1]]  # the target's first
+    whole = [whole[0] / m + 100.0, whole[1] + 50.0]
+    target, reference = whole[0], np.where(np.arange(shape[0])[:, None] < 30, 0.0, whole[1])
+    data = (np.ones(shape, bool), reference != 0)
+    difference, defined = matched_difference(target, reference, m, kernels[1], kernels[0], data)
+    error = np.abs(difference - (m * 100 - 50))
+    yy, xx = np.mgrid[0 : shape[0], 0 : shape[1]]
+    distance = np.hypot(xx - 100, yy - 20)
+    assert error[defined & (distance > 30) & (distance < 50)].max() > 3  # the broad wings of what it lacks
+    hlr = [p[0] * np.sqrt(2 ** (1 / (p[1] - 1)) - 1) for p in profiles]
+    record = {"profile": [list(p) for p in profiles], "hlr_ref_px": hlr[0], "hlr_target_px": hlr[1]}
+    stars = [pd.DataFrame({"x": [100.0], "y": [20.0]}), pd.DataFrame({"x": [], "y": []})]
+    once = stars_held_once((target, reference), data, stars, record, (m, noise))
+    assert error[defined & ~once].max() < 0.15  # 0.1 noise sigmas, where it is left out (0.103)
+    assert distance[once].max() < 90  # not further (73 px)
+    # held by the sharp frame only, its light spreads little: a small disc (the broad frame is convolved
+    # with the sharp kernel, so the matched difference cancels it beyond)
+    target, reference = np.where(reference == 0, 0.0, whole[0]), whole[1]
+    stars = stars[::-1]
+    swapped = stars_held_once((target, reference), data[::-1], stars, record, (m, noise))
+    assert 5 < distance[swapped].max() < 20  # 10 px
 
 
 @pytest.mark.parametrize(("match_profiles", "low", "high"), [(True, 0.0, 0.04), (False, 0.06, 1.0)])

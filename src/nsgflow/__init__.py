@@ -25,7 +25,7 @@ ALGORITHM_VERSIONS = {
     "detect": 8,
     "photometry": 11,
     "scale": 3,
-    "samples": 7,
+    "samples": 8,
     "gradient": 8,
     "normalize": 1,
     "diagnostics": 3,

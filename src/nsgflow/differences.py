@@ -19,10 +19,10 @@ import pandas as pd
 from nsgflow.channels import channel_record, planes
 from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
 from nsgflow.detect import StarFlag
-from nsgflow.gradient import matched_difference
+from nsgflow.gradient import matched_difference, star_mask
 from nsgflow.profiles import psf_image
 
-__all__ = ["MeanDifference", "channel_differences", "matched_differences"]
+__all__ = ["MeanDifference", "channel_differences", "matched_differences", "stars_held_once"]
 
 
 def _difference(
@@ -88,6 +88,8 @@ def matched_differences(
 
     Saturated stars' clipped cores are rebuilt first in both frames
     (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.
+    The pixels that the light of a star only one frame holds reaches are not defined
+    (:func:`stars_held_once`).
     With ``overwrite`` (float32 ``target`` only) each difference is written into the target's memory.
     """
     differences, defined = [], None
@@ -98,10 +100,102 @@ def matched_differences(
         ref_kernel, target_kernel = (psf_image(np.asarray(p), half) for p in record["profile"])
         cores = _rebuilt_cores((t, r), x, y, record, stats, channel)
         into = t if overwrite and t.dtype == np.float32 else None
+        noise = channel_record(stats[1], channel)["noise"]
+        once = stars_held_once((t, r), data, catalogs, record, (m, noise), cores)  # before t is overwritten
         difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores, out=into)
+        if once is not None:
+            ok &= ~once
         differences.append(difference)
         defined = ok if defined is None else np.logical_and(defined, ok, out=defined)
     return differences, defined
+
+
+#: A star that only one frame holds is left out to where its light, spread by its frame's profile, falls
+#: below this many of the reference's noise sigmas.
+HELD_ONCE_SIGMA = 0.1
+#: Such a star's light is summed within this many of its frame's half-light radii, less the median of a
+#: ring 2 to 3 times as far.
+HELD_ONCE_APERTURE_HLR = 6.0
+
+
+def stars_held_once(
+    frames: tuple[np.ndarray, np.ndarray],
+    data: tuple[np.ndarray, np.ndarray],
+    catalogs: list[pd.DataFrame],
+    record: dict,
+    scale_noise: tuple[float, float],
+    cores: tuple[ReplacedPixels | None, ReplacedPixels | None] = (None, None),
+) -> np.ndarray | None:
+    """Pixels reached by the light of stars that only one of two frames holds; None if there are none.
+
+    A star on one frame's pixels with ``data`` where the other frame has none
+    (its border) or leaves them out (a trail, a hot pixel) cannot cancel in
+    the matched difference: the other frame lacks its light, and convolving
+    with the wide kernel of a frame with broad wings spreads what it lacks
+    far. Each such star's light ``F`` is summed in the frame that holds it
+    (saturated ``cores`` rebuilt), in the reference's units; its disc is left
+    out to where ``F`` times that frame's profile (round, of its ``alpha`` and
+    ``beta``) falls below :data:`HELD_ONCE_SIGMA` times the reference's noise.
+
+    Parameters
+    ----------
+    frames, data, catalogs, cores
+        The target's and the reference's plane, pixels with data (less their
+        own masks), star catalog and rebuilt saturated cores.
+    record
+        The photometry record of the channel: ``profile`` (the reference's
+        first) and ``hlr_target_px``, ``hlr_ref_px``.
+    scale_noise
+        The scale m and the reference's noise.
+    """
+    scale, noise = scale_noise
+    profiles = (record["profile"][1], record["profile"][0])
+    hlrs = (record["hlr_target_px"], record["hlr_ref_px"])
+    shape = data[0].shape
+    found = []
+    for k, stars in enumerate(catalogs):
+        x, y = (stars[c].to_numpy(float) for c in ("x", "y"))
+        col, row = (np.clip(np.rint(v).astype(int), 0, n - 1) for v, n in ((x, shape[1]), (y, shape[0])))
+        once = data[k][row, col] & ~data[1 - k][row, col]
+        if not once.any():
+            continue
+        light = _star_light(frames[k], data[k], cores[k], x[once], y[once], hlrs[k])
+        alpha, beta = profiles[k][0], profiles[k][1]
+        light = light * (scale if k == 0 else 1.0) * (beta - 1) / (np.pi * alpha**2 * HELD_ONCE_SIGMA * noise)
+        with np.errstate(invalid="ignore"):
+            radius = alpha * np.sqrt(np.maximum(light, 1.0) ** (1 / beta) - 1)
+        found.append((x[once], y[once], radius))
+    if not found:
+        return None
+    x, y, radius = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    return star_mask(shape, x, y, radius)
+
+
+def _star_light(
+    plane: np.ndarray,
+    valid: np.ndarray,
+    cores: ReplacedPixels | None,
+    x: np.ndarray,
+    y: np.ndarray,
+    hlr_px: float,
+) -> np.ndarray:
+    """Each star's light within :data:`HELD_ONCE_APERTURE_HLR` half-light radii, less its ring's median."""
+    radius = HELD_ONCE_APERTURE_HLR * hlr_px
+    half = int(np.ceil(3 * radius)) + 1
+    light = np.zeros(len(x))
+    for i, (x0, y0) in enumerate(zip(x, y, strict=True)):
+        col, row = round(x0), round(y0)
+        r0, r1 = max(row - half, 0), min(row + half + 1, plane.shape[0])
+        c0, c1 = max(col - half, 0), min(col + half + 1, plane.shape[1])
+        rows = plane[r0:r1] if cores is None else cores.read_rows(plane, r0, r1)
+        stamp, ok = rows[:, c0:c1], valid[r0:r1, c0:c1]
+        yy, xx = np.ogrid[r0:r1, c0:c1]
+        distance = np.hypot(xx - x0, yy - y0)
+        ring = ok & (distance >= 2 * radius) & (distance < 3 * radius)
+        disc = ok & (distance < radius)
+        if ring.any() and disc.any():
+            light[i] = np.sum(stamp[disc] - np.median(stamp[ring]))
+    return light
 
 
 def _rebuilt_cores(

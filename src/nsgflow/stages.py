@@ -350,7 +350,9 @@ def gradient_samples(
     convolved to one profile (:func:`nsgflow.differences.matched_differences`),
     each over its own pixels with data, less its own trails and the pixels of
     its ``defects`` table and their neighbours (convolved, a hot pixel would
-    spread beyond the clipping's reach).
+    spread beyond the clipping's reach); the light of stars that only one
+    frame holds is left out as far as it reaches
+    (:func:`nsgflow.differences.stars_held_once`).
     Colour frames take one scale per channel and are sampled per channel in
     the same boxes; the ``channel`` column tells them apart (0 for mono).
     With ``overwrite_target`` (float32 ``target`` only) the difference is
