@@ -235,7 +235,9 @@ def _star_pixels(
     frame with data, at least half of it and all of its central 2 px free of
     neighbours), the pixels' offsets ``px, py`` from each star's position,
     their light less ``bkg`` (0 where left out) and their weights (1 kept, 0
-    a neighbour's or outside the disc); shapes (n,) and (n, pixels).
+    a neighbour's or outside the disc); shapes (n,) and (n, pixels), each
+    star's kept pixels first and only as many pixels as the star keeping
+    most has: the fits' time goes with the pixels, kept or not.
     """
     from scipy.spatial import cKDTree
 
@@ -267,8 +269,11 @@ def _star_pixels(
     usable = (
         complete & (keep.sum(axis=1) >= 0.5 * disc.sum(axis=1)) & ~(disc & (r2 <= 4.0) & ~keep).any(axis=1)
     )
-    stars, px, py, keep = stars[usable], px[usable], py[usable], keep[usable]
-    light = (light[usable] - bkg[stars, None]) * keep
+    stars, keep = stars[usable], keep[usable]
+    order = np.argsort(~keep, axis=1, kind="stable")[:, : int(keep.sum(axis=1).max(initial=0))]
+    px, py, light = (np.take_along_axis(a[usable], order, axis=1) for a in (px, py, light))
+    keep = np.take_along_axis(keep, order, axis=1)
+    light = (light - bkg[stars, None]) * keep
     return stars, px, py, light, keep.astype(np.float64)
 
 
