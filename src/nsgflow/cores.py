@@ -51,16 +51,20 @@ class ReplacedPixels(NamedTuple):
     cols: np.ndarray
     values: np.ndarray
 
-    def read_rows(self, plane: np.ndarray, first: int, last: int) -> np.ndarray:
-        """Rows ``first`` to ``last`` (exclusive) of ``plane`` read with the replaced pixels.
+    def read_block(
+        self, plane: np.ndarray, rows: tuple[int, int], cols: tuple[int, int] | None = None
+    ) -> np.ndarray:
+        """The block of ``plane`` at ``rows`` and ``cols`` (first, last: exclusive), with the replaced pixels.
 
-        The plane's own rows (a view) where none of them has a replaced pixel, else a copy.
+        ``cols`` defaults to all columns. The plane's own pixels (a view)
+        where none of them is replaced, else a copy.
         """
-        inside = (self.rows >= first) & (self.rows < last)
+        (first, last), (left, right) = rows, (0, plane.shape[1]) if cols is None else cols
+        inside = (self.rows >= first) & (self.rows < last) & (self.cols >= left) & (self.cols < right)
         if not inside.any():
-            return plane[first:last]
-        block = plane[first:last].copy()
-        block[self.rows[inside] - first, self.cols[inside]] = self.values[inside]
+            return plane[first:last, left:right]
+        block = plane[first:last, left:right].copy()
+        block[self.rows[inside] - first, self.cols[inside] - left] = self.values[inside]
         return block
 
 

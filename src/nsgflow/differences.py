@@ -19,7 +19,7 @@ import pandas as pd
 from nsgflow.channels import channel_record, planes
 from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
 from nsgflow.detect import StarFlag
-from nsgflow.gradient import matched_difference, star_mask
+from nsgflow.gradient import matched_difference, moffat_radius, star_mask
 from nsgflow.profiles import psf_image
 
 __all__ = ["MeanDifference", "channel_differences", "matched_differences", "stars_held_once"]
@@ -163,7 +163,7 @@ def stars_held_once(
         alpha, beta = profiles[k][0], profiles[k][1]
         light = light * (scale if k == 0 else 1.0) * (beta - 1) / (np.pi * alpha**2 * HELD_ONCE_SIGMA * noise)
         with np.errstate(invalid="ignore"):
-            radius = alpha * np.sqrt(np.maximum(light, 1.0) ** (1 / beta) - 1)
+            radius = moffat_radius(np.maximum(light, 1.0), alpha, beta)
         found.append((x[once], y[once], radius))
     if not found:
         return None
@@ -187,8 +187,8 @@ def _star_light(
         col, row = round(x0), round(y0)
         r0, r1 = max(row - half, 0), min(row + half + 1, plane.shape[0])
         c0, c1 = max(col - half, 0), min(col + half + 1, plane.shape[1])
-        rows = plane[r0:r1] if cores is None else cores.read_rows(plane, r0, r1)
-        stamp, ok = rows[:, c0:c1], valid[r0:r1, c0:c1]
+        stamp = plane[r0:r1, c0:c1] if cores is None else cores.read_block(plane, (r0, r1), (c0, c1))
+        ok = valid[r0:r1, c0:c1]
         yy, xx = np.ogrid[r0:r1, c0:c1]
         distance = np.hypot(xx - x0, yy - y0)
         ring = ok & (distance >= 2 * radius) & (distance < 3 * radius)

@@ -20,6 +20,7 @@ __all__ = [
     "box_statistic",
     "kernel_spectrum",
     "matched_difference",
+    "moffat_radius",
     "sample_background",
     "star_mask",
     "star_radius",
@@ -110,6 +111,17 @@ def alpha_from_hlr(hlr_px: float | np.ndarray, beta: float) -> float | np.ndarra
     return hlr_px / np.sqrt(2 ** (1 / (beta - 1)) - 1)
 
 
+def moffat_radius(level: np.ndarray | float, alpha: float, beta: float) -> np.ndarray | float:
+    """Radius (px) where a round Moffat profile of ``alpha`` and ``beta`` peaking at ``level`` falls to 1.
+
+    Examples
+    --------
+    >>> float(moffat_radius(4.0, 1.0, 2.0))  # (1 + r**2) ** -2 = 1/4
+    1.0
+    """
+    return alpha * np.sqrt(level ** (1 / beta) - 1)
+
+
 def star_radius(
     amplitude: np.ndarray,
     hlr_px: float,
@@ -132,7 +144,7 @@ def star_radius(
     with np.errstate(divide="ignore", invalid="ignore"):
         level = np.asarray(amplitude, float) / (mask_sigma * noise)
     level = np.clip(np.nan_to_num(level, nan=1.0), 1.0, MAX_MASK_DEPTH)
-    radius = alpha * np.sqrt(level ** (1 / MASK_BETA) - 1)
+    radius = moffat_radius(level, alpha, MASK_BETA)
     return np.maximum(growth * radius, min_hlr * hlr_px)
 
 
@@ -237,7 +249,7 @@ def matched_difference(
 
 def _read_rows(plane: np.ndarray, first: int, last: int, replaced: ReplacedPixels | None) -> np.ndarray:
     """Rows ``first`` to ``last`` of ``plane``, with the ``replaced`` pixels if any."""
-    return plane[first:last] if replaced is None else replaced.read_rows(plane, first, last)
+    return plane[first:last] if replaced is None else replaced.read_block(plane, (first, last))
 
 
 def _matched_strip(
