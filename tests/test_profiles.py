@@ -48,6 +48,28 @@ def test_profile_error_follows_the_profiles_uncertainty():
     )
 
 
+def _integrated_star(fwhm: float, beta: float, offset: tuple[float, float], half: int) -> np.ndarray:
+    """A round Moffat of unit peak ``offset`` from the centre pixel, each pixel the mean of 32 x 32 points."""
+    fine = (np.arange(-half, half + 1)[:, None] + (np.arange(32) + 0.5) / 32 - 0.5).ravel()
+    alpha = synthetic.moffat_alpha(fwhm, beta)
+    r2 = (fine[None, :] - offset[0]) ** 2 + (fine[:, None] - offset[1]) ** 2
+    n = 2 * half + 1
+    return ((1 + r2 / alpha**2) ** -beta).reshape(n, 32, n, 32).mean(axis=(1, 3))
+
+
+@pytest.mark.parametrize(("fwhm", "beta"), [(1.4, 3.0), (1.4, 5.0), (2.5, 4.5), (6.0, 2.0)])
+def test_profile_fits_integrate_narrow_cores_over_their_pixels(fwhm, beta):
+    """Noise-free stars, from undersampled to broad: beta and alpha as rendered, to 0.3 %."""
+    half = int(12 * fwhm)
+    offset = (0.37, -0.21)
+    frame = 100.0 + 1e5 * _integrated_star(fwhm, beta, offset, half)
+    x, y = np.array([half + offset[0]]), np.array([half + offset[1]])
+    hlr = 0.63 * fwhm
+    fits = profile_fits(frame, x, y, np.array([100.0]), 6 * hlr, hlr, np.zeros((0, 2)), np.zeros(0))
+    assert fits[0, 1] == pytest.approx(beta, rel=0.003)
+    assert fits[0, 0] == pytest.approx(synthetic.moffat_alpha(fwhm, beta), rel=0.003)
+
+
 @pytest.mark.parametrize(("beta", "ellipticity"), [(2.5, 0.0), (4.5, 0.0), (3.0, 0.3)])
 def test_profile_fits_find_the_moffat_profile_in_a_crowded_field(beta, ellipticity):
     """Fits of the brightest stars' pixels, neighbours left out, recover beta and the light fraction."""

@@ -23,9 +23,9 @@ from importlib import import_module
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 8,
-    "photometry": 11,
+    "photometry": 12,
     "scale": 3,
-    "samples": 8,
+    "samples": 9,
     "gradient": 8,
     "normalize": 1,
     "diagnostics": 3,
