@@ -28,6 +28,20 @@ def test_psf_stamps_hold_the_moffat_light_and_the_aureole_share(aureole):
         assert _enclosed(stamps[0, 0], radius, -0.25) == pytest.approx(expected, abs=2e-3)
 
 
+@pytest.mark.parametrize("fwhm", [1.4, 2.5])
+def test_psf_stamps_average_narrow_cores_over_their_pixels(fwhm):
+    """The pixels of a narrow core are their Moffat's mean to 0.05 %, by a 64 x 64-point rule."""
+    spec = synthetic.FrameSpec("f", fwhm_px=fwhm, beta=4.0, psf_radius_fwhm=30.0)
+    stamp = synthetic.psf_stamps(spec, phases=1)[0, 0]
+    r = stamp.shape[0] // 2
+    fine = (np.arange(-3, 4)[:, None] + (np.arange(64) + 0.5) / 64 - 0.5).ravel()
+    alpha = synthetic.moffat_alpha(fwhm, 4.0)
+    moffat = (1 + (fine[None, :] ** 2 + fine[:, None] ** 2) / alpha**2) ** -4.0
+    exact = moffat.reshape(7, 64, 7, 64).mean(axis=(1, 3))
+    core = stamp[r - 3 : r + 4, r - 3 : r + 4]
+    assert core / core[3, 3] == pytest.approx(exact / exact[3, 3], rel=5e-4)
+
+
 def test_extended_light_is_seen_through_the_frames_profile():
     """A point of nebula becomes the frame's profile (half its peak at FWHM / 2); a flat one stays flat."""
     spec = synthetic.FrameSpec("f", fwhm_px=4.0, beta=2.5)
