@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from nsgflow import synthetic
+from nsgflow import profiles, synthetic
 from nsgflow.detect import detect_stars
 from nsgflow.neighbours import neighbour_radii
 from nsgflow.photometry import aperture_photometry, frame_hlr
@@ -13,6 +13,7 @@ from nsgflow.profiles import (
     profile_covariance,
     profile_error,
     profile_fits,
+    profile_pixels,
 )
 
 
@@ -68,6 +69,25 @@ def test_profile_fits_integrate_narrow_cores_over_their_pixels(fwhm, beta):
     fits = profile_fits(frame, x, y, np.array([100.0]), 6 * hlr, hlr, np.zeros((0, 2)), np.zeros(0))
     assert fits[0, 1] == pytest.approx(beta, rel=0.003)
     assert fits[0, 0] == pytest.approx(synthetic.moffat_alpha(fwhm, beta), rel=0.003)
+
+
+def test_misfits_are_one_for_stars_the_profile_fits_and_large_for_an_unresolved_pair():
+    """Noise of sky and star light (gain 1): model stars have misfit 1, a star with a 20 % companion more."""
+    rng = np.random.default_rng(4)
+    alpha, beta = synthetic.moffat_alpha(4.0, 3.0), 3.0
+    oy, ox = (g.ravel().astype(float) for g in np.mgrid[-15:16, -15:16])
+    n = 40
+    params = np.zeros((n, 8))
+    params[:, 2] = np.log(rng.uniform(2e3, 2e4, n))
+    params[:, 3:5] = np.log(alpha), beta
+    model = np.exp(params[:, 2:3]) * profile_pixels(np.array([alpha, beta, 0, 0]), ox, oy)[None, :]
+    light = model.copy()
+    light[0] += 0.2 * np.exp(params[0, 2]) * profile_pixels(np.array([alpha, beta, 0, 0]), ox - 4, oy)
+    light += rng.standard_normal(light.shape) * np.sqrt(100.0 + model)
+    pixels = (np.tile(ox, (n, 1)), np.tile(oy, (n, 1)), ox.size)
+    misfit = profiles._misfits(params, pixels, light, np.ones_like(light))
+    assert np.median(misfit[1:]) == pytest.approx(1.0, abs=0.1)
+    assert misfit[0] > 5 * np.median(misfit[1:])
 
 
 @pytest.mark.parametrize(("beta", "ellipticity"), [(2.5, 0.0), (4.5, 0.0), (3.0, 0.3)])

@@ -23,7 +23,7 @@ from importlib import import_module
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 8,
-    "photometry": 12,
+    "photometry": 13,
     "scale": 3,
     "samples": 9,
     "gradient": 8,

@@ -4,7 +4,8 @@ Frames of one night differ in their stars' width, wings and elongation. Each
 frame's brightest stars are fitted pixel by pixel, their neighbours' pixels
 left out, with an elliptical Moffat averaged over each pixel
 (:func:`profile_fits`): each star on its own, then all of them with one shared
-profile, the frame's (:func:`frame_profile`; assumed from the star size where
+profile, the frame's, fitted again without the stars it fits worse than their
+noise allows (:func:`frame_profile`; assumed from the star size where
 too few stars are fitted). :func:`frame_profile_fits` fits the same stars on
 two frames, within a radius that leaves enough of them clear of neighbours
 (:mod:`nsgflow.neighbours`). :func:`psf_image` draws a profile as the kernel of
@@ -23,7 +24,7 @@ import sep
 
 from nsgflow.gradient import alpha_from_hlr
 from nsgflow.neighbours import annulus_background
-from nsgflow.robust import MAD_TO_SIGMA
+from nsgflow.robust import MAD_TO_SIGMA, mad_sigma
 
 __all__ = [
     "frame_profile",
@@ -213,9 +214,10 @@ def profile_fits(
         or 20, centre 2 px off, g1 or g2 at :data:`MAX_SHEAR`).
     shared : numpy.ndarray, shape (4,)
         With ``joint`` only: ``alpha, beta, g1, g2`` of one profile fitted to
-        all the stars whose own fits succeeded (:func:`_joint_fit`; each keeps
-        its own centre, amplitude and background); NaN with fewer than
-        :data:`MIN_PROFILE_STARS`.
+        all the stars whose own fits succeeded and are typical (:func:`_joint_fit`;
+        each keeps its own centre, amplitude and background), then again
+        without those it fits worse than their noise allows (:func:`_misfits`,
+        :data:`MAX_MISFIT_SIGMAS`); NaN with fewer than :data:`MIN_PROFILE_STARS`.
     """
     fits = np.full((len(x), 4), np.nan)
     shared = np.full(4, np.nan)
@@ -241,7 +243,14 @@ def profile_fits(
     if good.sum() >= MIN_PROFILE_STARS:
         start = p[good].copy()
         start[:, SHARED] = np.median(p[good][:, SHARED], axis=0)
-        shared = _joint_fit(start, (px[good], py[good], core), light[good], weight[good], (low, high))
+        fitted = _joint_fit(start, (px[good], py[good], core), light[good], weight[good], (low, high))
+        misfit = _misfits(fitted, (px[good], py[good], core), light[good], weight[good])
+        consistent = misfit <= np.median(misfit) + MAX_MISFIT_SIGMAS * mad_sigma(misfit)
+        if not consistent.all() and consistent.sum() >= MIN_PROFILE_STARS:  # unresolved pairs, mostly
+            good[good] = consistent
+            pixels = (px[good], py[good], core)
+            fitted = _joint_fit(fitted[consistent], pixels, light[good], weight[good], (low, high))
+        shared = fitted[0, SHARED].copy()
         shared[0] = np.exp(shared[0])
     return fits, shared
 
@@ -385,7 +394,7 @@ def _joint_fit(
     from each step's normal equations (a Schur complement), so a step costs
     little more than the stars' separate fits. ``p`` holds the start (the
     shared columns equal in every row), the rest as :func:`_levenberg_marquardt`.
-    Returns the shared parameters (log alpha, beta, g1, g2).
+    Returns every star's parameters, the shared ones equal in all rows.
     """
     px, py, core = pixels
     value, jac = _pixel_integrated(p, px, py, core)
@@ -423,7 +432,54 @@ def _joint_fit(
             damping *= 4
             if damping > 1e4:
                 break
-    return p[0, SHARED].copy()
+    return p
+
+
+#: Robust sigmas above the median star's misfit (:func:`_misfits`) beyond which a star is left out of
+#: its frame's joint profile fit: mostly pairs too close to resolve, which the brightest stars of a
+#: crowded field often are (a pair is brighter), and whose wings look broad.
+MAX_MISFIT_SIGMAS = 5.0
+#: Radius, in FWHM of the joint profile, of the pixels whose residuals make a star's misfit.
+MISFIT_RADIUS_FWHM = 2.0
+#: Median of the square of a standard normal variable.
+NORMAL_SQUARE_MEDIAN = 0.4549
+
+
+def _misfits(
+    p: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, int], light: np.ndarray, weight: np.ndarray
+) -> np.ndarray:
+    """Each star's mean squared residual from the joint model ``p``, in units of its pixels' variance.
+
+    Over the kept pixels within :data:`MISFIT_RADIUS_FWHM` of each star's
+    fitted centre. A pixel's variance is ``a + b * star``, the star's
+    modelled light there: ``a`` from the residuals of the pixels beyond that
+    radius (their robust sigma, squared), ``b`` (the light's Poisson part, 1
+    / gain) such that the median squared residual of the pixels where the
+    star is brighter than 10 sqrt(a) is a normal variable's
+    (:data:`NORMAL_SQUARE_MEDIAN` of its variance).
+    """
+    from scipy.optimize import brentq
+
+    px, py, core = pixels
+    value, _ = _pixel_integrated(p, px, py, core)
+    star, residual = value - p[:, 7:8], light - value
+    kept = weight > 0
+    alpha, beta = np.exp(p[0, 3]), p[0, 4]
+    r2 = (px - p[:, :1]) ** 2 + (py - p[:, 1:2]) ** 2
+    near = r2 <= (MISFIT_RADIUS_FWHM * 2 * alpha * np.sqrt(2 ** (1 / beta) - 1)) ** 2
+    a = mad_sigma(residual[kept & ~near]) ** 2 if (kept & ~near).any() else np.median(residual[kept] ** 2)
+    bright = kept & (star > 10 * np.sqrt(a))
+    squares, light_there = residual[bright] ** 2, star[bright]
+
+    def excess(b: float) -> float:
+        return float(np.median(squares / (a + b * light_there))) - NORMAL_SQUARE_MEDIAN
+
+    b = 0.0
+    if len(squares) and excess(0.0) > 0 and excess(1e6) < 0:
+        b = brentq(excess, 0.0, 1e6)
+    variance = a + b * np.maximum(star, 0.0)
+    inner = kept & near
+    return np.sum(np.where(inner, residual**2 / variance, 0.0), axis=1) / np.maximum(inner.sum(axis=1), 1)
 
 
 #: Radii, in half-light radii of the broader frame, of the pixels a star's profile is fitted to: the
