@@ -5,9 +5,7 @@ import pandas as pd
 import pytest
 
 from nsgflow.cores import saturated_cores, saturated_positions
-from nsgflow.detect import StarFlag
 from nsgflow.gradient import matched_difference
-from nsgflow.photometry import cores_rebuilt
 from nsgflow.profiles import profile_pixels, psf_image
 
 SHAPE = (200, 240)
@@ -77,18 +75,3 @@ def test_rebuilt_cores_keep_a_saturated_star_out_of_the_matched_difference(strip
     # what is left (0.1 sigma) is mostly the beta-2 kernel's light beyond its 60 px
     assert np.abs(clipped[outside] - expected).max() > 300
     assert np.abs(rebuilt[outside] - expected).max() < 3
-
-
-def test_cores_are_rebuilt_while_stars_are_measured_and_restored_after():
-    """Both frames' catalogs give the saturated stars; a frame without a clipping level is left alone."""
-    profile = np.array([3.0, 2.5, 0.15, -0.1])
-    truth = SKY + _star(profile, 120.3, 95.6, 40 * LEVEL)
-    frame = np.minimum(truth + np.random.default_rng(2).normal(0, 20, SHAPE), LEVEL).astype(np.float32)
-    unclipped, before = frame.copy(), frame.copy()
-    saturated = pd.DataFrame({"x": [120.3], "y": [95.6], "flags": [int(StarFlag.SATURATED)]})
-    none = saturated.iloc[:0]
-    frames = [(frame, none), (unclipped, saturated)]
-    with cores_rebuilt(frames, [profile, profile], [2.5, 2.5], [0.9 * LEVEL, None]):
-        assert frame.max() == pytest.approx(truth.max(), rel=0.02)  # 40 times the clipping level
-        np.testing.assert_array_equal(unclipped, before)
-    np.testing.assert_array_equal(frame, before)

@@ -9,8 +9,7 @@ frame's own width, beta and elongation (:mod:`nsgflow.profiles`); each frame is
 then convolved with the *other* frame's profile (:func:`psf_matched_photometry`),
 which gives both frames' stars the same profile, and measured in one aperture
 at the same positions, with a plane through a background annulus, neighbours
-left out (:mod:`nsgflow.neighbours`), saturated stars' clipped cores rebuilt
-from the profiles (:func:`cores_rebuilt`). What the aperture misses is then the
+left out (:mod:`nsgflow.neighbours`). What the aperture misses is then the
 same on both; neighbours and nebulosity, the same light on both frames, cancel
 in the ratio. What the fitted profiles do not know is the scale's model
 uncertainty (:func:`nsgflow.profiles.profile_error`).
@@ -18,14 +17,12 @@ uncertainty (:func:`nsgflow.profiles.profile_error`).
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.cores import saturated_cores, saturated_positions
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
@@ -43,7 +40,6 @@ from nsgflow.profiles import (
 
 __all__ = [
     "aperture_photometry",
-    "cores_rebuilt",
     "frame_hlr",
     "measure_photometry",
     "psf_matched_photometry",
@@ -323,7 +319,6 @@ def measure_photometry(
     profile_stars: int = 60,
     max_stars: int = 500,
     defects: Sequence[Defects] | None = None,
-    clip_levels: Sequence[float | None] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames, each convolved with the other's star profile.
 
@@ -368,11 +363,6 @@ def measure_photometry(
     defects : sequence of two Defects, optional
         The target's and the reference's defects if already found (the
         workflow finds them at detection); by default they are found here.
-    clip_levels : sequence of two float or None, optional
-        The level at which the target's and the reference's saturated stars
-        are clipped (None: not saturated). Their clipped cores are rebuilt
-        from the frame's profile while the stars are measured
-        (:func:`cores_rebuilt`); by default they are left clipped.
 
     Raises
     ------
@@ -420,23 +410,17 @@ def measure_photometry(
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
-        with cores_rebuilt(
-            both,
-            [profile for profile, _ in profiles],
-            hlr,
-            (None, None) if clip_levels is None else clip_levels[::-1],
-        ):
-            measured, disagreement = psf_matched_photometry(
-                (reference, target),
-                x,
-                y,
-                [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
-                radius,
-                annulus,
-                noise,
-                mask=mask,
-                own_radius=own,
-            )
+        measured, disagreement = psf_matched_photometry(
+            (reference, target),
+            x,
+            y,
+            [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
+            radius,
+            annulus,
+            noise,
+            mask=mask,
+            own_radius=own,
+        )
     table = _photometry_table(ref, tgt, measured, disagreement, flags, (min_snr, max_disagreement))
     info = {
         "defects_replaced": replaced,
@@ -455,37 +439,6 @@ def measure_photometry(
         ),
     }
     return table, info
-
-
-@contextmanager
-def cores_rebuilt(
-    frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
-    profiles: Sequence[np.ndarray],
-    hlr: Sequence[float],
-    levels: Sequence[float | None],
-) -> Iterator[None]:
-    """The clipped cores of every saturated star rebuilt in both frames while in the block, restored after.
-
-    ``frames`` hold each frame and its catalog; the stars flagged saturated
-    in either catalog are rebuilt in each frame clipped at its ``levels``
-    from its ``profiles`` and half-light radius ``hlr``
-    (:func:`nsgflow.cores.saturated_cores`). A clipped core, convolved with the
-    other frame's profile, leaves each frame a different deficit around the
-    star, which reaches its neighbours' apertures and annuli.
-    """
-    x, y = saturated_positions([catalog for _, catalog in frames], StarFlag.SATURATED)
-    saved = []
-    try:
-        for (data, _), profile, radius, level in zip(frames, profiles, hlr, levels, strict=True):
-            if level is None or not len(x):
-                continue
-            cores = saturated_cores(data, x, y, np.asarray(profile), radius, level)
-            saved.append((data, cores.rows, cores.cols, data[cores.rows, cores.cols]))
-            data[cores.rows, cores.cols] = cores.values
-        yield
-    finally:
-        for data, rows, cols, values in reversed(saved):
-            data[rows, cols] = values
 
 
 def _photometry_table(
