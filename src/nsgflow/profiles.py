@@ -134,9 +134,8 @@ def _pixel_integrated(
             (py[:, None, columns] + nodes_y[:, None]).reshape(n, -1),
         )
         node_value, node_jac = node_value.reshape(n, -1, width), node_jac.reshape(n, -1, width, 8)
-        for node, weight in enumerate(weights):
-            value[:, columns] += weight * node_value[:, node]
-            jac[:, columns] += weight * node_jac[:, node]
+        value[:, columns] = np.einsum("q,nqk->nk", weights, node_value)
+        jac[:, columns] = np.einsum("q,nqkj->nkj", weights, node_jac)
     return value, jac
 
 
