@@ -84,8 +84,8 @@ def test_misfits_are_one_for_stars_the_profile_fits_and_large_for_an_unresolved_
     light = model.copy()
     light[0] += 0.2 * np.exp(params[0, 2]) * profile_pixels(np.array([alpha, beta, 0, 0]), ox - 4, oy)
     light += rng.standard_normal(light.shape) * np.sqrt(100.0 + model)
-    pixels = (np.tile(ox, (n, 1)), np.tile(oy, (n, 1)), ox.size)
-    misfit = profiles._misfits(params, pixels, light, np.ones_like(light))
+    offsets = (np.tile(ox, (n, 1)), np.tile(oy, (n, 1)))
+    misfit = profiles._misfits(params, model, offsets, light, np.ones_like(light))
     assert np.median(misfit[1:]) == pytest.approx(1.0, abs=0.1)
     assert misfit[0] > 5 * np.median(misfit[1:])
 

@@ -22,7 +22,7 @@ import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.gradient import alpha_from_hlr
+from nsgflow.gradient import alpha_from_hlr, moffat_radius
 from nsgflow.neighbours import annulus_background
 from nsgflow.robust import MAD_TO_SIGMA, mad_sigma
 
@@ -124,8 +124,11 @@ def _pixel_integrated(
     """
     n, k = px.shape
     value, jac = np.zeros((n, k)), np.zeros((n, k, 8))
-    for columns, (nodes_x, nodes_y, weights) in ((slice(0, core), CORE_RULE), (slice(core, k), WING_RULE)):
-        width = len(range(k)[columns])
+    for first, last, (nodes_x, nodes_y, weights) in (
+        (0, min(core, k), CORE_RULE),
+        (min(core, k), k, WING_RULE),
+    ):
+        columns, width = slice(first, last), last - first
         if not width:
             continue
         node_value, node_jac = _moffat_pixels(  # node by node, so that each node's values lie together
@@ -242,13 +245,13 @@ def profile_fits(
     if good.sum() >= MIN_PROFILE_STARS:
         start = p[good].copy()
         start[:, SHARED] = np.median(p[good][:, SHARED], axis=0)
-        fitted = _joint_fit(start, (px[good], py[good], core), light[good], weight[good], (low, high))
-        misfit = _misfits(fitted, (px[good], py[good], core), light[good], weight[good])
+        fitted, model = _joint_fit(start, (px[good], py[good], core), light[good], weight[good], (low, high))
+        misfit = _misfits(fitted, model, (px[good], py[good]), light[good], weight[good])
         consistent = misfit <= np.median(misfit) + MAX_MISFIT_SIGMAS * mad_sigma(misfit)
         if not consistent.all() and consistent.sum() >= MIN_PROFILE_STARS:  # unresolved pairs, mostly
             good[good] = consistent
             pixels = (px[good], py[good], core)
-            fitted = _joint_fit(fitted[consistent], pixels, light[good], weight[good], (low, high))
+            fitted, _ = _joint_fit(fitted[consistent], pixels, light[good], weight[good], (low, high))
         shared = fitted[0, SHARED].copy()
         shared[0] = np.exp(shared[0])
     return fits, shared
@@ -386,14 +389,15 @@ def _joint_fit(
     light: np.ndarray,
     weight: np.ndarray,
     bounds: tuple[np.ndarray, np.ndarray],
-) -> np.ndarray:
+) -> tuple[np.ndarray, np.ndarray]:
     """One profile (the :data:`SHARED` parameters) fitted to several stars' pixels at once.
 
     Levenberg-Marquardt on all parameters, the stars' own ones eliminated
     from each step's normal equations (a Schur complement), so a step costs
     little more than the stars' separate fits. ``p`` holds the start (the
     shared columns equal in every row), the rest as :func:`_levenberg_marquardt`.
-    Returns every star's parameters, the shared ones equal in all rows.
+    Returns every star's parameters, the shared ones equal in all rows, and
+    the model's pixel values with them.
     """
     px, py, core = pixels
     value, jac = _pixel_integrated(p, px, py, core)
@@ -431,7 +435,7 @@ def _joint_fit(
             damping *= 4
             if damping > 1e4:
                 break
-    return p
+    return p, value
 
 
 #: Robust sigmas above the median star's misfit (:func:`_misfits`) beyond which a star is left out of
@@ -445,9 +449,15 @@ NORMAL_SQUARE_MEDIAN = 0.4549
 
 
 def _misfits(
-    p: np.ndarray, pixels: tuple[np.ndarray, np.ndarray, int], light: np.ndarray, weight: np.ndarray
+    p: np.ndarray,
+    value: np.ndarray,
+    offsets: tuple[np.ndarray, np.ndarray],
+    light: np.ndarray,
+    weight: np.ndarray,
 ) -> np.ndarray:
     """Each star's mean squared residual from the joint model ``p``, in units of its pixels' variance.
+
+    ``value`` is the model at the pixels' ``offsets`` (:func:`_joint_fit`).
 
     Over the kept pixels within :data:`MISFIT_RADIUS_FWHM` of each star's
     fitted centre. A pixel's variance is ``a + b * star``, the star's
@@ -459,13 +469,11 @@ def _misfits(
     """
     from scipy.optimize import brentq
 
-    px, py, core = pixels
-    value, _ = _pixel_integrated(p, px, py, core)
+    px, py = offsets
     star, residual = value - p[:, 7:8], light - value
     kept = weight > 0
-    alpha, beta = np.exp(p[0, 3]), p[0, 4]
-    r2 = (px - p[:, :1]) ** 2 + (py - p[:, 1:2]) ** 2
-    near = r2 <= (MISFIT_RADIUS_FWHM * 2 * alpha * np.sqrt(2 ** (1 / beta) - 1)) ** 2
+    fwhm = 2 * moffat_radius(2.0, np.exp(p[0, 3]), p[0, 4])
+    near = (px - p[:, :1]) ** 2 + (py - p[:, 1:2]) ** 2 <= (MISFIT_RADIUS_FWHM * fwhm) ** 2
     a = mad_sigma(residual[kept & ~near]) ** 2 if (kept & ~near).any() else np.median(residual[kept] ** 2)
     bright = kept & (star > 10 * np.sqrt(a))
     squares, light_there = residual[bright] ** 2, star[bright]
