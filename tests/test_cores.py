@@ -33,6 +33,20 @@ def test_a_clipped_core_is_rebuilt_to_the_light_it_lost():
     np.testing.assert_allclose(cores.values, truth[cores.rows, cores.cols], rtol=0.02)
 
 
+@pytest.mark.parametrize("fragment_first", [False, True])
+def test_a_star_listed_twice_has_its_core_rebuilt_once_from_its_centre(fragment_first):
+    """Deblending may split a saturated plateau: a second position 4 px off the star, on its core."""
+    profile = [4.0, 2.0, 0.0, 0.0]
+    truth = SKY + _star(profile, 120.3, 95.6, 60 * LEVEL)
+    frame = np.minimum(truth, LEVEL)
+    x, y = np.array([120.3, 116.3]), np.array([95.6, 95.6])
+    order = slice(None, None, -1 if fragment_first else 1)
+    cores = saturated_cores(frame, x[order], y[order], np.array(profile), 4.0, 0.9 * LEVEL)
+    pixels = cores.rows * SHAPE[1] + cores.cols
+    assert len(np.unique(pixels)) == len(pixels)  # each pixel replaced once
+    np.testing.assert_allclose(cores.values, truth[cores.rows, cores.cols], rtol=0.01)
+
+
 def test_stars_without_a_clipped_core_are_left_as_they_are():
     profile = np.array([2.0, 3.0, 0.0, 0.0])
     frame = SKY + _star(profile, 60.0, 60.0, 0.5 * LEVEL)

@@ -98,14 +98,19 @@ def saturated_cores(
     least squares to the unclipped pixels of a ring :data:`RING_HLR` half-light
     radii (``hlr_px``) wide just outside the core, and gives the core's pixels;
     a pixel never drops below its clipped value. Stars without a core, or
-    whose ring is too small or fit not positive, are left as they are.
+    whose ring is too small or fit not positive, are left as they are; a core
+    that several positions share is rebuilt once (:func:`_one_per_core`).
 
     Returns
     -------
     ReplacedPixels
         The cores' pixels and their rebuilt values.
     """
-    found = [_core(plane, x0, y0, profile, hlr_px, limit) for x0, y0 in zip(x, y, strict=True)]
+    ring_width = max(RING_HLR * hlr_px, MIN_RING_PX)
+    found = [
+        _core(plane, x0, y0, profile, ring_width, limit)
+        for x0, y0 in _one_per_core(plane, x, y, limit, ring_width)
+    ]
     found = [f for f in found if f is not None]
     if not found:
         empty = np.zeros(0, np.int64)
@@ -114,11 +119,33 @@ def saturated_cores(
     return ReplacedPixels(rows, cols, values.astype(plane.dtype))
 
 
+def _one_per_core(
+    plane: np.ndarray, x: np.ndarray, y: np.ndarray, limit: float, ring_width: float
+) -> list[tuple[float, float]]:
+    """The positions ``x, y`` with a clipped core, one per core: the nearest its clipped pixels' centroid.
+
+    A catalog may hold a saturated star twice (its plateau split by the
+    deblending); rebuilt from each position, its core would take the values
+    of the last, centred off the star.
+    """
+    best: dict[tuple[int, int], tuple[float, float, float]] = {}
+    for x0, y0 in zip(x, y, strict=True):
+        window = _core_window(plane, x0, y0, limit, ring_width)
+        if window is None:
+            continue
+        _, rows, cols, core, _, _ = window
+        pixels = rows[core] * plane.shape[1] + cols[core]
+        key = (int(pixels.min()), int(pixels.size))  # the same pixels found from another position
+        offset = float(np.hypot(cols[core].mean() - x0, rows[core].mean() - y0))
+        if key not in best or offset < best[key][0]:
+            best[key] = (offset, x0, y0)
+    return [(x0, y0) for _, x0, y0 in best.values()]
+
+
 def _core(
-    plane: np.ndarray, x0: float, y0: float, profile: np.ndarray, hlr_px: float, limit: float
+    plane: np.ndarray, x0: float, y0: float, profile: np.ndarray, ring_width: float, limit: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """One star's core pixels ``rows, cols`` and rebuilt values, or None."""
-    ring_width = max(RING_HLR * hlr_px, MIN_RING_PX)
+    """One star's core pixels ``rows, cols`` and rebuilt values (its ring ``ring_width`` px wide), or None."""
     window = _core_window(plane, x0, y0, limit, ring_width)
     if window is None:
         return None
