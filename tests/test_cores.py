@@ -47,6 +47,17 @@ def test_a_star_listed_twice_has_its_core_rebuilt_once_from_its_centre(fragment_
     np.testing.assert_allclose(cores.values, truth[cores.rows, cores.cols], rtol=0.01)
 
 
+def test_a_star_cut_by_a_border_is_rebuilt_from_its_own_centre():
+    """Half the star lies in a no-data border: the catalog puts it 3 px off its centre, on its visible side."""
+    profile = [2.5, 4.5, 0.0, 0.0]
+    truth = SKY + _star(profile, 120.3, 95.6, 80 * LEVEL)
+    frame = np.minimum(truth, LEVEL)
+    frame[97:] = 0.0  # the border
+    cores = saturated_cores(frame, np.array([120.3]), np.array([92.6]), np.array(profile), 1.6, 0.9 * LEVEL)
+    assert cores.rows.size > 0
+    np.testing.assert_allclose(cores.values, truth[cores.rows, cores.cols], rtol=0.05)
+
+
 def test_stars_without_a_clipped_core_are_left_as_they_are():
     profile = np.array([2.0, 3.0, 0.0, 0.0])
     frame = SKY + _star(profile, 60.0, 60.0, 0.5 * LEVEL)

@@ -156,12 +156,66 @@ def _core(
     ring = ~over & (values != 0) & (radius > edge + 0.5) & (radius <= edge + ring_width)
     if ring.sum() < MIN_RING_PIXELS:
         return None
+    disc = radius <= edge + ring_width
+    if (values[disc] == 0).any() or disc.sum() < 0.95 * np.pi * (edge + ring_width) ** 2:
+        x0, y0 = _ring_centre(values, rows, cols, ring, profile, (x0, y0))  # cut by a border or the edge
     unit = profile_pixels(profile, cols - x0, rows - y0)
     amplitude, level = _ring_fit(values, unit, ring)
     if not amplitude > 0:
         return None
     rebuilt = np.maximum(amplitude * unit[core] + level, values[core])
     return rows[core], cols[core], rebuilt
+
+
+#: Farthest (px) the ring fit moves a saturated star cut by a border or the frame's edge from its
+#: catalog position: such a star is catalogued off its centre, on its visible side, and its core
+#: rebuilt there falls short. Whole stars keep their catalog position, which the ring's pixels would
+#: only make noisier.
+MAX_SHIFT_PX = 4.0
+
+
+def _ring_centre(
+    values: np.ndarray,
+    rows: np.ndarray,
+    cols: np.ndarray,
+    ring: np.ndarray,
+    profile: np.ndarray,
+    start: tuple[float, float],
+) -> tuple[float, float]:
+    """The centre of the ``profile`` (times an amplitude, plus a level) that fits the ``ring`` pixels best.
+
+    The best of a half-pixel grid within :data:`MAX_SHIFT_PX` of ``start``,
+    refined by a robust (soft L1) least-squares fit.
+    """
+    from scipy.optimize import least_squares
+
+    x, y, light = cols[ring], rows[ring], values[ring]
+
+    def residual(p: np.ndarray) -> np.ndarray:
+        return p[0] * profile_pixels(profile, x - p[2], y - p[3]) + p[1] - light
+
+    def linear(centre: np.ndarray) -> tuple[float, np.ndarray]:
+        """Sum of squared residuals of the best amplitude and level at ``centre``, and those."""
+        unit = profile_pixels(profile, x - centre[0], y - centre[1])
+        design = np.stack([unit, np.ones_like(unit)], axis=1)
+        solution, *_ = np.linalg.lstsq(design, light, rcond=None)
+        return float(np.sum((design @ solution - light) ** 2)), solution
+
+    # a grid of centres first: from a position off by pixels, a local fit can end in a false minimum
+    steps = np.arange(-MAX_SHIFT_PX, MAX_SHIFT_PX + 0.25, 0.5)
+    grid = [np.asarray(start) + np.array([dx, dy]) for dx in steps for dy in steps]
+    best = min(grid, key=lambda centre: linear(centre)[0])
+    cost, (amplitude, level) = linear(best)
+    scale = np.sqrt(cost / len(light)) + 1e-12
+    shift = np.array([MAX_SHIFT_PX, MAX_SHIFT_PX])
+    fit = least_squares(
+        residual,
+        [amplitude, level, *best],
+        bounds=([-np.inf, -np.inf, *(np.array(start) - shift)], [np.inf, np.inf, *(np.array(start) + shift)]),
+        loss="soft_l1",
+        f_scale=scale,
+    )
+    return float(fit.x[2]), float(fit.x[3])
 
 
 def _core_window(
