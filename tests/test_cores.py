@@ -48,7 +48,7 @@ def test_a_star_listed_twice_has_its_core_rebuilt_once_from_its_centre(fragment_
 
 
 def test_a_star_cut_by_a_border_is_rebuilt_from_its_own_centre():
-    """Half the star lies in a no-data border: the catalog puts it 3 px off its centre, on its visible side."""
+    """Half the star lies in a no-data border: catalogued 3 px off its centre, on its visible side."""
     profile = [2.5, 4.5, 0.0, 0.0]
     truth = SKY + _star(profile, 120.3, 95.6, 80 * LEVEL)
     frame = np.minimum(truth, LEVEL)
