@@ -235,6 +235,15 @@ def test_verbose_shows_snakemake_as_it_comes(tiny_workflow, capfd):
     assert not list(Path("results", "logs").glob("run-*.log"))
 
 
+def test_a_quiet_run_counts_no_frames_it_cannot_see_finish(tiny_workflow, capfd):
+    """Snakemake's --quiet sends no job-finished events: no line may say 0 of the frames are done."""
+    assert main(["run", "*.fits", "--reference", "a.fits", "--cores", "1", "--keep-going", "--quiet"]) == 1
+    shown = capfd.readouterr().err.splitlines()[2:]
+    assert shown[0] == "nsgflow: FAILED bad: normalize: bad.fits: no stars"
+    assert re.fullmatch(r"1 failed · took \d+ s", shown[1]), shown
+    assert shown[2].startswith("nsgflow: the run did not finish cleanly")
+
+
 def test_a_run_with_nothing_to_do_says_so(tiny_workflow, capfd):
     arguments = ["run", "a.fits", "--reference", "a.fits", "--cores", "1"]
     assert main(arguments) == 0

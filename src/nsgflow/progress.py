@@ -187,12 +187,15 @@ class Progress:
         parallel = max(1.0, (sum(finished) + sum(elapsed for _, elapsed in running)) / (now - self.start))
         return max(0.0, work / parallel)
 
-    def line(self, now: float, *, final: bool = False) -> str:
+    def line(self, now: float, *, final: bool = False, counted: bool = True) -> str:
         """The display: ``12/40 frames · 1 failed · about 3 min left``; at the end, the time taken.
 
-        A plan without frames (only jobs of the whole set) counts jobs instead.
+        A plan without frames (only jobs of the whole set) counts jobs instead;
+        without ``counted`` (no finished jobs were reported) nothing is counted.
         """
-        if self.frames:
+        if not counted:
+            parts = []
+        elif self.frames:
             parts = [f"{len(self.done)}/{len(self.frames)} frames"]
         else:
             parts = [f"{self.planned - sum(self.todo.values())}/{self.planned} jobs"]

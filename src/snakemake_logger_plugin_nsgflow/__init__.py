@@ -5,7 +5,10 @@ descriptor 3, for a normal run: the frames done of those to do, the failed
 frames and the time left (:class:`nsgflow.progress.Progress`), in place on a
 terminal and one line per change elsewhere, and one line per error: a failed
 job's frame, rule and the error its log ends with, or Snakemake's own error.
-In a dry run it shows nothing.
+In a dry run it shows nothing. With Snakemake's ``--quiet`` (quiet about
+progress) Snakemake sends no job-finished events, so the display counts no
+frames: it shows the errors and, at the end, the failed frames and the time
+taken.
 
 It leaves Snakemake's own output as it is: ``nsgflow run`` sends that, with
 the jobs' output, to a log file (see :func:`nsgflow.cli.run_workflow`).
@@ -20,6 +23,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from snakemake.settings.enums import Quietness
 from snakemake_interface_logger_plugins.base import LogHandlerBase
 from snakemake_interface_logger_plugins.common import LogEvent
 from snakemake_interface_logger_plugins.settings import LogHandlerSettingsBase
@@ -64,6 +68,8 @@ class LogHandler(LogHandlerBase):
         self.shown = ""  # the last status line written
         self.errors: set[str] = set()  # error lines written, each once
         self.last_info = ""  # Snakemake's last message, shown at the end of a run that ran no job
+        # quiet about progress, Snakemake logs no finished jobs: the frames done cannot be counted
+        self.counting = Quietness.PROGRESS not in (getattr(self.common_settings, "quiet", None) or ())
 
     # Snakemake's own stream handler stays (nsgflow run sends it to the log file); this one writes
     # to its own file descriptor and formats and filters its records itself.
@@ -95,7 +101,7 @@ class LogHandler(LogHandlerBase):
             self._error(record.getMessage().strip())
         elif event is None and record.levelno == logging.INFO and record.msg:
             self.last_info = record.getMessage().strip()
-        if self.progress.planned:
+        if self.progress.planned and self.counting:
             self._status(self.progress.line(record.created))
 
     def _job_failed(self, jobid: int, rule: str, logs: list[str]) -> None:
@@ -124,7 +130,7 @@ class LogHandler(LogHandlerBase):
     def close(self) -> None:
         """End the display with the final line: frames done, failed and the time taken."""
         if self.progress.planned:
-            line = self.progress.line(time.time(), final=True)
+            line = self.progress.line(time.time(), final=True, counted=self.counting)
             self.stream.write(f"\r\033[K{line}\n" if self.tty else f"{line}\n")
         elif self.last_info and not self.errors and not self.common_settings.dryrun:
             self.stream.write(f"{self.last_info}\n")  # e.g. nothing to be done, or the report written
