@@ -6,6 +6,7 @@ from scipy import integrate
 from nsgflow import synthetic
 from nsgflow.api import resolve_settings
 from nsgflow.detect import detect_stars
+from nsgflow.errors import FrameError
 from nsgflow.match import match_stars
 from nsgflow.neighbours import annulus_background, neighbour_mask
 from nsgflow.photometry import aperture_photometry, measure_photometry, psf_matched_photometry
@@ -137,6 +138,16 @@ def test_at_most_max_stars_are_measured_the_brightest(pair):
     assert len(table) == 50
     brightest = cat_r.iloc[np.sort(pairs["ref_index"].to_numpy())[:50]]
     assert table["ref_id"].tolist() == brightest["id"].tolist()
+
+
+def test_apertures_larger_than_the_frame_are_an_error_not_minutes_of_work(pair):
+    """A frame whose "stars" are 200 px wide has no star an aperture fits around: say so at once."""
+    ref, tgt = pair["ref"], pair["tgt"]
+    cat_r, cat_t = detect_stars(ref), detect_stars(tgt)
+    pairs = match_stars(cat_t, cat_r)
+    cat_t["hlr_px"] = 200.0
+    with pytest.raises(FrameError, match=r"apertures \(\d+ px.* do not fit in a frame of"):
+        measure_photometry(tgt, ref, cat_t, cat_r, pairs)
 
 
 @pytest.mark.parametrize("colour", [False, True], ids=["mono", "colour"])

@@ -367,7 +367,7 @@ def measure_photometry(
     Raises
     ------
     FrameError
-        Neither frame's star sizes can be measured.
+        Neither frame's star sizes can be measured, or no aperture fits in the frame.
 
     Returns
     -------
@@ -384,6 +384,15 @@ def measure_photometry(
     if not np.all(np.isfinite(hlr)):
         raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
     radius = aperture_hlr * float(np.hypot(*hlr)) if aperture_px == "auto" else float(aperture_px)
+    if (
+        radius >= min(target.shape) / 2
+    ):  # every aperture would reach the edge; its profile images would be huge
+        raise FrameError(
+            f"the stars' apertures ({radius:.0f} px, from half-light radii of {hlr[1]:.1f} px here and "
+            f"{hlr[0]:.1f} px in the reference) do not fit in a frame of {target.shape[0]} x "
+            f"{target.shape[1]} px; check the frame (stars this broad are out of focus, or not stars), "
+            "or set photometry.aperture_px"
+        )
     annulus = (annulus_inner * radius, annulus_outer * radius)
     pairs = pairs.nsmallest(max_stars, "ref_index")  # catalogs list the brightest first
     ref = ref_catalog.iloc[pairs["ref_index"].to_numpy()].reset_index(drop=True)
