@@ -108,8 +108,8 @@ def saturated_cores(
     """
     ring_width = max(RING_HLR * hlr_px, MIN_RING_PX)
     found = [
-        _core(plane, x0, y0, profile, ring_width, limit)
-        for x0, y0 in _one_per_core(plane, x, y, limit, ring_width)
+        _core(window, x0, y0, profile, ring_width)
+        for window, x0, y0 in _one_per_core(plane, x, y, limit, ring_width)
     ]
     found = [f for f in found if f is not None]
     if not found:
@@ -121,14 +121,16 @@ def saturated_cores(
 
 def _one_per_core(
     plane: np.ndarray, x: np.ndarray, y: np.ndarray, limit: float, ring_width: float
-) -> list[tuple[float, float]]:
-    """The positions ``x, y`` with a clipped core, one per core: the nearest its clipped pixels' centroid.
+) -> list[tuple[tuple, float, float]]:
+    """The positions ``x, y`` with a clipped core, one per core, each with its :func:`_core_window`.
+
+    Of positions that share a core, the one nearest its clipped pixels' centroid is kept.
 
     A catalog may hold a saturated star twice (its plateau split by the
     deblending); rebuilt from each position, its core would take the values
     of the last, centred off the star.
     """
-    best: dict[tuple[int, int], tuple[float, float, float]] = {}
+    best: dict[tuple[int, int], tuple[float, tuple, float, float]] = {}
     for x0, y0 in zip(x, y, strict=True):
         window = _core_window(plane, x0, y0, limit, ring_width)
         if window is None:
@@ -138,17 +140,17 @@ def _one_per_core(
         key = (int(pixels.min()), int(pixels.size))  # the same pixels found from another position
         offset = float(np.hypot(cols[core].mean() - x0, rows[core].mean() - y0))
         if key not in best or offset < best[key][0]:
-            best[key] = (offset, x0, y0)
-    return [(x0, y0) for _, x0, y0 in best.values()]
+            best[key] = (offset, window, x0, y0)
+    return [(window, x0, y0) for _, window, x0, y0 in best.values()]
 
 
 def _core(
-    plane: np.ndarray, x0: float, y0: float, profile: np.ndarray, ring_width: float, limit: float
+    window: tuple, x0: float, y0: float, profile: np.ndarray, ring_width: float
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-    """One star's core pixels ``rows, cols`` and rebuilt values (its ring ``ring_width`` px wide), or None."""
-    window = _core_window(plane, x0, y0, limit, ring_width)
-    if window is None:
-        return None
+    """One star's core pixels ``rows, cols`` and rebuilt values (its ring ``ring_width`` px wide), or None.
+
+    ``window`` is the star's :func:`_core_window`.
+    """
     values, rows, cols, core, over, radius = window
     if core.sum() < MIN_CORE_PIXELS:
         return None
@@ -194,12 +196,11 @@ def _ring_centre(
     def residual(p: np.ndarray) -> np.ndarray:
         return p[0] * profile_pixels(profile, x - p[2], y - p[3]) + p[1] - light
 
-    def linear(centre: np.ndarray) -> tuple[float, np.ndarray]:
+    def linear(centre: np.ndarray) -> tuple[float, tuple[float, float]]:
         """Sum of squared residuals of the best amplitude and level at ``centre``, and those."""
         unit = profile_pixels(profile, x - centre[0], y - centre[1])
-        design = np.stack([unit, np.ones_like(unit)], axis=1)
-        solution, *_ = np.linalg.lstsq(design, light, rcond=None)
-        return float(np.sum((design @ solution - light) ** 2)), solution
+        amplitude, level = _amplitude_and_level(unit, light)
+        return float(np.sum((amplitude * unit + level - light) ** 2)), (amplitude, level)
 
     # a grid of centres first: from a position off by pixels, a local fit can end in a false minimum
     steps = np.arange(-MAX_SHIFT_PX, MAX_SHIFT_PX + 0.25, 0.5)
@@ -252,11 +253,17 @@ def _ring_fit(values: np.ndarray, unit: np.ndarray, ring: np.ndarray) -> tuple[f
     keep = ring
     amplitude, level = 0.0, 0.0
     for _ in range(RING_ITERATIONS):
-        design = np.stack([unit[keep], np.ones(int(keep.sum()))], axis=1)
-        (amplitude, level), *_ = np.linalg.lstsq(design, values[keep], rcond=None)
+        amplitude, level = _amplitude_and_level(unit[keep], values[keep])
         residual = values - (amplitude * unit + level)
         spread = MAD_TO_SIGMA * np.median(np.abs(residual[ring]))
         keep = ring & (np.abs(residual) <= RING_CLIP_SIGMA * spread)
         if keep.sum() < MIN_RING_PIXELS:
             break
+    return float(amplitude), float(level)
+
+
+def _amplitude_and_level(unit: np.ndarray, light: np.ndarray) -> tuple[float, float]:
+    """Least-squares ``amplitude`` and ``level`` of ``amplitude * unit + level`` fitted to ``light``."""
+    design = np.stack([unit, np.ones_like(unit)], axis=1)
+    (amplitude, level), *_ = np.linalg.lstsq(design, light, rcond=None)
     return float(amplitude), float(level)

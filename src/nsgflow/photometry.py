@@ -384,9 +384,8 @@ def measure_photometry(
     if not np.all(np.isfinite(hlr)):
         raise FrameError("the star sizes could not be measured (no star with a finite half-light radius)")
     radius = aperture_hlr * float(np.hypot(*hlr)) if aperture_px == "auto" else float(aperture_px)
-    if (
-        radius >= min(target.shape) / 2
-    ):  # every aperture would reach the edge; its profile images would be huge
+    # no aperture fits in the frame: every pair would be rejected, after profile images of its size
+    if radius >= min(target.shape) / 2:
         raise FrameError(
             f"the stars' apertures ({radius:.0f} px, from half-light radii of {hlr[1]:.1f} px here and "
             f"{hlr[0]:.1f} px in the reference) do not fit in a frame of {target.shape[0]} x "
