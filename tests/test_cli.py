@@ -1,4 +1,6 @@
+import io
 import json
+import logging
 import os
 import signal
 import subprocess
@@ -171,6 +173,30 @@ def test_ctrl_c_taken_by_another_thread_reaches_snakemake(monkeypatch, later):
     helper.join()
     assert time.monotonic() - begun < 60
     assert started[0].returncode == 130  # stopped by the Ctrl-C sent on, and waited for
+
+
+def test_a_ctrl_c_while_snakemake_writes_its_log_stops_it_all_the_same():
+    # Snakemake's text log handler ignores a KeyboardInterrupt raised while it writes: the run went on
+    from snakemake.logging import ColorizingTextHandler
+
+    from nsgflow.snakemake_main import stop
+
+    class CtrlCWhileWriting(io.StringIO):
+        def write(self, text: str) -> int:
+            if not self.tell():  # once: a later Ctrl-C would reach pytest
+                os.kill(os.getpid(), signal.SIGINT)
+            return super().write(text)
+
+    handler = ColorizingTextHandler(stream=CtrlCWhileWriting())
+    record = logging.LogRecord("snakemake", logging.INFO, __file__, 1, "job finished", None, None)
+    previous = signal.signal(signal.SIGINT, stop)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            handler.emit(record)
+            time.sleep(5)  # the Ctrl-C is taken again once the handler has written
+        assert "job finished" in handler.stream.getvalue()
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def test_importing_the_command_loads_no_libraries():

@@ -68,26 +68,6 @@ SNAKEMAKE_SETTINGS_OPTIONS = ("--config", "-C", "--configfiles")
 #: Snakemake's options for a dry run: its output is the plan, shown as it comes.
 DRY_RUN_OPTIONS = ("-n", "--dry-run", "--dryrun")
 
-#: Runs Snakemake's command line. It starts with Ctrl-C (SIGINT) blocked (:func:`_run_snakemake`) and
-#: takes it once its imports are done: a Ctrl-C while Python or Snakemake start is held until then,
-#: and ends it quietly instead of with the traceback of an interrupted import. The first SIGINT stops
-#: the run; later ones (nsgflow sends each of its own on, so one Ctrl-C may arrive twice) do not
-#: interrupt the stopping of its jobs.
-SNAKEMAKE_MAIN = """\
-import signal, sys
-from snakemake.cli import main
-sys.argv[0] = "snakemake"  # the command it records, instead of -c
-def stop(signum, frame):
-    signal.signal(signal.SIGINT, lambda signum, frame: None)
-    raise KeyboardInterrupt
-try:
-    signal.signal(signal.SIGINT, stop)  # even if started with it ignored
-    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
-    main()
-except KeyboardInterrupt:
-    sys.exit(130)
-"""
-
 
 def snakemake_command(
     frames: str,
@@ -106,7 +86,7 @@ def snakemake_command(
     from nsgflow.workflow import workflow_dir
 
     folder = workflow or workflow_dir()
-    command = [sys.executable, "-c", SNAKEMAKE_MAIN, "--snakefile", str(folder / "Snakefile")]
+    command = [sys.executable, "-m", "nsgflow.snakemake_main", "--snakefile", str(folder / "Snakefile")]
     if configfile:  # before --cores: --configfile takes every word up to the next option
         command += ["--configfile", configfile]
     # extra options and targets go before --config, which takes every word after it
@@ -190,7 +170,7 @@ def _run_snakemake(command: list[str], log: Path | None = None, keep_fds: Sequen
     the compact display on this process's standard error instead.
     Ctrl-C at the terminal reaches Snakemake too (the same process group),
     which stops its jobs and removes its lock: killing it would leave them.
-    It starts with SIGINT blocked (see :data:`SNAKEMAKE_MAIN`). SIGINT, SIGTERM
+    It starts with SIGINT blocked (see :mod:`nsgflow.snakemake_main`). SIGINT, SIGTERM
     and SIGHUP that nsgflow takes reach Snakemake as SIGINT, also while it
     starts, and nsgflow waits for it: stopping nsgflow stops the run.
     Snakemake inherits ``keep_fds`` (the run's lock, :func:`_run_lock`).
