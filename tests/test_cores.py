@@ -5,6 +5,7 @@ import pandas as pd
 import pytest
 
 from nsgflow.cores import saturated_cores, saturated_positions
+from nsgflow.differences import REACH_SIGMA, REBUILT_CORE_ERROR, rebuilt_cores_reach
 from nsgflow.gradient import matched_difference
 from nsgflow.profiles import profile_pixels, psf_image
 
@@ -100,3 +101,27 @@ def test_rebuilt_cores_keep_a_saturated_star_out_of_the_matched_difference(strip
     # what is left (0.1 sigma) is mostly the beta-2 kernel's light beyond its 60 px
     assert np.abs(clipped[outside] - expected).max() > 300
     assert np.abs(rebuilt[outside] - expected).max() < 3
+
+
+def test_the_error_of_a_rebuilt_core_is_left_out_as_far_as_it_reaches():
+    """A sharp target's core rebuilt 10 % too bright, spread by a broad beta-2 reference's kernel."""
+    m, x0, y0, noise = 1.25, 118.4, 101.7, 5.0
+    profiles = {"target": np.array([2.2, 4.5, 0.0, 0.05]), "reference": np.array([4.0, 2.0, 0.1, 0.0])}
+    peak = 3e7 / m * (4.5 - 1) / (np.pi * 2.2**2)
+    target = np.minimum(SKY + _star(profiles["target"], x0, y0, peak), LEVEL).astype(np.float32)
+    core = saturated_cores(target, np.array([x0]), np.array([y0]), profiles["target"], 1.6, 0.9 * LEVEL)
+    added = core.values - target[core.rows, core.cols]
+    wrong = core._replace(values=target[core.rows, core.cols] + (1 + REBUILT_CORE_ERROR) * added)
+    reference = np.full(SHAPE, SKY, np.float32)  # its own light plays no part in what the error adds
+    kernels = [psf_image(profiles[name], 60) for name in ("target", "reference")]
+    valid = np.ones(SHAPE, bool)
+    right, _ = matched_difference(target, reference, m, *kernels, (valid, valid), (core, None))
+    spoilt, _ = matched_difference(target, reference, m, *kernels, (valid, valid), (wrong, None))
+    error = np.abs(spoilt - right) / noise  # in the reference's noise sigmas
+    record = {"profile": [list(profiles["reference"]), list(profiles["target"])]}
+    reach = rebuilt_cores_reach((target, reference), (wrong, None), record, (m, noise))
+    yy, xx = np.mgrid[0 : SHAPE[0], 0 : SHAPE[1]]
+    distance = np.hypot(xx - x0, yy - y0)
+    assert error.max() > 1000  # 3e6 ADU of error in the core
+    assert error[~reach].max() < 1.1 * REACH_SIGMA  # as far as it reaches
+    assert distance[reach].max() < 1.2 * distance[error >= REACH_SIGMA].max()  # and not much further

@@ -25,7 +25,7 @@ ALGORITHM_VERSIONS = {
     "detect": 8,
     "photometry": 13,
     "scale": 3,
-    "samples": 9,
+    "samples": 10,
     "gradient": 8,
     "normalize": 1,
     "diagnostics": 3,

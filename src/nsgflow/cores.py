@@ -45,11 +45,22 @@ SAME_STAR_PX = 3.0
 
 
 class ReplacedPixels(NamedTuple):
-    """Pixels of a frame plane to be read with other values: ``plane[rows, cols] = values``."""
+    """Pixels of a frame plane to be read with other values: ``plane[rows, cols] = values``.
+
+    ``core`` numbers the star core each pixel belongs to, from 0.
+    """
 
     rows: np.ndarray
     cols: np.ndarray
     values: np.ndarray
+    core: np.ndarray
+
+    def added_light(self, plane: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each core's centre ``x, y`` (its pixels' mean) and the light its values add to ``plane``."""
+        count = np.bincount(self.core)
+        x, y = (np.bincount(self.core, weights=v) / count for v in (self.cols, self.rows))
+        added = self.values.astype(np.float64) - plane[self.rows, self.cols]
+        return x, y, np.bincount(self.core, weights=added)
 
     def read_block(
         self, plane: np.ndarray, rows: tuple[int, int], cols: tuple[int, int] | None = None
@@ -114,9 +125,10 @@ def saturated_cores(
     found = [f for f in found if f is not None]
     if not found:
         empty = np.zeros(0, np.int64)
-        return ReplacedPixels(empty, empty, np.zeros(0, plane.dtype))
+        return ReplacedPixels(empty, empty, np.zeros(0, plane.dtype), empty)
     rows, cols, values = (np.concatenate(parts) for parts in zip(*found, strict=True))
-    return ReplacedPixels(rows, cols, values.astype(plane.dtype))
+    core = np.repeat(np.arange(len(found)), [f[0].size for f in found])
+    return ReplacedPixels(rows, cols, values.astype(plane.dtype), core)
 
 
 def _one_per_core(

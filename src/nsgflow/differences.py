@@ -22,7 +22,13 @@ from nsgflow.detect import StarFlag
 from nsgflow.gradient import matched_difference, moffat_radius, star_mask
 from nsgflow.profiles import psf_image
 
-__all__ = ["MeanDifference", "channel_differences", "matched_differences", "stars_held_once"]
+__all__ = [
+    "MeanDifference",
+    "channel_differences",
+    "matched_differences",
+    "rebuilt_cores_reach",
+    "stars_held_once",
+]
 
 
 def _difference(
@@ -89,7 +95,7 @@ def matched_differences(
     Saturated stars' clipped cores are rebuilt first in both frames
     (:func:`_rebuilt_cores`); ``catalogs`` and ``stats`` are the target's and the reference's.
     The pixels that the light of a star only one frame holds reaches are not defined
-    (:func:`stars_held_once`).
+    (:func:`stars_held_once`), nor those the error of a rebuilt core reaches (:func:`rebuilt_cores_reach`).
     With ``overwrite`` (float32 ``target`` only) each difference is written into the target's memory.
     """
     differences, defined = [], None
@@ -101,18 +107,24 @@ def matched_differences(
         cores = _rebuilt_cores((t, r), x, y, record, stats, channel)
         into = t if overwrite and t.dtype == np.float32 else None
         noise = channel_record(stats[1], channel)["noise"]
-        once = stars_held_once((t, r), data, catalogs, record, (m, noise), cores)  # before t is overwritten
+        # before t is overwritten
+        once = stars_held_once((t, r), data, catalogs, record, (m, noise), cores)
+        uncertain = rebuilt_cores_reach((t, r), cores, record, (m, noise))
         difference, ok = matched_difference(t, r, m, target_kernel, ref_kernel, data, cores, out=into)
-        if once is not None:
-            ok &= ~once
+        for mask in (once, uncertain):
+            if mask is not None:
+                ok &= ~mask
         differences.append(difference)
         defined = ok if defined is None else np.logical_and(defined, ok, out=defined)
     return differences, defined
 
 
-#: A star that only one frame holds is left out to where its light, spread by its frame's profile, falls
-#: below this many of the reference's noise sigmas.
-HELD_ONCE_SIGMA = 0.1
+#: Light that one frame's convolution holds and the other's lacks (a star only one frame holds, the
+#: error of a rebuilt core) is left out to where it falls below this many of the reference's noise sigmas.
+REACH_SIGMA = 0.1
+#: The share of a rebuilt saturated core's light it may be wrong by: the 90th percentile of whole
+#: cores on the cores benchmark (``benchmarks/cores.py``) is 12.5 %.
+REBUILT_CORE_ERROR = 0.1
 #: Such a star's light is summed within this many of its frame's half-light radii, less the median of a
 #: ring 2 to 3 times as far.
 HELD_ONCE_APERTURE_HLR = 6.0
@@ -132,10 +144,9 @@ def stars_held_once(
     (its border) or leaves them out (a trail, a hot pixel) cannot cancel in
     the matched difference: the other frame lacks its light, and convolving
     with the wide kernel of a frame with broad wings spreads what it lacks
-    far. Each such star's light ``F`` is summed in the frame that holds it
-    (saturated ``cores`` rebuilt), in the reference's units; its disc is left
-    out to where ``F`` times that frame's profile (round, of its ``alpha`` and
-    ``beta``) falls below :data:`HELD_ONCE_SIGMA` times the reference's noise.
+    far. Each such star's light is summed in the frame that holds it
+    (saturated ``cores`` rebuilt), and its disc is left out as far as that
+    frame's profile spreads it (:func:`_reach`).
 
     Parameters
     ----------
@@ -148,7 +159,6 @@ def stars_held_once(
     scale_noise
         The scale m and the reference's noise.
     """
-    scale, noise = scale_noise
     profiles = (record["profile"][1], record["profile"][0])
     hlrs = (record["hlr_target_px"], record["hlr_ref_px"])
     shape = data[0].shape
@@ -157,17 +167,55 @@ def stars_held_once(
         x, y = (stars[c].to_numpy(float) for c in ("x", "y"))
         col, row = (np.clip(np.rint(v).astype(int), 0, n - 1) for v, n in ((x, shape[1]), (y, shape[0])))
         once = data[k][row, col] & ~data[1 - k][row, col]
-        if not once.any():
-            continue
-        light = _star_light(frames[k], data[k], cores[k], x[once], y[once], hlrs[k])
-        alpha, beta = profiles[k][0], profiles[k][1]
-        light = light * (scale if k == 0 else 1.0) * (beta - 1) / (np.pi * alpha**2 * HELD_ONCE_SIGMA * noise)
-        with np.errstate(invalid="ignore"):
-            radius = moffat_radius(np.maximum(light, 1.0), alpha, beta)
-        found.append((x[once], y[once], radius))
+        if once.any():
+            light = _star_light(frames[k], data[k], cores[k], x[once], y[once], hlrs[k])
+            found.append((x[once], y[once], light, profiles[k], k == 0))
+    return _reach(shape, found, scale_noise)
+
+
+def rebuilt_cores_reach(
+    frames: tuple[np.ndarray, np.ndarray],
+    cores: tuple[ReplacedPixels | None, ReplacedPixels | None],
+    record: dict,
+    scale_noise: tuple[float, float],
+) -> np.ndarray | None:
+    """Pixels that the error of the rebuilt saturated cores reaches; None if no core was rebuilt.
+
+    A rebuilt core (:func:`nsgflow.cores.saturated_cores`) may be wrong by
+    :data:`REBUILT_CORE_ERROR` of the light it adds to the clipped pixels of
+    ``frames`` (the target's and the reference's plane). Convolved with the
+    other frame's profile, that error spreads like a star's light, and no
+    light of the other frame cancels it: each core's disc is left out as far
+    as the other frame's profile spreads it (:func:`_reach`). ``record`` and
+    ``scale_noise`` are as for :func:`stars_held_once`.
+    """
+    found = []
+    for k, replaced in enumerate(cores):
+        if replaced is not None and replaced.rows.size:
+            x, y, added = replaced.added_light(frames[k])
+            found.append((x, y, REBUILT_CORE_ERROR * added, record["profile"][k], k == 0))
+    return _reach(frames[0].shape, found, scale_noise)
+
+
+def _reach(shape: tuple[int, int], found: list[tuple], scale_noise: tuple[float, float]) -> np.ndarray | None:
+    """Pixels where some light, spread by a profile, is at least :data:`REACH_SIGMA` of the reference's noise.
+
+    ``found`` lists ``(x, y, light, profile, in_target)``: positions and light
+    spread by one round Moffat profile (the ``alpha`` and ``beta`` of
+    ``profile``), the target's light (``in_target``) in the reference's units
+    after the scale m. ``scale_noise`` is m and the reference's noise. None if
+    ``found`` is empty.
+    """
     if not found:
         return None
-    x, y, radius = (np.concatenate(parts) for parts in zip(*found, strict=True))
+    scale, noise = scale_noise
+    parts = []
+    for x, y, light, profile, in_target in found:
+        alpha, beta = profile[0], profile[1]
+        peak = light * (scale if in_target else 1.0) * (beta - 1) / (np.pi * alpha**2 * REACH_SIGMA * noise)
+        with np.errstate(invalid="ignore"):
+            parts.append((x, y, moffat_radius(np.maximum(peak, 1.0), alpha, beta)))
+    x, y, radius = (np.concatenate(part) for part in zip(*parts, strict=True))
     return star_mask(shape, x, y, radius)
 
 
