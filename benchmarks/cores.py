@@ -45,16 +45,12 @@ def core_errors(plane: np.ndarray, truth: np.ndarray, x, y, profile, hlr: float,
     cores = saturated_cores(plane, x, y, np.asarray(profile), hlr, limit)
     if not cores.rows.size:
         return []
-    replaced = np.zeros(plane.shape, bool)
-    replaced[cores.rows, cores.cols] = True
-    labels, count = ndimage.label(replaced)
     blocked = np.pad(np.zeros((plane.shape[0] - 2, plane.shape[1] - 2), bool), 1, constant_values=True)
     near = ndimage.binary_dilation(blocked | (plane == 0), iterations=CUT_REACH_PX)
-    index = labels[cores.rows, cores.cols]
-    lost = np.bincount(index, weights=(truth - plane)[cores.rows, cores.cols], minlength=count + 1)
-    rebuilt = np.bincount(index, weights=cores.values - plane[cores.rows, cores.cols], minlength=count + 1)
-    cut = np.bincount(index, weights=near[cores.rows, cores.cols], minlength=count + 1) > 0
-    return [(lost[k], rebuilt[k], bool(cut[k])) for k in range(1, count + 1) if lost[k] > 0]
+    _, _, rebuilt = cores.added_light(plane)
+    lost = np.bincount(cores.core, weights=(truth - plane)[cores.rows, cores.cols])
+    cut = np.bincount(cores.core, weights=near[cores.rows, cores.cols]) > 0
+    return [(lost[k], rebuilt[k], bool(cut[k])) for k in range(len(lost)) if lost[k] > 0]
 
 
 def pair_errors(scene, specs: dict, reference: str, name: str) -> list[tuple]:

@@ -190,6 +190,7 @@ def rebuilt_cores_reach(
     ``scale_noise`` are as for :func:`stars_held_once`.
     """
     found = []
+    # the record lists the reference's profile first: the target's cores (k = 0) spread by it
     for k, replaced in enumerate(cores):
         if replaced is not None and replaced.rows.size:
             x, y, added = replaced.added_light(frames[k])
