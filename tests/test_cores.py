@@ -5,11 +5,9 @@ import pandas as pd
 import pytest
 
 from nsgflow.cores import saturated_cores, saturated_positions
-from nsgflow.detect import StarFlag
 from nsgflow.differences import REACH_SIGMA, REBUILT_CORE_ERROR, rebuilt_cores_reach
 from nsgflow.gradient import matched_difference
-from nsgflow.photometry import CLIPPED_REACH_SIGMA, near_clipped_cores
-from nsgflow.profiles import light_reach, profile_pixels, psf_image
+from nsgflow.profiles import profile_pixels, psf_image
 
 SHAPE = (200, 240)
 LEVEL = 60000.0  # the camera's saturation level, ADU
@@ -127,29 +125,3 @@ def test_the_error_of_a_rebuilt_core_is_left_out_as_far_as_it_reaches():
     assert error.max() > 1000  # 3e6 ADU of error in the core
     assert error[~reach].max() < 1.1 * REACH_SIGMA  # as far as it reaches
     assert distance[reach].max() < 1.2 * distance[error >= REACH_SIGMA].max()  # and not much further
-
-
-def test_pairs_are_rejected_as_far_as_the_light_a_clipped_core_lacks_reaches():
-    """A sharp reference's clipped star, spread by a broad target's profile: its neighbours' photometry."""
-    sharp, broad = np.array([1.8, 3.0, 0.0, 0.0]), np.array([4.0, 2.0, 0.0, 0.0])
-    x0, y0, noise, reach = 120.3, 95.6, 20.0, 10.0
-    truth = SKY + _star(sharp, x0, y0, 40 * LEVEL)
-    reference = np.minimum(truth, LEVEL)
-    target = SKY + _star(broad, x0, y0, 0.5 * LEVEL)  # not clipped
-    lacking = (truth - reference).sum()
-    expected = light_reach(np.array([lacking]), broad, CLIPPED_REACH_SIGMA * noise)[0]
-    catalog = pd.DataFrame({"x": [x0], "y": [y0], "flags": [int(StarFlag.SATURATED)]})
-    distance = np.arange(0.0, 2 * (expected + reach))
-    positions = (x0 + distance, np.full(distance.shape, y0))
-
-    def near(levels, profiles=(sharp, broad)):
-        frames, stars = (reference, target), (list(profiles), (1.1, 2.5), levels)
-        return near_clipped_cores(frames, (catalog, catalog), positions, stars, (1.0, noise), reach)
-
-    found = near((0.9 * LEVEL, None))
-    assert found[distance <= expected + reach - 1].all()
-    assert not found[distance >= expected + reach + 1].any()
-    assert expected > 3 * reach  # spread by the broad profile, it reaches far
-    assert not near((None, None)).any()  # nothing clipped, nothing lacking
-    wrong = near((0.9 * LEVEL, None), profiles=(sharp, sharp))  # spread by its own, sharp profile
-    assert wrong.sum() < found.sum() - 2 * reach

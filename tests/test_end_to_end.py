@@ -92,7 +92,6 @@ def test_photometry_and_samples_tables_explain_rejections(run):
     assert set(phot["status"]) <= {
         "used",
         "saturated",
-        "near_saturated_star",
         "near_border",
         "blended",
         "frames_disagree",

@@ -23,7 +23,7 @@ from importlib import import_module
 #: reruns that stage and everything after it.
 ALGORITHM_VERSIONS = {
     "detect": 8,
-    "photometry": 14,
+    "photometry": 13,
     "scale": 3,
     "samples": 10,
     "gradient": 8,

@@ -19,8 +19,8 @@ import pandas as pd
 from nsgflow.channels import channel_record, planes
 from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
 from nsgflow.detect import StarFlag
-from nsgflow.gradient import matched_difference, star_mask
-from nsgflow.profiles import light_reach, psf_image
+from nsgflow.gradient import matched_difference, moffat_radius, star_mask
+from nsgflow.profiles import psf_image
 
 __all__ = [
     "MeanDifference",
@@ -210,10 +210,12 @@ def _reach(shape: tuple[int, int], found: list[tuple], scale_noise: tuple[float,
     if not found:
         return None
     scale, noise = scale_noise
-    parts = [
-        (x, y, light_reach(light * (scale if in_target else 1.0), profile, REACH_SIGMA * noise))
-        for x, y, light, profile, in_target in found
-    ]
+    parts = []
+    for x, y, light, profile, in_target in found:
+        alpha, beta = profile[0], profile[1]
+        peak = light * (scale if in_target else 1.0) * (beta - 1) / (np.pi * alpha**2 * REACH_SIGMA * noise)
+        with np.errstate(invalid="ignore"):
+            parts.append((x, y, moffat_radius(np.maximum(peak, 1.0), alpha, beta)))
     x, y, radius = (np.concatenate(part) for part in zip(*parts, strict=True))
     return star_mask(shape, x, y, radius)
 

@@ -23,7 +23,6 @@ import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.cores import saturated_cores, saturated_positions
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
@@ -33,7 +32,6 @@ from nsgflow.profiles import (
     HLR_PER_FWHM,
     frame_profile,
     frame_profile_fits,
-    light_reach,
     on_smooth_sky,
     profile_covariance,
     profile_error,
@@ -44,7 +42,6 @@ __all__ = [
     "aperture_photometry",
     "frame_hlr",
     "measure_photometry",
-    "near_clipped_cores",
     "psf_matched_photometry",
 ]
 
@@ -322,7 +319,6 @@ def measure_photometry(
     profile_stars: int = 60,
     max_stars: int = 500,
     defects: Sequence[Defects] | None = None,
-    clip_levels: Sequence[float | None] = (None, None),
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames, each convolved with the other's star profile.
 
@@ -367,10 +363,6 @@ def measure_photometry(
     defects : sequence of two Defects, optional
         The target's and the reference's defects if already found (the
         workflow finds them at detection); by default they are found here.
-    clip_levels : sequence of two float or None, default (None, None)
-        The levels at which the target's and the reference's saturated stars
-        are clipped (None: not clipped); pairs that the light their clipped
-        cores lack reaches are rejected (:func:`near_clipped_cores`).
 
     Raises
     ------
@@ -424,14 +416,6 @@ def measure_photometry(
         chosen = np.concatenate([clean[smooth], clean[~smooth]])[:profile_stars]
         fits = frame_profile_fits(both, (ref, tgt), chosen, max(hlr), radii, mask, own)
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
-        near = near_clipped_cores(
-            (reference, target),
-            (ref_catalog, target_catalog),
-            (x, y),
-            ([profile for profile, _ in profiles], hlr, clip_levels[::-1]),
-            (_rough_scale(ref, tgt, flags), noise[0]),
-            annulus[1],
-        )
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
         measured, disagreement = psf_matched_photometry(
@@ -445,7 +429,7 @@ def measure_photometry(
             mask=mask,
             own_radius=own,
         )
-    table = _photometry_table(ref, tgt, (measured, disagreement, near), flags, (min_snr, max_disagreement))
+    table = _photometry_table(ref, tgt, measured, disagreement, flags, (min_snr, max_disagreement))
     info = {
         "defects_replaced": replaced,
         "aperture_radius_px": radius,
@@ -465,76 +449,25 @@ def measure_photometry(
     return table, info
 
 
-#: Pairs are rejected where the light that saturated stars' clipped cores lack, spread by the other
-#: frame's profile, reaches their annulus at this many of the reference's noise sigmas or more: the
-#: two convolved frames lack it unequally, and a plane through the annulus does not follow it.
-CLIPPED_REACH_SIGMA = 1 / 3
-
-
-def near_clipped_cores(
-    frames: Sequence[np.ndarray],
-    catalogs: Sequence[pd.DataFrame],
-    positions: tuple[np.ndarray, np.ndarray],
-    stars: tuple[Sequence[np.ndarray], Sequence[float], Sequence[float | None]],
-    scale_noise: tuple[float, float],
-    reach: float,
-) -> np.ndarray:
-    """Which ``positions`` lie within ``reach`` px of light that saturated stars' clipped cores lack.
-
-    ``stars`` holds the frames' profiles (``alpha, beta, g1, g2``),
-    half-light radii and the levels at which they are clipped (None: not
-    clipped); these, ``frames`` and ``catalogs`` list the reference's first.
-    A frame lacks the light of its saturated stars' clipped cores, which
-    :func:`nsgflow.cores.saturated_cores` rebuilds to measure it. Convolved
-    with the other frame's profile, what a frame lacks spreads like a star's
-    light, and the other frame's convolution lacks something else: it
-    reaches out to where it falls below :data:`CLIPPED_REACH_SIGMA` of the
-    reference's noise (:func:`nsgflow.profiles.light_reach`; the target's
-    light in the reference's units after the rough scale of ``scale_noise``).
-    """
-    (x, y), (profiles, hlr, clip_levels), (scale, noise) = positions, stars, scale_noise
-    near = np.zeros(len(x), dtype=bool)
-    sx, sy = saturated_positions(list(catalogs), int(StarFlag.SATURATED))
-    for k, (data, limit) in enumerate(zip(frames, clip_levels, strict=True)):
-        if limit is None or not len(sx):
-            continue
-        cores = saturated_cores(data, sx, sy, np.asarray(profiles[k]), hlr[k], limit)
-        if not cores.rows.size:
-            continue
-        cx, cy, lacking = cores.added_light(data)
-        radius = light_reach(lacking * (scale if k else 1.0), profiles[1 - k], CLIPPED_REACH_SIGMA * noise)
-        near |= (np.hypot(x[:, None] - cx, y[:, None] - cy) <= radius + reach).any(axis=1)
-    return near
-
-
-def _rough_scale(ref: pd.DataFrame, tgt: pd.DataFrame, flags: np.ndarray) -> float:
-    """The median ratio of the catalogs' fluxes (reference over target) of the unflagged pairs; 1 if none."""
-    flux_ref, flux_tgt = ref["flux"].to_numpy(float), tgt["flux"].to_numpy(float)
-    usable = (flags == 0) & (flux_ref > 0) & (flux_tgt > 0)
-    return float(np.median(flux_ref[usable] / flux_tgt[usable])) if usable.any() else 1.0
-
-
 def _photometry_table(
     ref: pd.DataFrame,
     tgt: pd.DataFrame,
-    measurements: tuple[Sequence[pd.DataFrame], np.ndarray, np.ndarray],
+    measured: Sequence[pd.DataFrame],
+    disagreement: np.ndarray,
     flags: np.ndarray,
     limits: tuple[float, float],
 ) -> pd.DataFrame:
     """:func:`measure_photometry`'s table: both frames' measurements of each pair and its ``status``.
 
-    ``measurements`` holds both frames' tables, each pair's disagreement and
-    whether it is near a clipped core (:func:`near_clipped_cores`).
     ``limits`` are the lowest signal-to-noise ratio and the largest disagreement (0: any) of a used pair.
     """
     min_snr, max_disagreement = limits
-    (phot_ref, phot_tgt), disagreement, near = measurements
+    phot_ref, phot_tgt = measured
     snr = np.minimum(phot_ref["flux"] / phot_ref["flux_err"], phot_tgt["flux"] / phot_tgt["flux_err"])
     status = np.full(len(ref), "used", dtype=object)
     checks = [  # first failing check names the reason; later ones do not overwrite it
         (phot_ref["nodata"] | phot_tgt["nodata"], "no_data_in_aperture"),
         ((flags & StarFlag.SATURATED) != 0, "saturated"),
-        (near, "near_saturated_star"),
         ((flags & StarFlag.NEAR_BORDER) != 0, "near_border"),
         ((flags & StarFlag.BLENDED) != 0, "blended"),
         ((disagreement > max_disagreement) & (max_disagreement > 0), "frames_disagree"),

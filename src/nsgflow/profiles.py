@@ -29,7 +29,6 @@ from nsgflow.robust import MAD_TO_SIGMA, mad_sigma
 __all__ = [
     "frame_profile",
     "frame_profile_fits",
-    "light_reach",
     "matched_fraction",
     "on_smooth_sky",
     "profile_covariance",
@@ -600,26 +599,6 @@ def psf_image(profile: np.ndarray, half: int, oversample: int = 5) -> np.ndarray
     density = (beta - 1) / (np.pi * alpha**2) * (1 + form / alpha**2) ** -beta
     n = 2 * half + 1
     return density.reshape(n, oversample, n, oversample).mean(axis=(1, 3))
-
-
-def light_reach(light: np.ndarray, profile: np.ndarray, level: float) -> np.ndarray:
-    """Radius (px) out to which ``light`` spread by a profile is at least ``level`` per pixel; 0 if never.
-
-    The profile is a round Moffat of the ``alpha`` and ``beta`` of ``profile``
-    (``alpha, beta, g1, g2``), normalized to hold the light.
-
-    Examples
-    --------
-    >>> from nsgflow.gradient import moffat_radius
-    >>> peak = 100.0 * (3.0 - 1) / (np.pi * 2.0**2)  # 100 ADU in a Moffat of alpha 2, beta 3
-    >>> bool(np.isclose(light_reach(np.array([100.0]), np.array([2.0, 3.0, 0, 0]), 0.01)[0],
-    ...                 moffat_radius(peak / 0.01, 2.0, 3.0)))
-    True
-    """
-    alpha, beta = profile[0], profile[1]
-    peak = np.asarray(light, np.float64) * (beta - 1) / (np.pi * alpha**2 * level)
-    with np.errstate(invalid="ignore"):
-        return moffat_radius(np.maximum(peak, 1.0), alpha, beta)
 
 
 def matched_fraction(

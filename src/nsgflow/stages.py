@@ -19,7 +19,7 @@ import sep
 from nsgflow.channels import channel_record, combine, luminance, planes
 from nsgflow.defects import Defects, defects_replaced, find_defects
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
-from nsgflow.differences import MeanDifference, channel_differences, clip_level, matched_differences
+from nsgflow.differences import MeanDifference, channel_differences, matched_differences
 from nsgflow.errors import FrameError
 from nsgflow.gradient import (
     background_noise,
@@ -180,13 +180,11 @@ def match_and_measure(
     match_settings: dict,
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
-    stats: Sequence[dict] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Photometry stage (rule ``measure_photometry``): match the catalogs, measure the pairs on both frames.
 
-    ``defects`` and ``stats`` are the target's and the reference's defect
-    tables and statistics from :func:`detect_frame`; without defects they
-    are searched again, without statistics no frame counts as clipped.
+    ``defects`` are the target's and the reference's defect tables from
+    :func:`detect_frame`; without them the defects are searched again.
 
     Colour frames are measured channel by channel with the same pairs and
     aperture: the table has one row per pair and channel (column ``channel``,
@@ -215,7 +213,6 @@ def match_and_measure(
     tables, infos = [], []
     for channel, (target_plane, ref_plane) in enumerate(zip(planes(target), planes(reference), strict=True)):
         found = None if defects is None else [channel_defects(known, channel) for known in defects]
-        clipped = (None, None) if stats is None else [clip_level(each, channel) for each in stats]
         table, info = measure_photometry(
             target_plane,
             ref_plane,
@@ -224,7 +221,6 @@ def match_and_measure(
             pairs,
             **settings,
             defects=found,
-            clip_levels=clipped,
         )
         tables.append(table.assign(channel=channel))
         infos.append(info)
