@@ -171,6 +171,7 @@ def normalize(
         config["match"],
         config["photometry"],
         defects=[target_defects, ref_defects],
+        stats=[target_stats, ref_stats],
     )
     fit = scale_from_photometry(table, aperture, is_reference=is_reference, settings=config["scale"])
     samples = gradient_samples(

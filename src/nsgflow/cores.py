@@ -6,11 +6,15 @@ frame loses more of the star's light. Convolved to one profile
 differs and spreads as far as the kernels reach, leaving blobs around the
 star's mask in the gradient samples. So each clipped core is replaced by the
 frame's fitted profile (:func:`nsgflow.profiles.profile_pixels`) scaled to
-the unclipped ring just outside it (:func:`saturated_cores`).
+the unclipped ring just outside it (:func:`saturated_cores`), in both frames
+(:func:`rebuilt_cores`), for the photometry (:func:`cores_replaced`) and the
+difference alike.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from typing import NamedTuple
 
 import numpy as np
@@ -20,7 +24,7 @@ from scipy.spatial import cKDTree
 from nsgflow.profiles import profile_pixels
 from nsgflow.robust import MAD_TO_SIGMA
 
-__all__ = ["ReplacedPixels", "saturated_cores", "saturated_positions"]
+__all__ = ["ReplacedPixels", "cores_replaced", "rebuilt_cores", "saturated_cores", "saturated_positions"]
 
 #: Clipped pixels joined to those within this distance (px) of a star's position are its core.
 CORE_REACH_PX = 2.0
@@ -129,6 +133,39 @@ def saturated_cores(
     rows, cols, values = (np.concatenate(parts) for parts in zip(*found, strict=True))
     core = np.repeat(np.arange(len(found)), [f[0].size for f in found])
     return ReplacedPixels(rows, cols, values.astype(plane.dtype), core)
+
+
+def rebuilt_cores(
+    frames: Sequence[np.ndarray],
+    x: np.ndarray,
+    y: np.ndarray,
+    profiles: Sequence[np.ndarray],
+    hlr_px: Sequence[float],
+    limits: Sequence[float | None],
+) -> list[ReplacedPixels | None]:
+    """Each frame's :func:`saturated_cores` at ``x, y``, from its own profile, star size and clip level.
+
+    None for a frame whose limit is None (not clipped), or with no position.
+    """
+    return [
+        None if limit is None or not len(x) else saturated_cores(plane, x, y, np.asarray(profile), hlr, limit)
+        for plane, profile, hlr, limit in zip(frames, profiles, hlr_px, limits, strict=True)
+    ]
+
+
+@contextmanager
+def cores_replaced(frames: Sequence[np.ndarray], cores: Sequence[ReplacedPixels | None]) -> Iterator[None]:
+    """Each frame's rebuilt ``cores`` (:func:`rebuilt_cores`) written into it for a block, then restored."""
+    originals = [None if c is None else frame[c.rows, c.cols] for frame, c in zip(frames, cores, strict=True)]
+    for frame, c in zip(frames, cores, strict=True):
+        if c is not None:
+            frame[c.rows, c.cols] = c.values
+    try:
+        yield
+    finally:
+        for frame, c, original in zip(frames, cores, originals, strict=True):
+            if c is not None:
+                frame[c.rows, c.cols] = original
 
 
 def _one_per_core(

@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 
 from nsgflow.channels import channel_record, planes
-from nsgflow.cores import ReplacedPixels, saturated_cores, saturated_positions
+from nsgflow.cores import ReplacedPixels, rebuilt_cores, saturated_positions
 from nsgflow.detect import StarFlag
 from nsgflow.gradient import matched_difference, moffat_radius, star_mask
 from nsgflow.profiles import psf_image
@@ -255,22 +255,20 @@ def _rebuilt_cores(
     stats: list[dict],
     channel: int,
 ) -> tuple[ReplacedPixels | None, ReplacedPixels | None]:
-    """The target's and the reference's saturated cores at ``x, y`` (:func:`nsgflow.cores.saturated_cores`).
+    """The target's and the reference's saturated cores at ``x, y`` (:func:`nsgflow.cores.rebuilt_cores`).
 
     Each frame's own profile and half-light radius come from the photometry
-    ``record``; pixels at or above its ``linear_range`` of its saturation
-    level are clipped. None for a frame without saturation.
+    ``record``, its clip level from its ``stats`` (:func:`clip_level`).
     """
-    profiles = (record["profile"][1], record["profile"][0])  # the record lists the reference's first
-    radii = (record["hlr_target_px"], record["hlr_ref_px"])
-    cores = []
-    for plane, frame_stats, profile, hlr_px in zip(frames, stats, profiles, radii, strict=True):
-        limit = clip_level(frame_stats, channel)
-        if limit is None or not len(x):
-            cores.append(None)
-            continue
-        cores.append(saturated_cores(plane, x, y, np.asarray(profile), hlr_px, limit))
-    return cores[0], cores[1]
+    target, reference = rebuilt_cores(
+        frames,
+        x,
+        y,
+        record["profile"][::-1],  # the record lists the reference's first
+        (record["hlr_target_px"], record["hlr_ref_px"]),
+        [clip_level(frame_stats, channel) for frame_stats in stats],
+    )
+    return target, reference
 
 
 def channel_saturation(stats: dict, channel: int) -> float | None:

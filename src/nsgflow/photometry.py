@@ -23,6 +23,7 @@ import numpy as np
 import pandas as pd
 import sep
 
+from nsgflow.cores import cores_replaced, rebuilt_cores, saturated_positions
 from nsgflow.defects import Defects, defects_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
@@ -319,6 +320,7 @@ def measure_photometry(
     profile_stars: int = 60,
     max_stars: int = 500,
     defects: Sequence[Defects] | None = None,
+    clip_levels: Sequence[float | None] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Measure matched stars on both frames, each convolved with the other's star profile.
 
@@ -326,7 +328,10 @@ def measure_photometry(
     (:func:`nsgflow.profiles.frame_profile_fits`), and both frames are
     measured with :func:`psf_matched_photometry`. The frames' defects
     (:func:`nsgflow.defects.find_defects`) are replaced while the stars are
-    measured and restored afterwards.
+    measured, and so are saturated stars' clipped cores, rebuilt from each
+    frame's profile (:func:`nsgflow.cores.rebuilt_cores`): convolved, the light
+    a clipped core lacks would reach its neighbours' apertures, unlike in the
+    other frame. Both are restored afterwards.
 
     Parameters
     ----------
@@ -363,6 +368,10 @@ def measure_photometry(
     defects : sequence of two Defects, optional
         The target's and the reference's defects if already found (the
         workflow finds them at detection); by default they are found here.
+    clip_levels : sequence of two float or None, optional
+        The target's and the reference's clip levels (a core at or above it is
+        clipped: :func:`nsgflow.differences.clip_level`; None: not clipped);
+        by default no core is rebuilt.
 
     Raises
     ------
@@ -376,9 +385,10 @@ def measure_photometry(
         ``disagreement`` and ``status`` (``used`` or the reason for rejection).
     info : dict
         Aperture and annulus radii, both frames' half-light radii, fitted
-        profiles (``profile``: alpha, beta, g1, g2; ``profile_method``) and
-        ``profile_error``, the scale's relative uncertainty from them
-        (:func:`nsgflow.profiles.profile_error`).
+        profiles (``profile``: alpha, beta, g1, g2; ``profile_method``), the
+        saturated cores rebuilt (``cores_rebuilt``), each the reference's
+        first, and ``profile_error``, the scale's relative uncertainty from
+        the profiles (:func:`nsgflow.profiles.profile_error`).
     """
     hlr = (frame_hlr(ref_catalog), frame_hlr(target_catalog))
     if not np.all(np.isfinite(hlr)):
@@ -416,22 +426,31 @@ def measure_photometry(
         chosen = np.concatenate([clean[smooth], clean[~smooth]])[:profile_stars]
         fits = frame_profile_fits(both, (ref, tgt), chosen, max(hlr), radii, mask, own)
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
+        cores = rebuilt_cores(
+            (reference, target),
+            *saturated_positions([ref_catalog, target_catalog], int(StarFlag.SATURATED)),
+            [profile for profile, _ in profiles],
+            hlr,
+            (None, None) if clip_levels is None else clip_levels[::-1],
+        )
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
-        measured, disagreement = psf_matched_photometry(
-            (reference, target),
-            x,
-            y,
-            [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
-            radius,
-            annulus,
-            noise,
-            mask=mask,
-            own_radius=own,
-        )
+        with cores_replaced((reference, target), cores):
+            measured, disagreement = psf_matched_photometry(
+                (reference, target),
+                x,
+                y,
+                [psf_image(profiles[1][0], half), psf_image(profiles[0][0], half)],
+                radius,
+                annulus,
+                noise,
+                mask=mask,
+                own_radius=own,
+            )
     table = _photometry_table(ref, tgt, measured, disagreement, flags, (min_snr, max_disagreement))
     info = {
         "defects_replaced": replaced,
+        "cores_rebuilt": [0 if c is None else int(c.core.max(initial=-1)) + 1 for c in cores],
         "aperture_radius_px": radius,
         "annulus_px": list(annulus),
         "hlr_ref_px": hlr[0],

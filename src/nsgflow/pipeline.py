@@ -191,7 +191,9 @@ def run_measure_photometry(
     target, _ = read_frame(frame)
     ref, _ = read_frame(reference)
     try:
-        table, aperture = match_and_measure(target, ref, *catalogs, match, settings, defects=defects)
+        table, aperture = match_and_measure(
+            target, ref, *catalogs, match, settings, defects=defects, stats=[target_stats, reference_stats]
+        )
     except FrameError as exc:
         raise FrameError(f"{frame} against {reference}: {exc}") from exc
     log.info(

@@ -19,7 +19,7 @@ import sep
 from nsgflow.channels import channel_record, combine, luminance, planes
 from nsgflow.defects import Defects, defects_replaced, find_defects
 from nsgflow.detect import StarFlag, detect_stars, estimate_saturation
-from nsgflow.differences import MeanDifference, channel_differences, matched_differences
+from nsgflow.differences import MeanDifference, channel_differences, clip_level, matched_differences
 from nsgflow.errors import FrameError
 from nsgflow.gradient import (
     background_noise,
@@ -180,11 +180,13 @@ def match_and_measure(
     match_settings: dict,
     settings: dict,
     defects: Sequence[pd.DataFrame] | None = None,
+    stats: Sequence[dict] | None = None,
 ) -> tuple[pd.DataFrame, dict]:
     """Photometry stage (rule ``measure_photometry``): match the catalogs, measure the pairs on both frames.
 
-    ``defects`` are the target's and the reference's defect tables from
-    :func:`detect_frame`; without them the defects are searched again.
+    ``defects`` and ``stats`` are the target's and the reference's defect
+    tables and statistics from :func:`detect_frame`; without defects they
+    are searched again, without statistics no core counts as clipped.
 
     Colour frames are measured channel by channel with the same pairs and
     aperture: the table has one row per pair and channel (column ``channel``,
@@ -221,6 +223,7 @@ def match_and_measure(
             pairs,
             **settings,
             defects=found,
+            clip_levels=None if stats is None else [clip_level(each, channel) for each in stats],
         )
         tables.append(table.assign(channel=channel))
         infos.append(info)
