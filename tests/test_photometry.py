@@ -5,7 +5,7 @@ from scipy import integrate
 
 from nsgflow import synthetic
 from nsgflow.api import resolve_settings
-from nsgflow.detect import detect_stars
+from nsgflow.detect import StarFlag, detect_stars
 from nsgflow.errors import FrameError
 from nsgflow.match import match_stars
 from nsgflow.neighbours import annulus_background, neighbour_mask
@@ -317,3 +317,35 @@ def test_neighbours_of_clipped_stars_are_measured_with_the_cores_rebuilt():
     assert abs(np.median(errors[False])) < 0.005
     assert np.percentile(np.abs(errors[False]), 90) < 0.02
     assert np.min(errors[True]) > 0.01  # clipped as they are: every neighbour's ratio is high
+
+
+def test_a_broad_frames_profile_is_fitted_to_the_stars_a_sharp_reference_saturates():
+    """Stars clipped in the sharp reference are the broad target's brightest: its profile fits them."""
+    grid_x, grid_y = np.meshgrid(np.arange(40, 450, 58.0), np.arange(40, 330, 58.0))
+    bright = np.arange(grid_x.size) % 2 == 0  # every other star clipped in the reference
+    flux = np.where(bright, 1e6, 1e5) * np.random.default_rng(3).uniform(0.7, 1.5, grid_x.size)
+    stars = [(x, y, f, 40) for x, y, f in zip(grid_x.ravel(), grid_y.ravel(), flux, strict=True)]
+    profiles = [np.array([3.06, 4.5, 0.0, 0.0]), np.array([4.4, 2.5, -0.04, -0.22])]
+    ref, tgt = (
+        _clipped_field(p, s, stars, seed) for p, s, seed in zip(profiles, (1.0, 1.3), (1, 2), strict=True)
+    )
+    settings = resolve_settings()
+    (tgt_catalog, tgt_stats, tgt_defects), (ref_catalog, ref_stats, ref_defects) = (
+        detect_frame(frame, None, settings["detect"]) for frame in (tgt, ref)
+    )
+    assert ((ref_catalog["flags"].to_numpy() & int(StarFlag.SATURATED)) != 0).sum() == bright.sum()
+    assert not (tgt_catalog["flags"].to_numpy() & int(StarFlag.SATURATED)).any()
+    _, info = match_and_measure(
+        tgt,
+        ref,
+        tgt_catalog,
+        ref_catalog,
+        settings["match"],
+        settings["photometry"],
+        defects=[tgt_defects, ref_defects],
+        stats=[tgt_stats, ref_stats],
+    )
+    print(info["profile_stars"], info["profile"])
+    assert info["profile_stars"][1] >= len(stars) - 2
+    assert info["profile_stars"][0] <= (~bright).sum()
+    assert info["profile"][1][1] == pytest.approx(2.5, abs=0.05)

@@ -385,10 +385,11 @@ def measure_photometry(
         ``disagreement`` and ``status`` (``used`` or the reason for rejection).
     info : dict
         Aperture and annulus radii, both frames' half-light radii, fitted
-        profiles (``profile``: alpha, beta, g1, g2; ``profile_method``), the
-        saturated cores rebuilt (``cores_rebuilt``), each the reference's
-        first, and ``profile_error``, the scale's relative uncertainty from
-        the profiles (:func:`nsgflow.profiles.profile_error`).
+        profiles (``profile``: alpha, beta, g1, g2; ``profile_method``; the
+        number of stars fitted, ``profile_stars``), the saturated cores
+        rebuilt (``cores_rebuilt``), each the reference's first, and
+        ``profile_error``, the scale's relative uncertainty from the profiles
+        (:func:`nsgflow.profiles.profile_error`).
     """
     hlr = (frame_hlr(ref_catalog), frame_hlr(target_catalog))
     if not np.all(np.isfinite(hlr)):
@@ -417,13 +418,8 @@ def measure_photometry(
         own = np.maximum(radii[0][pairs["ref_index"].to_numpy()], radii[1][pairs["target_index"].to_numpy()])
         if neighbour_mask_sigma == 0:
             mask, own = None, None
-        clean = np.flatnonzero(flags == 0)
-        # the brightest stars on smooth sky first, then the others if too few
         x, y = ref["x"].to_numpy(), ref["y"].to_numpy()  # the same positions on both: the same pixels
-        smooth = on_smooth_sky(
-            [reference, target], x[clean], y[clean], max(hlr), mask, None if own is None else own[clean]
-        )
-        chosen = np.concatenate([clean[smooth], clean[~smooth]])[:profile_stars]
+        chosen = _profile_stars(both, (ref, tgt), x, y, max(hlr), mask, own, profile_stars)
         fits = frame_profile_fits(both, (ref, tgt), chosen, max(hlr), radii, mask, own)
         profiles = [frame_profile(shared, h) for (_, shared), h in zip(fits, hlr, strict=True)]
         cores = rebuilt_cores(
@@ -457,6 +453,7 @@ def measure_photometry(
         "hlr_target_px": hlr[1],
         "profile": [profile.tolist() for profile, _ in profiles],
         "profile_method": [method for _, method in profiles],
+        "profile_stars": [int(np.isfinite(f).all(axis=1).sum()) for f, _ in fits],
         "profile_error": profile_error(
             [profile for profile, _ in profiles],
             [profile_covariance(f, profile) for (f, _), (profile, _) in zip(fits, profiles, strict=True)],
@@ -466,6 +463,38 @@ def measure_photometry(
         ),
     }
     return table, info
+
+
+def _profile_stars(
+    frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
+    stars: Sequence[pd.DataFrame],
+    x: np.ndarray,
+    y: np.ndarray,
+    broad: float,
+    mask: np.ndarray | None,
+    own: np.ndarray | None,
+    count: int,
+) -> list[np.ndarray]:
+    """Per frame, the rows of ``stars`` (its catalog's rows of the pairs) whose profiles it fits.
+
+    Its ``count`` brightest pairs that are clean in that frame, those on smooth
+    sky (:func:`nsgflow.profiles.on_smooth_sky`) first: a star saturated in a
+    sharp frame is often the brightest unsaturated one of a broad frame, where
+    its wings shape the profile best.
+    """
+    flags = [frame_stars["flags"].to_numpy() for frame_stars in stars]
+    candidates = np.flatnonzero(np.logical_or(*(f == 0 for f in flags)))
+    smooth = np.zeros(len(x), dtype=bool)
+    smooth[candidates] = on_smooth_sky(
+        [data for data, _ in frames],
+        x[candidates],
+        y[candidates],
+        broad,
+        mask,
+        None if own is None else own[candidates],
+    )
+    order = np.concatenate([candidates[smooth[candidates]], candidates[~smooth[candidates]]])
+    return [order[f[order] == 0][:count] for f in flags]
 
 
 def _photometry_table(

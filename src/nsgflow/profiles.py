@@ -536,13 +536,13 @@ def on_smooth_sky(
 def frame_profile_fits(
     frames: Sequence[tuple[np.ndarray, pd.DataFrame]],
     stars: Sequence[pd.DataFrame],
-    rows: np.ndarray,
+    rows: Sequence[np.ndarray],
     broad: float,
     radii: Sequence[np.ndarray],
     mask: np.ndarray | None,
     own_radius: np.ndarray | None,
 ) -> list[tuple[np.ndarray, np.ndarray]]:
-    """:func:`profile_fits` (joint) of the stars ``rows`` of ``stars`` on each frame.
+    """:func:`profile_fits` (joint) of each frame's stars ``rows`` of its ``stars``.
 
     The pixels within the first of :data:`PROFILE_RADII_HLR` (half-light
     radii) of each star are fitted, or, where fewer than
@@ -557,9 +557,9 @@ def frame_profile_fits(
     radii = np.concatenate(radii)
     neighbours = np.concatenate([c[["x", "y"]].to_numpy() for _, c in frames])
     fits = []
-    for (data, _), measured in zip(frames, stars, strict=True):
-        x, y = measured["x"].to_numpy()[rows], measured["y"].to_numpy()[rows]
-        own = None if own_radius is None else own_radius[rows]
+    for (data, _), measured, chosen in zip(frames, stars, rows, strict=True):
+        x, y = measured["x"].to_numpy()[chosen], measured["y"].to_numpy()[chosen]
+        own = None if own_radius is None else own_radius[chosen]
         for factor in PROFILE_RADII_HLR:
             radius = factor * broad
             annulus = (1.5 * radius, 2.2 * radius)
