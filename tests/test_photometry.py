@@ -267,6 +267,36 @@ def _clipped_field(profile, scale, stars, seed, clip=50000.0, sky=400.0):
     return np.minimum(frame, clip).astype(np.float32)
 
 
+#: A sharp beta-4.5 reference's and a broad, elongated beta-2.5 target's profile (alpha, beta, g1, g2).
+CLIPPED_PROFILES = (np.array([3.06, 4.5, 0.0, 0.0]), np.array([4.4, 2.5, -0.04, -0.22]))
+
+
+def _clipped_pair(stars, m):
+    """Reference and target (scale ``m``) of ``stars`` (:func:`_clipped_field`), each with its detection."""
+    settings = resolve_settings()
+    frames = [
+        _clipped_field(p, s, stars, seed)
+        for p, s, seed in zip(CLIPPED_PROFILES, (1.0, m), (1, 2), strict=True)
+    ]
+    return [(frame, *detect_frame(frame, None, settings["detect"])) for frame in frames]
+
+
+def _clipped_photometry(pair, with_stats=True):
+    """:func:`match_and_measure` of a :func:`_clipped_pair`, with or without the frames' statistics."""
+    (ref, ref_catalog, ref_stats, ref_defects), (tgt, tgt_catalog, tgt_stats, tgt_defects) = pair
+    settings = resolve_settings()
+    return match_and_measure(
+        tgt,
+        ref,
+        tgt_catalog,
+        ref_catalog,
+        settings["match"],
+        settings["photometry"],
+        defects=[tgt_defects, ref_defects],
+        stats=[tgt_stats, ref_stats] if with_stats else None,
+    )
+
+
 def test_neighbours_of_clipped_stars_are_measured_with_the_cores_rebuilt():
     """Two saturated stars, clipped in both frames, each with 12 neighbours 50 px away: their ratios are m.
 
@@ -286,37 +316,21 @@ def test_neighbours_of_clipped_stars_are_measured_with_the_cores_rebuilt():
         (x, y, f, 40)
         for x, y, f in zip(grid_x.ravel(), grid_y.ravel(), rng.uniform(1e5, 3e5, grid_x.size), strict=True)
     ]
-    profiles = [np.array([3.06, 4.5, 0.0, 0.0]), np.array([4.4, 2.5, -0.04, -0.22])]
-    ref, tgt = (
-        _clipped_field(p, s, stars, seed) for p, s, seed in zip(profiles, (1.0, m), (1, 2), strict=True)
-    )
-    settings = resolve_settings()
-    (tgt_catalog, tgt_stats, tgt_defects), (ref_catalog, ref_stats, ref_defects) = (
-        detect_frame(frame, None, settings["detect"]) for frame in (tgt, ref)
-    )
+    pair = _clipped_pair(stars, m)
     errors = {}
-    for stats in (None, [tgt_stats, ref_stats]):
-        table, info = match_and_measure(
-            tgt,
-            ref,
-            tgt_catalog,
-            ref_catalog,
-            settings["match"],
-            settings["photometry"],
-            defects=[tgt_defects, ref_defects],
-            stats=stats,
-        )
+    for with_stats in (False, True):
+        table, info = _clipped_photometry(pair, with_stats)
         distance = np.hypot(
             table["x_ref"].to_numpy()[:, None] - bright[:, 0],
             table["y_ref"].to_numpy()[:, None] - bright[:, 1],
         )
         near = table[(distance.min(axis=1) > 40) & (distance.min(axis=1) < 60) & (table["status"] == "used")]
         assert len(near) == 24
-        errors[stats is None] = (near["flux_ref"] / near["flux_target"] / m - 1).to_numpy()
-        assert info["cores_rebuilt"] == ([0, 0] if stats is None else [2, 2])
-    assert abs(np.median(errors[False])) < 0.005
-    assert np.percentile(np.abs(errors[False]), 90) < 0.02
-    assert np.min(errors[True]) > 0.01  # clipped as they are: every neighbour's ratio is high
+        errors[with_stats] = (near["flux_ref"] / near["flux_target"] / m - 1).to_numpy()
+        assert info["cores_rebuilt"] == ([2, 2] if with_stats else [0, 0])
+    assert abs(np.median(errors[True])) < 0.005
+    assert np.percentile(np.abs(errors[True]), 90) < 0.02
+    assert np.min(errors[False]) > 0.01  # clipped as they are: every neighbour's ratio is high
 
 
 def test_a_broad_frames_profile_is_fitted_to_the_stars_a_sharp_reference_saturates():
@@ -325,27 +339,11 @@ def test_a_broad_frames_profile_is_fitted_to_the_stars_a_sharp_reference_saturat
     bright = np.arange(grid_x.size) % 2 == 0  # every other star clipped in the reference
     flux = np.where(bright, 1e6, 1e5) * np.random.default_rng(3).uniform(0.7, 1.5, grid_x.size)
     stars = [(x, y, f, 40) for x, y, f in zip(grid_x.ravel(), grid_y.ravel(), flux, strict=True)]
-    profiles = [np.array([3.06, 4.5, 0.0, 0.0]), np.array([4.4, 2.5, -0.04, -0.22])]
-    ref, tgt = (
-        _clipped_field(p, s, stars, seed) for p, s, seed in zip(profiles, (1.0, 1.3), (1, 2), strict=True)
-    )
-    settings = resolve_settings()
-    (tgt_catalog, tgt_stats, tgt_defects), (ref_catalog, ref_stats, ref_defects) = (
-        detect_frame(frame, None, settings["detect"]) for frame in (tgt, ref)
-    )
+    pair = _clipped_pair(stars, 1.3)
+    (_, ref_catalog, _, _), (_, tgt_catalog, _, _) = pair
     assert ((ref_catalog["flags"].to_numpy() & int(StarFlag.SATURATED)) != 0).sum() == bright.sum()
     assert not (tgt_catalog["flags"].to_numpy() & int(StarFlag.SATURATED)).any()
-    _, info = match_and_measure(
-        tgt,
-        ref,
-        tgt_catalog,
-        ref_catalog,
-        settings["match"],
-        settings["photometry"],
-        defects=[tgt_defects, ref_defects],
-        stats=[tgt_stats, ref_stats],
-    )
-    print(info["profile_stars"], info["profile"])
+    _, info = _clipped_photometry(pair)
     assert info["profile_stars"][1] >= len(stars) - 2
     assert info["profile_stars"][0] <= (~bright).sum()
     assert info["profile"][1][1] == pytest.approx(2.5, abs=0.05)

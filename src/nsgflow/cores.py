@@ -7,14 +7,12 @@ differs and spreads as far as the kernels reach, leaving blobs around the
 star's mask in the gradient samples. So each clipped core is replaced by the
 frame's fitted profile (:func:`nsgflow.profiles.profile_pixels`) scaled to
 the unclipped ring just outside it (:func:`saturated_cores`), in both frames
-(:func:`rebuilt_cores`), for the photometry (:func:`cores_replaced`) and the
-difference alike.
+(:func:`rebuilt_cores`), for the photometry and the difference alike.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -24,7 +22,7 @@ from scipy.spatial import cKDTree
 from nsgflow.profiles import profile_pixels
 from nsgflow.robust import MAD_TO_SIGMA
 
-__all__ = ["ReplacedPixels", "cores_replaced", "rebuilt_cores", "saturated_cores", "saturated_positions"]
+__all__ = ["ReplacedPixels", "rebuilt_cores", "saturated_cores", "saturated_positions"]
 
 #: Clipped pixels joined to those within this distance (px) of a star's position are its core.
 CORE_REACH_PX = 2.0
@@ -151,21 +149,6 @@ def rebuilt_cores(
         None if limit is None or not len(x) else saturated_cores(plane, x, y, np.asarray(profile), hlr, limit)
         for plane, profile, hlr, limit in zip(frames, profiles, hlr_px, limits, strict=True)
     ]
-
-
-@contextmanager
-def cores_replaced(frames: Sequence[np.ndarray], cores: Sequence[ReplacedPixels | None]) -> Iterator[None]:
-    """Each frame's rebuilt ``cores`` (:func:`rebuilt_cores`) written into it for a block, then restored."""
-    originals = [None if c is None else frame[c.rows, c.cols] for frame, c in zip(frames, cores, strict=True)]
-    for frame, c in zip(frames, cores, strict=True):
-        if c is not None:
-            frame[c.rows, c.cols] = c.values
-    try:
-        yield
-    finally:
-        for frame, c, original in zip(frames, cores, originals, strict=True):
-            if c is not None:
-                frame[c.rows, c.cols] = original
 
 
 def _one_per_core(

@@ -17,7 +17,7 @@ import numpy as np
 
 from nsgflow.robust import mad_sigma
 
-__all__ = ["Defects", "defects_replaced", "find_defects"]
+__all__ = ["Defects", "defects_replaced", "find_defects", "pixels_replaced"]
 
 #: A frame's defects as :func:`find_defects` returns them: rows, columns, replacement values.
 Defects = tuple[np.ndarray, np.ndarray, np.ndarray]
@@ -143,11 +143,25 @@ def defects_replaced(*frames: np.ndarray, found: Sequence[Defects] | None = None
     """
     if found is None:
         found = [find_defects(frame) for frame in frames]
-    originals = [frame[r, c] for frame, (r, c, _) in zip(frames, found, strict=True)]
-    for frame, (r, c, values) in zip(frames, found, strict=True):
-        frame[r, c] = values
-    try:
+    with pixels_replaced(frames, found):
         yield [len(r) for r, _, _ in found]
+
+
+@contextmanager
+def pixels_replaced(frames: Sequence[np.ndarray], replacements: Sequence[Sequence | None]) -> Iterator[None]:
+    """Each frame's pixels ``rows, cols`` set to ``values`` in place for a block, and restored after.
+
+    ``replacements`` holds per frame ``rows, cols, values`` first (a
+    :data:`Defects`, or :class:`nsgflow.cores.ReplacedPixels`), or None to
+    leave the frame as it is. The same array may be passed twice: the last
+    replacement made is undone first.
+    """
+    kept = [(frame, rep) for frame, rep in zip(frames, replacements, strict=True) if rep is not None]
+    originals = [frame[rep[0], rep[1]] for frame, rep in kept]
+    for frame, rep in kept:
+        frame[rep[0], rep[1]] = rep[2]
+    try:
+        yield
     finally:
-        for frame, (r, c, _), original in reversed(list(zip(frames, found, originals, strict=True))):
-            frame[r, c] = original
+        for (frame, rep), original in reversed(list(zip(kept, originals, strict=True))):
+            frame[rep[0], rep[1]] = original

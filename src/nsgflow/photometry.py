@@ -23,8 +23,8 @@ import numpy as np
 import pandas as pd
 import sep
 
-from nsgflow.cores import cores_replaced, rebuilt_cores, saturated_positions
-from nsgflow.defects import Defects, defects_replaced
+from nsgflow.cores import rebuilt_cores, saturated_positions
+from nsgflow.defects import Defects, defects_replaced, pixels_replaced
 from nsgflow.detect import StarFlag
 from nsgflow.errors import FrameError
 from nsgflow.gradient import kernel_spectrum
@@ -431,7 +431,7 @@ def measure_photometry(
         )
         # a kernel's light beyond the annulus, spread by the other (sharper) profile, misses the annulus
         half = int(np.ceil(annulus[1])) + int(np.ceil(3 * min(hlr) / HLR_PER_FWHM))
-        with cores_replaced((reference, target), cores):
+        with pixels_replaced((reference, target), cores):
             measured, disagreement = psf_matched_photometry(
                 (reference, target),
                 x,
