@@ -173,6 +173,7 @@ def profile_fits(
     neighbour_radii: np.ndarray,
     *,
     joint: bool = False,
+    clear_fraction: float = 0.5,
 ) -> np.ndarray | tuple[np.ndarray, np.ndarray]:
     """Each star's elliptical Moffat profile, from a least-squares fit of its pixels within ``radius``.
 
@@ -205,14 +206,17 @@ def profile_fits(
         Their mask radii (:func:`nsgflow.neighbours.neighbour_radii`).
     joint : bool, default False
         Also fit one profile to all the stars (see Returns).
+    clear_fraction : float, default 0.5
+        Least share of a star's pixels within ``radius`` that must be clear of
+        neighbours for it to be fitted.
 
     Returns
     -------
     numpy.ndarray, shape (n, 4)
         Per star ``alpha`` (px), ``beta``, ``g1``, ``g2`` of the elliptical
         Moffat (:func:`_moffat_pixels`); NaN where the star's pixels reach the
-        frame's edge or no data, its core (2 px) or half its pixels are a
-        neighbour's, or the fit does not converge or ends at a bound (beta 1.05
+        frame's edge or no data, its core (2 px) or more than ``1 - clear_fraction``
+        of its pixels are a neighbour's, or the fit does not converge or ends at a bound (beta 1.05
         or 20, centre 2 px off, g1 or g2 at :data:`MAX_SHEAR`).
     shared : numpy.ndarray, shape (4,)
         With ``joint`` only: ``alpha, beta, g1, g2`` of one profile fitted to
@@ -224,7 +228,7 @@ def profile_fits(
     fits = np.full((len(x), 4), np.nan)
     shared = np.full(4, np.nan)
     stars, px, py, light, weight, core = _star_pixels(
-        data, x, y, bkg, radius, hlr, neighbours, neighbour_radii
+        data, x, y, bkg, radius, hlr, neighbours, neighbour_radii, clear_fraction
     )
     if not len(stars):
         return (fits, shared) if joint else fits
@@ -266,11 +270,12 @@ def _star_pixels(
     hlr: float,
     neighbours: np.ndarray,
     neighbour_radii: np.ndarray,
+    clear_fraction: float,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
     """The pixels :func:`profile_fits` fits: the usable stars and, per star, each pixel's offsets and light.
 
     Returns the indices of the usable stars (whole disc of ``radius`` on the
-    frame with data, at least half of it and all of its central 2 px free of
+    frame with data, at least ``clear_fraction`` of it and all of its central 2 px free of
     neighbours), the pixels' offsets ``px, py`` from each star's position,
     their light less ``bkg`` (0 where left out) and their weights (1 kept, 0
     a neighbour's or outside the disc); shapes (n,) and (n, pixels), each
@@ -306,9 +311,8 @@ def _star_pixels(
         if others.any():
             ex, ey = px[row, :, None] - offset[others, 0], py[row, :, None] - offset[others, 1]
             keep[row] &= ~(ex**2 + ey**2 <= neighbour_radii[near][others] ** 2).any(axis=1)
-    usable = (
-        complete & (keep.sum(axis=1) >= 0.5 * disc.sum(axis=1)) & ~(disc & (r2 <= 4.0) & ~keep).any(axis=1)
-    )
+    clear = keep.sum(axis=1) >= clear_fraction * disc.sum(axis=1)
+    usable = complete & clear & ~(disc & (r2 <= 4.0) & ~keep).any(axis=1)
     stars, keep, r2 = stars[usable], keep[usable], r2[usable]
     order = np.lexsort((r2, ~keep), axis=1)[:, : int(keep.sum(axis=1).max(initial=0))]
     core = int((keep & (r2 <= CORE_RADIUS**2)).sum(axis=1).max(initial=0))
@@ -489,12 +493,14 @@ def _misfits(
     return np.sum(np.where(inner, residual**2 / variance, 0.0), axis=1) / np.maximum(inner.sum(axis=1), 1)
 
 
-#: Radii, in half-light radii of the broader frame, of the pixels a star's profile is fitted to: the
-#: wider sees more of broad wings (beta 2), the narrower fits in among neighbours
-#: (:func:`frame_profile_fits`).
-PROFILE_RADII_HLR = (6.0, 4.0)
-#: Fewest stars whose own fits succeed within the wider radius for a frame's profile to be fitted there.
-MIN_WIDE_PROFILE_STARS = 30
+#: The pixels a star's profile is fitted to, tried in turn (:func:`frame_profile_fits`): the radius, in
+#: half-light radii of the broader frame, and the least share of them clear of neighbours. The wider
+#: sees more of broad wings (beta 2), the narrower fits in among neighbours, and the last fits a few
+#: more stars where neighbours crowd nearly every one.
+PROFILE_FIT_STEPS = ((6.0, 0.5), (4.0, 0.5), (4.0, 0.25))
+#: Fewest stars whose own fits succeed in a step of :data:`PROFILE_FIT_STEPS` for the frame's profile to
+#: be fitted there rather than in the next.
+MIN_PROFILE_FIT_STARS = 30
 
 
 #: Annulus, in units of the wider profile fit's radius, whose scatter tells a star on smooth sky
@@ -517,12 +523,12 @@ def on_smooth_sky(
     Nebulosity or a galaxy under a star curves its sky, and a profile fit
     takes the curvature for wing: it moves beta. So each star's sky is the
     annulus :data:`SMOOTH_SKY_ANNULUS` beyond the pixels the wider profile fit
-    sees (:data:`PROFILE_RADII_HLR`, in half-light radii ``broad``), neighbours
+    sees (:data:`PROFILE_FIT_STEPS`, in half-light radii ``broad``), neighbours
     masked (``mask``, ``own_radius``: :func:`nsgflow.neighbours.annulus_background`);
     a star is on smooth sky where that annulus's scatter is at most
     :data:`MAX_SKY_SCATTER` times the median star's in each frame.
     """
-    radius = PROFILE_RADII_HLR[0] * broad
+    radius = PROFILE_FIT_STEPS[0][0] * broad
     smooth = np.ones(len(x), dtype=bool)
     for data in frames:
         _, scatter, _ = annulus_background(
@@ -544,10 +550,10 @@ def frame_profile_fits(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """:func:`profile_fits` (joint) of each frame's stars ``rows`` of its ``stars``.
 
-    The pixels within the first of :data:`PROFILE_RADII_HLR` (half-light
+    The pixels within the first radius of :data:`PROFILE_FIT_STEPS` (half-light
     radii) of each star are fitted, or, where fewer than
-    :data:`MIN_WIDE_PROFILE_STARS` stars' own fits succeed there (neighbours
-    in many of those pixels: a crowded field), within the next; less a first
+    :data:`MIN_PROFILE_FIT_STARS` stars' own fits succeed there (neighbours
+    in many of those pixels: a crowded field), as the next step says; less a first
     background, the median of an annulus beyond them, neighbours masked
     (``mask``, ``own_radius``: :func:`nsgflow.neighbours.annulus_background`).
     ``radii`` are each catalog's neighbour radii
@@ -560,12 +566,14 @@ def frame_profile_fits(
     for (data, _), measured, chosen in zip(frames, stars, rows, strict=True):
         x, y = measured["x"].to_numpy()[chosen], measured["y"].to_numpy()[chosen]
         own = None if own_radius is None else own_radius[chosen]
-        for factor in PROFILE_RADII_HLR:
+        for factor, clear in PROFILE_FIT_STEPS:
             radius = factor * broad
             annulus = (1.5 * radius, 2.2 * radius)
             bkg, _, _ = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)
-            fit = profile_fits(data, x, y, bkg, radius, broad, neighbours, radii, joint=True)
-            if np.isfinite(fit[0]).all(axis=1).sum() >= MIN_WIDE_PROFILE_STARS:
+            fit = profile_fits(
+                data, x, y, bkg, radius, broad, neighbours, radii, joint=True, clear_fraction=clear
+            )
+            if np.isfinite(fit[0]).all(axis=1).sum() >= MIN_PROFILE_FIT_STARS:
                 break
         fits.append(fit)
     return fits
