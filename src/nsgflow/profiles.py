@@ -566,10 +566,13 @@ def frame_profile_fits(
     for (data, _), measured, chosen in zip(frames, stars, rows, strict=True):
         x, y = measured["x"].to_numpy()[chosen], measured["y"].to_numpy()[chosen]
         own = None if own_radius is None else own_radius[chosen]
+        backgrounds = {}  # steps of one radius share its background
         for factor, clear in PROFILE_FIT_STEPS:
             radius = factor * broad
-            annulus = (1.5 * radius, 2.2 * radius)
-            bkg, _, _ = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)
+            if factor not in backgrounds:
+                annulus = (1.5 * radius, 2.2 * radius)
+                backgrounds[factor] = annulus_background(data, x, y, *annulus, mask=mask, own_radius=own)[0]
+            bkg = backgrounds[factor]
             fit = profile_fits(
                 data, x, y, bkg, radius, broad, neighbours, radii, joint=True, clear_fraction=clear
             )
